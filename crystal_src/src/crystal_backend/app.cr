@@ -1,0 +1,121 @@
+module CrystalBackend
+  # The HTTP handler: routing, the three endpoints, error answers and the
+  # access log. Response bodies that never change are built once.
+  class App
+    include HTTP::Handler
+
+    ALLOW      = "GET, HEAD"
+    TEXT_PLAIN = "text/plain; charset=utf-8"
+    JSON_TYPE  = "application/json"
+    AccessLog  = ::Log.for("access")
+
+    getter az : String
+    getter code_hash : String
+    # Requests whose handler is currently running (the server is single-threaded).
+    getter in_flight = 0
+
+    def initialize(@az : String, @code_hash : String = CODE_HASH)
+      @hello_prefix = "Crystal backend: Hello! from #{@az} commit #{@code_hash} at "
+      @api_body = JSON.build do |json|
+        json.object do
+          json.field "from", "Crystal backend"
+          json.field "message", @az
+          json.field "commit", @code_hash
+        end
+      end
+      @draining = false
+    end
+
+    def call(context : HTTP::Server::Context) : Nil
+      started = Time.monotonic
+      @in_flight += 1
+      begin
+        # While draining, tell keep-alive clients to go elsewhere for the next request.
+        context.response.headers["Connection"] = "close" if @draining
+        route(context)
+      ensure
+        @in_flight -= 1
+        log_access(context, started)
+      end
+    end
+
+    def draining? : Bool
+      @draining
+    end
+
+    # Stop inviting keep-alive reuse; the caller closes the listener.
+    def start_draining : Nil
+      @draining = true
+    end
+
+    # Waits until no handler runs, but at least *grace* so requests that were
+    # already in socket buffers when draining started get read and answered.
+    # Returns false if handlers were still running at *timeout*.
+    def wait_until_drained(timeout : Time::Span, grace : Time::Span = Config::SHUTDOWN_GRACE) : Bool
+      start = Time.monotonic
+      loop do
+        elapsed = Time.monotonic - start
+        return true if @in_flight == 0 && elapsed >= grace
+        return false if elapsed >= timeout
+        sleep 5.milliseconds
+      end
+    end
+
+    private def route(context) : Nil
+      case context.request.path
+      when "/crystal", "/crystal/"         then get_only(context) { hello(context) }
+      when "/crystal/api", "/crystal/api/" then get_only(context) { api(context) }
+      when "/health"                       then get_only(context) { health(context) }
+      else                                      not_found(context)
+      end
+    end
+
+    private def get_only(context, &) : Nil
+      case context.request.method
+      when "GET", "HEAD" then yield
+      else                    method_not_allowed(context)
+      end
+    end
+
+    private def hello(context) : Nil
+      respond(context, TEXT_PLAIN, "#{@hello_prefix}#{Time.utc.to_unix_ms}")
+    end
+
+    private def api(context) : Nil
+      respond(context, JSON_TYPE, @api_body)
+    end
+
+    private def health(context) : Nil
+      respond(context, TEXT_PLAIN, "OK\n")
+    end
+
+    private def not_found(context) : Nil
+      respond(context, TEXT_PLAIN, "Not Found\n", :not_found)
+    end
+
+    private def method_not_allowed(context) : Nil
+      context.response.headers["Allow"] = ALLOW
+      respond(context, TEXT_PLAIN, "Method Not Allowed\n", :method_not_allowed)
+    end
+
+    # Sets status, type and length; sends the body unless this is a HEAD request.
+    # Request bodies are never read: the server closes the connection after the
+    # response if any declared body bytes are left unread.
+    private def respond(context, content_type : String, body : String,
+                        status : HTTP::Status = HTTP::Status::OK) : Nil
+      response = context.response
+      response.status = status
+      response.content_type = content_type
+      response.content_length = body.bytesize
+      response << body unless context.request.method == "HEAD"
+    end
+
+    private def log_access(context, started : Time::Span) : Nil
+      AccessLog.info &.emit("request",
+        method: context.request.method,
+        path: context.request.path,
+        status: context.response.status_code,
+        duration_ms: (Time.monotonic - started).total_milliseconds.round(3))
+    end
+  end
+end

@@ -1,0 +1,3 @@
+require "./crystal_backend"
+
+exit CrystalBackend.main
