@@ -1,0 +1,294 @@
+"""canary_stack.verify against real HTTP servers on 127.0.0.1, plus its pure parts."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+
+from canary_stack import verify
+from canary_stack.stats import wilson_interval
+from canary_stack.verify import NotTheService, classify, main, summarize
+
+# ----------------------------------------------------------------- Wilson
+
+
+def test_wilson_zero_successes_is_zero_to_z2_over_n_plus_z2():
+    low, high = wilson_interval(0, 200)
+    assert low == 0.0
+    z2 = 1.959963984540054**2
+    assert high == pytest.approx(z2 / (200 + z2))
+    assert round(high * 100, 1) == 1.9
+
+
+def test_wilson_all_successes_mirrors_zero():
+    low, high = wilson_interval(200, 200)
+    assert high == 1.0
+    assert low == pytest.approx(1 - wilson_interval(0, 200)[1])
+
+
+@pytest.mark.parametrize(
+    "k, n, low, high",
+    [
+        (10, 100, 0.05523, 0.17437),
+        (50, 100, 0.40383, 0.59617),
+        (1, 10, 0.01788, 0.40415),
+    ],
+)
+def test_wilson_known_values(k, n, low, high):
+    got = wilson_interval(k, n)
+    assert got[0] == pytest.approx(low, abs=5e-5)
+    assert got[1] == pytest.approx(high, abs=5e-5)
+
+
+def test_wilson_contains_point_estimate_and_narrows_with_n():
+    small = wilson_interval(10, 100)
+    large = wilson_interval(1000, 10000)
+    assert small[0] < 0.1 < small[1]
+    assert large[0] < 0.1 < large[1]
+    assert large[1] - large[0] < small[1] - small[0]
+
+
+@pytest.mark.parametrize("k, n", [(0, 0), (-1, 10), (11, 10)])
+def test_wilson_rejects_impossible_counts(k, n):
+    with pytest.raises(ValueError):
+        wilson_interval(k, n)
+
+
+# --------------------------------------------------------- classify/summary
+
+
+def test_classify_returns_commit_of_service_answer(answers):
+    assert classify(200, answers.json("ed106ce")) == "ed106ce"
+
+
+@pytest.mark.parametrize(
+    "status, body, reason",
+    [
+        (503, b'{"from":"Crystal backend","commit":"x"}', "HTTP 503"),
+        (200, b"<html><body>hello</body></html>", "not JSON"),
+        (200, b"[1, 2]", "not a JSON object"),
+        (200, b'{"from":"nginx","commit":"x"}', "nginx"),
+        (200, b'{"from":"Crystal backend","message":"a"}', "no \"commit\""),
+        (200, b'{"from":"Crystal backend","commit":""}', "no \"commit\""),
+    ],
+)
+def test_classify_rejects_what_is_not_the_service(status, body, reason):
+    with pytest.raises(NotTheService, match=reason):
+        classify(status, body)
+
+
+def test_summarize_counts_sorted_share_and_errors():
+    outcomes = [("ok", "ed106ce")] * 18 + [("ok", "CANARY")] * 2 + [("error", "HTTP 502")]
+    summary = summarize(outcomes, requests=21, canary_commit="CANARY")
+    assert list(summary.counts.items()) == [("CANARY", 2), ("ed106ce", 18)]
+    assert summary.answered == 20 and summary.failed == 1 and summary.canary == 2
+    assert summary.share == pytest.approx(0.1)
+    assert summary.interval == wilson_interval(2, 20)
+    assert summary.errors == {"HTTP 502": 1}
+    assert not summary.too_many_errors  # 1 failure tolerated
+
+
+# ------------------------------------------------------- CLI, real servers
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(err: str, *fragments: str):
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_ten_percent_router_accepts_expect_10(http_server, answers, capsys):
+    server = http_server(answers.every_nth_canary(10))
+    code, out, err = run(capsys, server.url, "--requests", 200, "--expect", 10)
+    assert code == 0, out + err
+    assert server.count == 200
+    assert set(server.paths) == {"/crystal/api"}
+    assert "commit CANARY: 20\ncommit ed106ce: 180\n" in out
+    assert "10.0%" in out and "[6.6%, 14.9%]" in out
+    assert out.splitlines()[-1].startswith("PASS")
+
+
+def test_ten_percent_router_rejects_expect_60(http_server, answers, capsys):
+    server = http_server(answers.every_nth_canary(10))
+    code, out, err = run(capsys, server.url + "/", "--requests", 200, "--expect", 60,
+                         "--concurrency", 16)
+    assert code == 1
+    assert server.paths[0] == "/crystal/api"  # the trailing slash is not doubled
+    verdict = out.splitlines()[-1]
+    assert verdict.startswith("FAIL") and "60%" in verdict
+
+
+def test_without_expect_only_measures(http_server, answers, capsys):
+    server = http_server(answers.every_nth_canary(4))
+    code, out, _ = run(capsys, server.url, "--requests", 40)
+    assert code == 0
+    assert "commit CANARY: 10" in out and "25.0%" in out
+    assert "PASS" not in out and "FAIL" not in out
+
+
+def test_zero_share_accepts_0_and_rejects_5(http_server, answers, capsys):
+    server = http_server(lambda n: (200, "application/json", answers.json("ed106ce")))
+    assert run(capsys, server.url, "--requests", 100, "--expect", 0)[0] == 0
+    code, out, _ = run(capsys, server.url, "--requests", 100, "--expect", 5)
+    assert code == 1
+    assert "[0.0%, 3.7%]" in out
+
+
+def test_custom_canary_commit(http_server, answers, capsys):
+    server = http_server(lambda n: (200, "application/json", answers.json("abc123")))
+    code, out, _ = run(capsys, server.url, "--requests", 20, "--canary-commit", "abc123",
+                       "--expect", 100)
+    assert code == 0
+    assert "canary share (abc123): 100.0%" in out
+
+
+def test_dead_url_exits_2_with_one_line(dead_url, capsys):
+    code, out, err = run(capsys, dead_url, "--requests", 50)
+    assert code == 2
+    assert out == ""
+    assert_one_line_error(err, dead_url + "/crystal/api", "cannot connect")
+
+
+def test_html_answer_is_not_the_service(http_server, capsys):
+    server = http_server(lambda n: (200, "text/html", b"<html><body>It works!</body></html>"))
+    code, out, err = run(capsys, server.url, "--requests", 30)
+    assert code == 2 and out == ""
+    assert_one_line_error(err, "not the Crystal service", "not JSON")
+
+
+def test_other_json_service_is_rejected(http_server, capsys):
+    server = http_server(lambda n: (200, "application/json", b'{"from":"nginx","commit":"x"}'))
+    code, _, err = run(capsys, server.url, "--requests", 10)
+    assert code == 2
+    assert_one_line_error(err, "nginx")
+
+
+def test_non_200_is_rejected(http_server, capsys):
+    server = http_server(lambda n: (503, "text/plain", b"unavailable"))
+    code, _, err = run(capsys, server.url, "--requests", 10)
+    assert code == 2
+    assert_one_line_error(err, "HTTP 503")
+
+
+def test_few_failures_are_reported_but_tolerated(http_server, answers, capsys):
+    # 2 of 200 fail: within the 5 % budget; the share is computed over the 198 answers.
+    def answer(n):
+        if n in (3, 150):
+            return 502, "text/plain", b"bad gateway"
+        return answers.every_nth_canary(10)(n)
+
+    server = http_server(answer)
+    code, out, _ = run(capsys, server.url, "--requests", 200, "--expect", 10, "--concurrency", 1)
+    assert code == 0
+    assert "200 sent, 198 answered, 2 failed" in out
+    assert "errors: not the Crystal service: HTTP 502 x2" in out
+
+
+def test_too_many_failures_exit_2(http_server, answers, capsys):
+    # every 10th request fails: 10 % > 5 % budget -> not measurable
+    def answer(n):
+        if n % 10 == 5:
+            return 502, "text/plain", b"bad gateway"
+        return answers.every_nth_canary(10)(n)
+
+    server = http_server(answer)
+    code, out, err = run(capsys, server.url, "--requests", 400, "--concurrency", 1)
+    assert code == 2 and out == ""
+    assert_one_line_error(err, "requests failed", "more than the 20 tolerated", "HTTP 502")
+    assert server.count < 400  # stopped as soon as the budget was exceeded
+
+
+def test_timeout_is_an_error(http_server, answers, capsys):
+    import time
+
+    def slow(n):
+        time.sleep(1.0)
+        return 200, "application/json", answers.json("ed106ce")
+
+    server = http_server(slow)
+    started = time.monotonic()
+    code, _, err = run(capsys, server.url, "--requests", 100, "--timeout", 0.2,
+                       "--concurrency", 4)
+    assert code == 2
+    assert_one_line_error(err, "timed out after 0.2s")
+    assert time.monotonic() - started < 3  # gave up early instead of 100 timeouts
+
+
+class TtyStream(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_goes_to_stderr_and_stdout_stays_clean(http_server, answers):
+    server = http_server(answers.every_nth_canary(10))
+    out, err = io.StringIO(), TtyStream()
+    code = main([server.url, "--requests", "200"], stdout=out, stderr=err)
+    assert code == 0
+    assert "\r200/200 requests, 0 failed\n" in err.getvalue()
+    assert err.getvalue().count("\r") >= 10  # a live counter, not just the final line
+    assert "\r" not in out.getvalue() and "requests, 0 failed" not in out.getvalue()
+
+
+def test_progress_without_tty_is_one_line_per_ten_percent_for_long_runs():
+    stream = io.StringIO()
+    progress = verify.Progress(1000, stream)
+    for done in range(1, 1001):
+        progress.update(done, failed=0)
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "verify: 10% (100/1000), 0 failed"
+    assert len(lines) == 10 and lines[-1] == "verify: 100% (1000/1000), 0 failed"
+
+
+def test_short_runs_without_tty_print_no_progress():
+    stream = io.StringIO()
+    progress = verify.Progress(200, stream)
+    for done in range(1, 201):
+        progress.update(done, failed=0)
+    progress.close()
+    assert stream.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--requests", "0"], ["--requests", "'0'", "1 to 100000"]),
+        (["--requests", "100001"], ["--requests", "'100001'", "1 to 100000"]),
+        (["--requests", "ten"], ["--requests", "'ten'"]),
+        (["--expect", "101"], ["--expect", "'101'", "0 to 100"]),
+        (["--expect", "-1"], ["--expect", "'-1'", "0 to 100"]),
+        (["--expect", "nan"], ["--expect", "'nan'"]),
+        (["--concurrency", "65"], ["--concurrency", "'65'", "1 to 64"]),
+        (["--concurrency", "0"], ["--concurrency", "'0'"]),
+        (["--timeout", "0"], ["--timeout", "'0'", "greater than 0"]),
+    ],
+)
+def test_bad_arguments_exit_2_naming_the_parameter(args, fragments, capsys):
+    code, out, err = run(capsys, "http://127.0.0.1:9", *args)
+    assert code == 2 and out == ""
+    assert_one_line_error(err, *fragments)
+
+
+def test_bad_url_is_rejected(capsys):
+    code, _, err = run(capsys, "ftp://example")
+    assert code == 2
+    assert_one_line_error(err, "URL", "'ftp://example'")
+
+
+def test_help_documents_failure_policy(capsys):
+    with pytest.raises(SystemExit) as exc:
+        verify.build_parser().parse_args(["--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "more than 5% failures" in text
+    assert "5 %" in verify.__doc__ and math.isclose(verify.MAX_ERROR_FRACTION, 0.05)
