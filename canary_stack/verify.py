@@ -72,11 +72,16 @@ class NotTheService(Exception):
     """An answer arrived, but it is not the Crystal service's JSON."""
 
 
+class UsageError(Exception):
+    """A bad argument; the message is one line naming parameter, value and allowed range."""
+
+
 class OneLineArgumentParser(argparse.ArgumentParser):
-    """argparse, but usage errors are a single line on stderr (exit 2)."""
+    """argparse, but a usage error raises UsageError("PROG: error: ...") as one line
+    instead of printing the usage block, so main() decides where it goes (exit 2)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_ERROR, f"{self.prog}: error: {one_line(message)}\n")
+        raise UsageError(f"{self.prog}: error: {one_line(message)}")
 
 
 def one_line(text: str) -> str:
@@ -410,7 +415,10 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse exits for --help and usage errors
+    except UsageError as exc:
+        err.write(f"{exc}\n")
+        return EXIT_ERROR
+    except SystemExit as exc:  # --help
         return int(exc.code or 0)
     if not args.canary_commit.strip():
         err.write(f"{parser.prog}: error: argument --canary-commit: must not be empty, got ''\n")
