@@ -1,0 +1,473 @@
+"""Step the canary through traffic weights, watching its alarms, rolling back on trouble.
+
+    python -m canary_stack.rollout --steps 10,25,50,100 --bake SECONDS
+        [--verify-requests N --url URL] [--promote] [--dry-run]
+        [--stack-name CrystalCanary] [--poll SECONDS] [--canary-commit CANARY]
+
+For each weight W in --steps:
+
+1. deploy:  node_modules/.bin/cdk deploy STACK --require-approval never
+            --no-notices -c canaryWeight=W        (run from the repo root)
+2. bake:    for --bake seconds, every --poll seconds, read the canary alarms
+            (CloudWatch alarms whose names start with "STACK-canary-") and
+            print their states;
+3. verify:  with --url and --verify-requests, measure the live split with
+            canary_stack.verify --expect W.
+
+An alarm in state ALARM, a failed verify, a failed deploy or alarms that
+cannot be read at the end of a bake roll the canary back (deploy with
+canaryWeight=0) and exit 1.
+
+Before the first deploy the alarms must exist (else exit 2: an unmonitored
+rollout must not start) and none may already be in ALARM (exit 2).
+
+--promote (the last step must be 100): after the last step passed, deploy
+with -c canaryWeight=0 -c productionImage=canary, making the canary image
+production and taking the canary out of the traffic path.
+
+--dry-run: print the plan and, for each step, the CloudFormation diff from
+`python -m canary_stack.offline_diff --from PREV --to W`, where PREV starts
+at the weight committed in cdk.json (context canaryWeight, default 0).
+Nothing is deployed and AWS is not contacted.
+
+Ctrl-C never starts another deploy: the tool says which weight the stack is
+at (or that a deploy was interrupted and the state is unknown, with the
+`make deploy WEIGHT=...` to run) and exits 130.
+
+Exit codes: 0 done, 1 rolled back / deploy failed, 2 bad arguments or
+precondition, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence, TextIO
+
+from canary_stack import verify
+from canary_stack.verify import OneLineArgumentParser, bounded_float, bounded_int, one_line
+from canary_stack.verify import UsageError as ArgumentsError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CDK = "node_modules/.bin/cdk"
+DEFAULT_STACK = "CrystalCanary"
+DEFAULT_POLL = 30.0
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+ALARM = "ALARM"
+
+
+class Runner(Protocol):
+    """Runs a command from the repo root. capture_output=False streams its output."""
+
+    def run(
+        self, argv: Sequence[str], *, capture_output: bool = False
+    ) -> subprocess.CompletedProcess[str]: ...
+
+
+class SubprocessRunner:
+    def __init__(self, cwd: Path):
+        self.cwd = cwd
+
+    def run(
+        self, argv: Sequence[str], *, capture_output: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            list(argv), cwd=self.cwd, text=True, capture_output=capture_output, check=False
+        )
+
+
+# --------------------------------------------------------------- commands
+
+
+def deploy_argv(stack: str, weight: int) -> list[str]:
+    return [CDK, "deploy", stack, "--require-approval", "never", "--no-notices",
+            "-c", f"canaryWeight={weight}"]
+
+
+def promote_argv(stack: str) -> list[str]:
+    return deploy_argv(stack, 0) + ["-c", "productionImage=canary"]
+
+
+def diff_argv(previous: int, weight: int) -> list[str]:
+    return [sys.executable, "-m", "canary_stack.offline_diff",
+            "--from", str(previous), "--to", str(weight)]
+
+
+# ------------------------------------------------------------ validation
+
+
+class UsageError(Exception):
+    """Bad arguments or an unmet precondition: exit 2, nothing deployed."""
+
+
+class CheckFailed(Exception):
+    """The canary failed a check: roll back."""
+
+
+class DeployFailed(Exception):
+    pass
+
+
+def parse_steps(raw: str) -> list[int]:
+    allowed = "comma-separated whole numbers from 0 to 100, strictly increasing"
+    items = [item.strip() for item in raw.split(",")]
+    steps: list[int] = []
+    for item in items:
+        if not re.fullmatch(r"[0-9]{1,3}", item) or int(item) > 100:
+            raise argparse.ArgumentTypeError(f"must be {allowed}; {item!r} is not, in {raw!r}")
+        steps.append(int(item))
+    for before, after in zip(steps, steps[1:]):
+        if after <= before:
+            raise argparse.ArgumentTypeError(
+                f"must be {allowed}; {after} follows {before}, in {raw!r}"
+            )
+    return steps
+
+
+def parse_stack_name(raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,127}", raw):
+        raise argparse.ArgumentTypeError(
+            "must be a CloudFormation stack name (a letter, then up to 127 letters, digits "
+            f"or '-'), got {raw!r}"
+        )
+    return raw
+
+
+def committed_weight(repo_root: Path) -> int:
+    """context.canaryWeight of cdk.json in the repo root (0 when absent)."""
+    path = repo_root / "cdk.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot read cdk.json: {one_line(err)}") from None
+    context = config.get("context") if isinstance(config, dict) else None
+    value: Any = context.get("canaryWeight", 0) if isinstance(context, dict) else 0
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,3}", value.strip()):
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise UsageError(
+            f"cdk.json context canaryWeight must be a whole number from 0 to 100, got {value!r}"
+        )
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineArgumentParser(
+        prog="python -m canary_stack.rollout",
+        description="Deploy the canary at increasing weights, bake each step while watching "
+        "its CloudWatch alarms (and optionally the measured split), roll back to weight 0 on "
+        "a firing alarm or failed check.",
+        epilog="Exit codes: 0 done, 1 rolled back or deploy failed, 2 bad arguments or "
+        "precondition (e.g. no canary alarms), 130 interrupted (no further deploy is started).",
+    )
+    parser.add_argument("--steps", type=parse_steps, required=True, metavar="W1,W2,...",
+                        help="canary weights in percent, e.g. 10,25,50,100")
+    parser.add_argument("--bake", type=bounded_float(0, math.inf), required=True,
+                        metavar="SECONDS", help="time to watch each step before the next")
+    parser.add_argument("--poll", type=bounded_float(0, 3600, low_inclusive=False),
+                        default=DEFAULT_POLL, metavar="SECONDS",
+                        help=f"alarm polling interval during a bake (default {DEFAULT_POLL:g})")
+    parser.add_argument("--verify-requests", type=bounded_int(1, verify.MAX_REQUESTS),
+                        metavar="N", help="after each bake, measure the split with N requests "
+                        "(needs --url)")
+    parser.add_argument("--url", type=verify.parse_url, metavar="URL",
+                        help="base URL of the service for --verify-requests")
+    parser.add_argument("--canary-commit", default=verify.DEFAULT_CANARY_COMMIT,
+                        metavar="CANARY", help="commit value of the canary, passed to verify")
+    parser.add_argument("--promote", action="store_true",
+                        help="after the last step (must be 100), make the canary image production")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the plan and the offline diff of each step; deploy nothing")
+    parser.add_argument("--stack-name", type=parse_stack_name, default=DEFAULT_STACK,
+                        metavar="NAME", help=f"stack to deploy (default {DEFAULT_STACK})")
+    return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    if (args.url is None) != (args.verify_requests is None):
+        given, missing = ("--url", "--verify-requests") if args.url else ("--verify-requests", "--url")
+        parser.error(f"argument {given}: needs {missing} as well")
+    if args.promote and args.steps[-1] != 100:
+        parser.error(f"argument --promote: the last step must be 100, got {args.steps[-1]}")
+    return args
+
+
+# -------------------------------------------------------------- the rollout
+
+
+@dataclass
+class Rollout:
+    args: argparse.Namespace
+    runner: Runner
+    cloudwatch: Any
+    sleep: Callable[[float], None]
+    monotonic: Callable[[], float]
+    out: TextIO
+    err: TextIO
+    last_good: int | None = None  # weight of the last deploy that completed successfully
+    deploying: str | None = None  # what is being deployed right now
+    rolling_back: bool = False
+    promoted: bool = False
+    alarm_names: list[str] = field(default_factory=list)
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.args.stack_name}-canary-"
+
+    def say(self, line: str) -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
+
+    # -- AWS -----------------------------------------------------------------
+
+    def alarm_states(self) -> list[tuple[str, str]]:
+        states: list[tuple[str, str]] = []
+        paginator = self.cloudwatch.get_paginator("describe_alarms")
+        for page in paginator.paginate(
+            AlarmNamePrefix=self.prefix, AlarmTypes=["MetricAlarm", "CompositeAlarm"]
+        ):
+            for alarm in page.get("MetricAlarms", []) + page.get("CompositeAlarms", []):
+                states.append((alarm["AlarmName"], alarm["StateValue"]))
+        return sorted(states)
+
+    # -- deploys -------------------------------------------------------------
+
+    def deploy(self, argv: list[str], what: str) -> None:
+        self.say("$ " + " ".join(argv))
+        self.deploying = what
+        try:
+            result = self.runner.run(argv)
+        except OSError as err:
+            raise DeployFailed(f"deploy of {what} could not start: {one_line(err)}") from None
+        if result.returncode != 0:
+            raise DeployFailed(f"deploy of {what} failed (exit {result.returncode})")
+        self.deploying = None
+
+    def deploy_weight(self, weight: int) -> None:
+        self.deploy(deploy_argv(self.args.stack_name, weight), str(weight))
+        self.last_good = weight
+
+    def rollback(self, reason: str) -> int:
+        self.say(f"ROLLBACK: {reason}")
+        self.say("rolling back: deploying canaryWeight=0")
+        self.rolling_back = True
+        try:
+            self.deploy_weight(0)
+        except DeployFailed as err:
+            self.say(f"ROLLBACK FAILED: {err}; the stack's weight is unknown, "
+                     "run `make deploy WEIGHT=0`")
+            return EXIT_FAILED
+        self.say(f"rolled back: the stack is at canary weight 0 (reason: {reason})")
+        return EXIT_FAILED
+
+    # -- checks --------------------------------------------------------------
+
+    def check_alarms(self, label: str) -> bool:
+        """Poll once; raise CheckFailed on ALARM. Returns False if the alarms could not be read."""
+        try:
+            states = self.alarm_states()
+        except Exception as err:  # botocore raises many unrelated types; all mean "unknown"
+            self.say(f"  {label}; WARNING: cannot read alarms: {one_line(err)}")
+            return False
+        if not states:
+            raise CheckFailed(f"no canary alarms found for prefix {self.prefix} any more")
+        self.say(f"  {label}; alarms: " + ", ".join(f"{n}={s}" for n, s in states))
+        firing = [name for name, state in states if state == ALARM]
+        if firing:
+            raise CheckFailed(f"alarm {', '.join(firing)} is in state ALARM")
+        return True
+
+    def bake(self, index: int, total: int, weight: int) -> None:
+        bake, poll = self.args.bake, self.args.poll
+        deadline = self.monotonic() + bake
+        while True:
+            remaining = max(0.0, deadline - self.monotonic())
+            label = f"[step {index}/{total} weight {weight}%] bake {math.ceil(remaining)}s left"
+            readable = self.check_alarms(label)
+            if remaining <= 0:
+                break
+            self.sleep(min(poll, remaining))
+        if not readable:
+            raise CheckFailed(f"alarm states could not be read at the end of the bake at weight {weight}")
+
+    def verify(self, weight: int) -> None:
+        if self.args.url is None:
+            return
+        self.say(f"  verifying the split at {self.args.url}: {self.args.verify_requests} "
+                 f"requests, expecting {weight}%")
+        code = verify.main(
+            [self.args.url, "--requests", str(self.args.verify_requests),
+             "--expect", str(weight), "--canary-commit", self.args.canary_commit],
+            stdout=self.out, stderr=self.err,
+        )
+        if code == verify.EXIT_INTERRUPTED:
+            raise KeyboardInterrupt
+        if code == verify.EXIT_OUTSIDE:
+            raise CheckFailed(f"verify at weight {weight}: the measured canary share does not "
+                              f"match {weight}%")
+        if code != verify.EXIT_OK:
+            raise CheckFailed(f"verify at weight {weight}: the service could not be measured "
+                              f"(verify exit {code})")
+
+    # -- flow ----------------------------------------------------------------
+
+    def preflight(self) -> None:
+        try:
+            states = self.alarm_states()
+        except Exception as err:
+            raise UsageError(f"cannot read CloudWatch alarms: {one_line(err)}") from None
+        if not states:
+            raise UsageError(f"no canary alarms found for prefix {self.prefix}; "
+                             "an unmonitored rollout must not proceed")
+        firing = [name for name, state in states if state == ALARM]
+        if firing:
+            raise UsageError(f"alarm {', '.join(firing)} is already in state ALARM; "
+                             "not starting a rollout")
+        self.alarm_names = [name for name, _ in states]
+
+    def print_plan(self, dry_run: bool, committed: int | None = None) -> None:
+        a = self.args
+        self.say(f"rollout plan for stack {a.stack_name}" + (" (dry run: nothing is deployed)" if dry_run else ""))
+        if committed is not None:
+            self.say(f"  committed weight (cdk.json): {committed}")
+        watched = ", ".join(self.alarm_names) if self.alarm_names else f"{self.prefix}*"
+        checks = f"alarms {watched} every {a.poll:g}s"
+        if a.url:
+            checks += f"; then verify {a.verify_requests} requests to {a.url} expecting W%"
+        for i, weight in enumerate(a.steps, 1):
+            self.say(f"  step {i}/{len(a.steps)}: canaryWeight={weight}, bake {a.bake:g}s, "
+                     f"checks: {checks.replace('W%', f'{weight}%')}")
+        if a.promote:
+            self.say("  then promote: canaryWeight=0 with productionImage=canary")
+        self.say("  on a firing alarm, failed verify or failed deploy: deploy canaryWeight=0 and stop")
+
+    def dry_run(self, repo_root: Path) -> int:
+        committed = committed_weight(repo_root)
+        self.print_plan(dry_run=True, committed=committed)
+        previous, total = committed, len(self.args.steps)
+        for i, weight in enumerate(self.args.steps, 1):
+            argv = diff_argv(previous, weight)
+            self.say(f"--- step {i}/{total}: diff canaryWeight {previous} -> {weight} ---")
+            try:
+                result = self.runner.run(argv, capture_output=True)
+            except OSError as err:
+                raise UsageError(f"cannot run offline diff: {one_line(err)}") from None
+            if result.returncode != 0:
+                if result.stderr:
+                    self.err.write(result.stderr if result.stderr.endswith("\n") else result.stderr + "\n")
+                raise UsageError(f"offline diff {previous} -> {weight} failed (exit {result.returncode})")
+            if result.stdout:
+                self.out.write(result.stdout if result.stdout.endswith("\n") else result.stdout + "\n")
+            previous = weight
+        if self.args.promote:
+            self.say("--- promotion (productionImage=canary) is not diffed: offline_diff compares weights ---")
+        return EXIT_OK
+
+    def run(self) -> int:
+        self.preflight()
+        self.print_plan(dry_run=False)
+        steps = self.args.steps
+        try:
+            for i, weight in enumerate(steps, 1):
+                self.say(f"== step {i}/{len(steps)}: canary weight {weight}% ==")
+                self.deploy_weight(weight)
+                self.bake(i, len(steps), weight)
+                self.verify(weight)
+                self.say(f"step {i}/{len(steps)} passed: canary weight {weight}%")
+        except DeployFailed as err:
+            return self.rollback(str(err))
+        except CheckFailed as err:
+            return self.rollback(str(err))
+        if self.args.promote:
+            self.say("promoting: deploying the canary image as production (productionImage=canary) "
+                     "and setting canary weight back to 0")
+            try:
+                self.deploy(promote_argv(self.args.stack_name), "the promotion")
+            except DeployFailed as err:
+                self.say(f"PROMOTION FAILED: {err}; CloudFormation rolls a failed update back, so "
+                         "the stack should still be at canary weight 100 with the old production image")
+                return EXIT_FAILED
+            self.promoted = True
+            self.last_good = 0
+            self.say("promoted: production runs the canary image, canary weight 0")
+        else:
+            self.say(f"rollout complete: the stack is at canary weight {steps[-1]}%")
+        return EXIT_OK
+
+    def interrupted(self) -> int:
+        if self.deploying is not None:
+            advice = 0 if self.rolling_back or self.last_good is None else self.last_good
+            self.say(f"INTERRUPTED: the stack is at unknown: deploy of {self.deploying} was "
+                     f"interrupted (CloudFormation may still be applying it). Check the stack, "
+                     f"then run `make deploy WEIGHT={advice}`")
+        elif self.last_good is None:
+            self.say("INTERRUPTED before any deploy: the stack was not changed")
+        else:
+            state = " (promoted)" if self.promoted else ""
+            self.say(f"INTERRUPTED: no further deploy started; the stack is at canary weight "
+                     f"{self.last_good}{state} (last completed deploy). To take the canary out "
+                     "of traffic: `make deploy WEIGHT=0`")
+        return EXIT_INTERRUPTED
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    runner: Runner | None = None,
+    cloudwatch: Any = None,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+    repo_root: Path | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parse_args(parser, argv)
+    except ArgumentsError as exc:
+        err.write(f"{exc}\n")
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    root = repo_root or REPO_ROOT
+    rollout = Rollout(args=args, runner=runner or SubprocessRunner(root), cloudwatch=cloudwatch,
+                      sleep=sleep, monotonic=monotonic, out=out, err=err)
+    try:
+        if args.dry_run:
+            return rollout.dry_run(root)
+        if rollout.cloudwatch is None:
+            try:
+                import boto3
+
+                rollout.cloudwatch = boto3.client("cloudwatch")
+            except Exception as exc:
+                raise UsageError(f"cannot create a CloudWatch client: {one_line(exc)}") from None
+        return rollout.run()
+    except UsageError as exc:
+        err.write(f"rollout: error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        if args.dry_run:
+            out.write("INTERRUPTED: dry run, nothing was deployed\n")
+            return EXIT_INTERRUPTED
+        return rollout.interrupted()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
