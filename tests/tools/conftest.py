@@ -151,7 +151,7 @@ def answers():
 
 @pytest.fixture
 def put_alarm(aws):
-    """Create a metric alarm (state INSUFFICIENT_DATA, like a fresh real one) in moto."""
+    """Create a metric alarm in moto (moto starts it in state OK)."""
 
     def put(name: str) -> None:
         _put_alarm(aws, name)
