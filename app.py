@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""The CDK app's entry point, and the only place that reads context or the environment.
+
+It parses the context once into a typed `CanaryConfig` (canary_stack/config.py) and hands plain
+values down. A bad value stops synthesis with one line, exit code 2 and no template.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+
+def prepare_toolchain(environ: "os._Environ[str] | dict[str, str]" = os.environ) -> None:
+    """Sets up the Node.js side of the CDK before jsii starts it (that is, before aws_cdk is imported).
+
+    cdk-docker-image-deployment bundles its Lambda handlers with esbuild at synth time:
+    * esbuild comes from this project's node_modules (package-lock.json pins it), so it is put on
+      PATH even when the app is run as `python app.py` rather than through `npx cdk`;
+    * the handler sources live in jsii's temporary directory, and bundling refuses an entry point
+      outside the project root (the one holding package-lock.json): "entryPath ... should be under
+      projectRoot". jsii's temporary directory is therefore kept inside the project.
+    """
+    tmp = ROOT / ".cdk-tmp"
+    tmp.mkdir(exist_ok=True)
+    environ["TMPDIR"] = str(tmp)
+    node_bin = str(ROOT / "node_modules" / ".bin")
+    if node_bin not in environ.get("PATH", "").split(os.pathsep):
+        environ["PATH"] = node_bin + os.pathsep + environ.get("PATH", "")
+    # The library calls a deprecated CDK API (GrantOnPrincipalOptions#scope) on every synth; that
+    # is its to fix, and the warning would bury ours.
+    environ.setdefault("JSII_DEPRECATED", "quiet")
+    # jsii prints a banner on Node.js 20 (out of its support since 2026-10-30) on every run. Synthesis
+    # works on it; the README recommends Node.js 22+.
+    environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+
+prepare_toolchain()
+
+import aws_cdk as cdk  # noqa: E402  (must come after prepare_toolchain)
+
+from canary_stack.config import CanaryConfig, ConfigError  # noqa: E402
+from canary_stack.constants import STACK_NAME  # noqa: E402
+from canary_stack.stack import CanaryStack  # noqa: E402
+
+
+def create_app(*, context: dict | None = None, outdir: str | None = None) -> cdk.App:
+    """The App every synthesis uses, `cdk synth` and the tests alike (they pass cdk.json's context)."""
+    return cdk.App(
+        context=context,
+        outdir=outdir,
+        # CDK's built-in validator costs ~10 s of WASM start-up on every synth (every weight step);
+        # cfn-lint checks every synthesized template in the test run instead, with the same rules.
+        builtin_cloud_formation_validation=False,
+    )
+
+
+def build(app: cdk.App) -> CanaryStack:
+    """Parses the app's context and adds the stacks to it. Raises ConfigError on bad input."""
+    config = CanaryConfig.from_context(app.node.try_get_context, keys=list(app.node.get_all_context()))
+    return CanaryStack(
+        app,
+        STACK_NAME,
+        config=config,
+        description=f"Crystal canary on ECS Fargate, {config.canary_weight}% to the canary ({config.traffic_router})",
+    )
+
+
+def main() -> int:
+    app = create_app()
+    try:
+        build(app)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    app.synth()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Fixed facts of the deployment, one place. What users may change is in config.py instead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import aws_logs as logs
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CRYSTAL_SRC = PROJECT_ROOT / "crystal_src"
+
+APP_PORT = 3000  # the Crystal service (PORT in crystal_src)
+GATEWAY_PORT = 8080  # the App Mesh virtual gateway's listener
+HEALTH_PATH = "/health"
+
+# App Mesh's Envoy, pinned: an unpinned tag would change the proxy under a running canary.
+ENVOY_IMAGE = "public.ecr.aws/appmesh/aws-appmesh-envoy:v1.29.6.0-prod"
+ENVOY_UID = 1337  # Envoy's user; its own traffic must bypass the iptables redirect
+ENVOY_INGRESS_PORT = 15000
+ENVOY_EGRESS_PORT = 15001
+ENVOY_ADMIN_PORT = 9901
+# The ECS task metadata and instance metadata endpoints must not go through the proxy.
+ENVOY_EGRESS_IGNORED_IPS = ("169.254.170.2", "169.254.169.254")
+
+# The workshop's names, kept so its CLI commands and dashboards still find things.
+MESH_NAME = "appmesh-workshop"
+NAMESPACE_NAME = "appmeshworkshop.pvt.local"
+PRODUCTION_NODE = "crystal-sd-vanilla"
+CANARY_NODE = "crystal-sd-epoch"
+ROUTER_NAME = "crystal-router"
+ROUTE_NAME = "crystal-route"
+VIRTUAL_SERVICE_NAME = f"crystal.{NAMESPACE_NAME}"
+GATEWAY_NAME = "crystal-gateway"
+
+# Testers reach the canary at any weight with this header (the workshop's header route).
+CANARY_HEADER = "canary_fleet"
+CANARY_HEADER_VALUE = "true"
+
+LOG_RETENTION = logs.RetentionDays.ONE_MONTH  # every log group: long enough to compare a canary
+STACK_NAME = "CrystalCanary"
+PIPELINE_STACK_NAME = "CrystalCanaryPipeline"

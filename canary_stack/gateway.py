@@ -1,0 +1,80 @@
+"""The App Mesh ingress: a virtual gateway's Envoy on Fargate behind the public load balancer."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_appmesh as appmesh
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from canary_stack.constants import GATEWAY_PORT, HEALTH_PATH, LOG_RETENTION
+from canary_stack.ingress import PublicEntrypoint
+from canary_stack.service import envoy_container
+
+
+class MeshGateway(Construct):
+    """Runs the virtual gateway's Envoy and makes it the load balancer's default target."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        cluster: ecs.ICluster,
+        gateway: appmesh.IVirtualGateway,
+        entrypoint: PublicEntrypoint,
+        desired_count: int = 1,
+    ) -> None:
+        super().__init__(scope, id)
+        self.log_group = logs.LogGroup(self, "Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY)
+        self.task_definition = ecs.FargateTaskDefinition(self, "Task", cpu=256, memory_limit_mib=512)
+        self.envoy = envoy_container(
+            self.task_definition,
+            resource_arn=gateway.virtual_gateway_arn,
+            log_group=self.log_group,
+            read_only=False,
+        )
+        self.envoy.add_port_mappings(ecs.PortMapping(container_port=GATEWAY_PORT, name="gateway"))
+        gateway.grant_stream_aggregated_resources(self.task_definition.task_role)
+
+        self.security_group = ec2.SecurityGroup(
+            self, "SecurityGroup", vpc=cluster.vpc, description="App Mesh gateway tasks", allow_all_outbound=True
+        )
+        self.security_group.add_ingress_rule(
+            entrypoint.security_group, ec2.Port.tcp(GATEWAY_PORT), "From the public load balancer"
+        )
+        self.service = ecs.FargateService(
+            self,
+            "Service",
+            cluster=cluster,
+            task_definition=self.task_definition,
+            desired_count=desired_count,
+            min_healthy_percent=100,
+            max_healthy_percent=200,
+            assign_public_ip=False,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            security_groups=[self.security_group],
+            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+        )
+        entrypoint.security_group.add_egress_rule(
+            self.security_group, ec2.Port.tcp(GATEWAY_PORT), "To the App Mesh gateway"
+        )
+        self.target_group = elbv2.ApplicationTargetGroup(
+            self,
+            "Targets",
+            vpc=cluster.vpc,
+            port=GATEWAY_PORT,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            target_type=elbv2.TargetType.IP,
+            targets=[self.service.load_balancer_target(container_name="envoy", container_port=GATEWAY_PORT)],
+            # Through the gateway to the service's /health: the load balancer sees what users see.
+            health_check=elbv2.HealthCheck(
+                path=HEALTH_PATH, interval=Duration.seconds(10), healthy_threshold_count=2,
+                unhealthy_threshold_count=3, timeout=Duration.seconds(5),
+            ),
+            deregistration_delay=Duration.seconds(30),
+        )
+        entrypoint.listener.add_target_groups("Gateway", target_groups=[self.target_group])

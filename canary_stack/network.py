@@ -1,0 +1,54 @@
+"""The VPC, the ECS cluster and the Cloud Map namespace every version registers in."""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_servicediscovery as servicediscovery
+from constructs import Construct
+
+from canary_stack.constants import LOG_RETENTION, NAMESPACE_NAME
+
+
+class Network(Construct):
+    """Two AZs, tasks in private subnets, one cluster, one private DNS namespace."""
+
+    def __init__(self, scope: Construct, id: str) -> None:
+        super().__init__(scope, id)
+
+        # Egress: one NAT gateway for both AZs. The tasks need ECR, CloudWatch Logs and the App
+        # Mesh control plane; interface endpoints for those cost about twice a NAT gateway in a
+        # two-AZ demo, and a NAT per AZ doubles the bill for resilience a canary demo does not need.
+        self.vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            max_azs=2,
+            nat_gateways=1,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(name="Public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
+                ec2.SubnetConfiguration(
+                    name="Private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=24
+                ),
+            ],
+        )
+        flow_logs = logs.LogGroup(
+            self,
+            "FlowLogs",
+            retention=LOG_RETENTION,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
+
+        self.cluster = ecs.Cluster(
+            self,
+            "Cluster",
+            vpc=self.vpc,
+            container_insights_v2=ecs.ContainerInsights.ENABLED,
+        )
+
+        self.namespace = servicediscovery.PrivateDnsNamespace(
+            self, "Namespace", name=NAMESPACE_NAME, vpc=self.vpc
+        )
+

@@ -1,0 +1,83 @@
+"""The canary stack: network, image, two versions of the service, and the traffic router."""
+
+from __future__ import annotations
+
+from aws_cdk import Annotations, CfnOutput, Stack
+from constructs import Construct
+
+from canary_stack.config import CanaryConfig
+from canary_stack.gateway import MeshGateway
+from canary_stack.image import CanaryImages
+from canary_stack.ingress import PublicEntrypoint
+from canary_stack.mesh import MeshCanary
+from canary_stack.network import Network
+from canary_stack.service import CrystalService
+
+APP_MESH_END_OF_SUPPORT = (
+    "AWS App Mesh reached end of support on 2026-09-30: accounts that never used it cannot create a "
+    "mesh, and it gets no fixes. Deploy the same canary without it with -c trafficRouter=alb "
+    "(README: 'Without App Mesh')."
+)
+
+
+class CanaryStack(Stack):
+    """Production and canary of the Crystal backend, with `canary_weight`% of requests to the canary."""
+
+    def __init__(self, scope: Construct, id: str, *, config: CanaryConfig, **kwargs) -> None:
+        super().__init__(scope, id, **kwargs)
+        self.config = config
+
+        self.network = Network(self, "Network")
+        self.images = CanaryImages(
+            self,
+            "Images",
+            repository_name=config.repository_name,
+            canary_tag=config.image_tag,
+            production_tag=config.production_tag,
+            promote=config.promote,
+        )
+        self.entrypoint = PublicEntrypoint(
+            self, "Entrypoint", vpc=self.network.vpc, allowed_cidr=config.allowed_cidr
+        )
+
+        Annotations.of(self).add_warning_v2("crystal-canary:app-mesh-end-of-support", APP_MESH_END_OF_SUPPORT)
+        self.mesh = MeshCanary(
+            self, "Mesh", namespace=self.network.namespace, canary_weight=config.canary_weight
+        )
+        self.production = CrystalService(
+            self,
+            "Production",
+            cluster=self.network.cluster,
+            version="production",
+            image=self.images.production_image,
+            image_revision=self.images.production_revision,
+            mesh=self.mesh.production,
+        )
+        self.canary = CrystalService(
+            self,
+            "Canary",
+            cluster=self.network.cluster,
+            version="canary",
+            image=self.images.canary_image,
+            image_revision=self.images.canary_revision,
+            mesh=self.mesh.canary,
+        )
+        self.gateway = MeshGateway(
+            self,
+            "Gateway",
+            cluster=self.network.cluster,
+            gateway=self.mesh.gateway,
+            entrypoint=self.entrypoint,
+        )
+        for version in (self.production, self.canary):
+            version.allow_from(self.gateway.security_group, "From the App Mesh gateway")
+
+        # A version starts only once its image is in the repository under its tag.
+        self.canary.service.node.add_dependency(self.images.canary_publication.custom_resource)
+        if self.images.production_publication is not None:
+            self.production.service.node.add_dependency(self.images.production_publication.custom_resource)
+
+        CfnOutput(self, "Url", value=self.entrypoint.url, description="curl <Url>/crystal to see the split")
+        CfnOutput(self, "CanaryWeight", value=str(config.canary_weight), description="% of requests to the canary")
+        CfnOutput(self, "ProductionWeight", value=str(config.production_weight), description="% to production")
+        CfnOutput(self, "Repository", value=self.images.repository.repository_uri)
