@@ -115,11 +115,13 @@ def bounded_float(
             value >= low if low_inclusive else value > low
         )
         if not ok:
-            bound = "from" if low_inclusive else "greater than"
-            raise argparse.ArgumentTypeError(
-                f"must be a number {bound} {low:g} {'to' if low_inclusive else 'and at most'} "
-                f"{high:g}, got {raw!r}"
-            )
+            if not math.isfinite(high):
+                allowed = f"{low:g} or more" if low_inclusive else f"greater than {low:g}"
+            elif low_inclusive:
+                allowed = f"from {low:g} to {high:g}"
+            else:
+                allowed = f"greater than {low:g} and at most {high:g}"
+            raise argparse.ArgumentTypeError(f"must be a number {allowed}, got {raw!r}")
         return value
 
     return parse
@@ -378,8 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Failed requests (unreachable, timeout, non-200, not the service's JSON) are "
-            "reported and left out of the share; more than %d%% failures (at least 1), or no "
-            "answer at all, stops the run with exit 2. Exit codes: 0 ok, 1 expected weight "
+            "reported and left out of the share. Up to %d%% of the requests (at least 1) may "
+            "fail; more, or no answer at all, stops the run with exit 2. Exit codes: 0 ok, 1 "
+            "expected weight "
             "outside the interval, 2 error, 130 interrupted." % round(MAX_ERROR_FRACTION * 100)
         ),
     )

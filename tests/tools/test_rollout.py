@@ -401,7 +401,7 @@ def test_dry_run_rejects_bad_committed_weight(tmp_path):
         (["--steps", "10,101", "--bake", "0"], ["--steps", "'101'", "0 to 100"]),
         (["--steps=-5,10", "--bake", "0"], ["--steps", "'-5'"]),
         (["--steps", "", "--bake", "0"], ["--steps", "''"]),
-        (["--steps", "10", "--bake", "-1"], ["--bake", "'-1'"]),
+        (["--steps", "10", "--bake", "-1"], ["--bake", "'-1'", "0 or more"]),
         (["--steps", "10", "--bake", "0", "--poll", "0"], ["--poll", "'0'", "greater than 0"]),
         (["--steps", "10,50", "--bake", "0", "--promote"], ["--promote", "100", "50"]),
         (["--steps", "10", "--bake", "0", "--url", "http://x"], ["--url", "--verify-requests"]),

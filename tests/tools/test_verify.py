@@ -290,5 +290,5 @@ def test_help_documents_failure_policy(capsys):
         verify.build_parser().parse_args(["--help"])
     assert exc.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "more than 5% failures" in text
+    assert "Up to 5% of the requests (at least 1) may fail" in text
     assert "5 %" in verify.__doc__ and math.isclose(verify.MAX_ERROR_FRACTION, 0.05)
