@@ -13,7 +13,7 @@ module CrystalBackend
     MAX_HEADERS_SIZE      = 16 * 1024
     CLIENT_IDLE_TIMEOUT   = 75.seconds # > ALB/Envoy idle timeout (60 s), avoids 502 races
     CLIENT_WRITE_TIMEOUT  = 10.seconds
-    SHUTDOWN_GRACE        = 200.milliseconds
+    SHUTDOWN_GRACE        = 500.milliseconds
     SHUTDOWN_TIMEOUT      = 3.seconds
     HEALTH_CHECK_TIMEOUT  = 2.seconds
 

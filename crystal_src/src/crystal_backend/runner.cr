@@ -17,14 +17,27 @@ module CrystalBackend
     end
   end
 
+  # HTTP::Server whose connection fibers never die with an unhandled exception.
+  # Crystal 1.6 raises ArgumentError from the request parser for a bad
+  # Content-Length (negative or > UInt64) instead of answering 400; the
+  # connection is already closed by then, so log it briefly and move on
+  # instead of printing a stack trace per malicious request.
+  class Server < HTTP::Server
+    private def handle_client(io : IO)
+      super
+    rescue ex
+      Log.debug { "dropped connection after #{ex.class}: #{ex.message}" }
+    end
+  end
+
   # A running service: HTTP server, handler and signal-driven shutdown.
   class Service
     getter app : App
-    getter server : HTTP::Server
+    getter server : Server
 
     def initialize(@config : Config, az : String)
       @app = App.new(az)
-      @server = HTTP::Server.new(@app)
+      @server = Server.new(@app)
       @server.max_request_line_size = Config::MAX_REQUEST_LINE_SIZE
       @server.max_headers_size = Config::MAX_HEADERS_SIZE
     end
