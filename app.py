@@ -58,13 +58,17 @@ def create_app(*, context: dict | None = None, outdir: str | None = None) -> cdk
     )
 
 
-def build(app: cdk.App) -> CanaryStack:
-    """Parses the app's context and adds the stacks to it. Raises ConfigError on bad input."""
+def build(app: cdk.App, *, image_directory: Path | None = None) -> CanaryStack:
+    """Parses the app's context and adds the stacks to it. Raises ConfigError on bad input.
+
+    `image_directory` replaces crystal_src/ (tests use it to change the image).
+    """
     config = CanaryConfig.from_context(app.node.try_get_context, keys=list(app.node.get_all_context()))
     return CanaryStack(
         app,
         STACK_NAME,
         config=config,
+        **({"image_directory": image_directory} if image_directory else {}),
         description=f"Crystal canary on ECS Fargate, {config.canary_weight}% to the canary ({config.traffic_router})",
     )
 

@@ -13,6 +13,8 @@ habits are corrected here from the outside, because they break what reviewers re
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aws_cdk import CfnResource, CustomResource, RemovalPolicy
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_ecr as ecr
@@ -55,7 +57,9 @@ def stabilize(deployment: DockerImageDeployment, *, logical_id: str, content_has
 class ImagePublication(Construct):
     """Copies the image built from crystal_src/ to `repository:tag`, once per image content."""
 
-    def __init__(self, scope: Construct, id: str, *, repository: ecr.IRepository, tag: str) -> None:
+    def __init__(
+        self, scope: Construct, id: str, *, repository: ecr.IRepository, tag: str, directory: Path
+    ) -> None:
         super().__init__(scope, id)
         self.tag = tag
         self.deployment = DockerImageDeployment(
@@ -63,7 +67,7 @@ class ImagePublication(Construct):
             "Copy",
             # The library's Source.directory predates the asset `platform` option: the image is
             # built for the machine that runs `cdk deploy` (x86_64 in CI), as the tasks expect.
-            source=Source.directory(str(CRYSTAL_SRC)),
+            source=Source.directory(str(directory)),
             destination=Destination.ecr(repository, tag=tag),
         )
         asset = self.deployment.node.find_child("asset")
@@ -86,6 +90,7 @@ class CanaryImages(Construct):
         canary_tag: str,
         production_tag: str,
         promote: bool,
+        directory: Path = CRYSTAL_SRC,
     ) -> None:
         super().__init__(scope, id)
         # A user-facing name is the point here: the workshop pushed to this repository by hand,
@@ -99,7 +104,9 @@ class CanaryImages(Construct):
             encryption=ecr.RepositoryEncryption.AES_256,
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.canary_publication = ImagePublication(self, "Canary", repository=self.repository, tag=canary_tag)
+        self.canary_publication = ImagePublication(
+            self, "Canary", repository=self.repository, tag=canary_tag, directory=directory
+        )
         self.canary_image = ecs.ContainerImage.from_ecr_repository(self.repository, canary_tag)
         self.canary_revision = self.canary_publication.content_hash
 
@@ -109,7 +116,7 @@ class CanaryImages(Construct):
         self.production_revision: str | None = None
         if promote:
             self.production_publication = ImagePublication(
-                self, "Promotion", repository=self.repository, tag=production_tag
+                self, "Promotion", repository=self.repository, tag=production_tag, directory=directory
             )
             self.production_revision = self.production_publication.content_hash
         self.production_image = ecs.ContainerImage.from_ecr_repository(self.repository, production_tag)

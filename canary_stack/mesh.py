@@ -73,8 +73,11 @@ class MeshCanary(Construct):
             listeners=[appmesh.VirtualRouterListener.http(APP_PORT)],
         )
         # Testers reach the canary at any weight, 0 included, with the workshop's header.
-        self.header_route = self.router.add_route(
+        self.header_route = appmesh.Route(
+            self,
             "CanaryHeaderRoute",
+            mesh=self.mesh,
+            virtual_router=self.router,
             route_name=f"{ROUTE_NAME}-canary-header",
             route_spec=appmesh.RouteSpec.http(
                 weighted_targets=[appmesh.WeightedTarget(virtual_node=self.canary.virtual_node, weight=1)],
@@ -86,8 +89,11 @@ class MeshCanary(Construct):
             ),
         )
         # The canary's traffic step: the only resource a change of canaryWeight touches.
-        self.route = self.router.add_route(
+        self.route = appmesh.Route(
+            self,
             "WeightedRoute",
+            mesh=self.mesh,
+            virtual_router=self.router,
             route_name=ROUTE_NAME,
             route_spec=appmesh.RouteSpec.http(
                 weighted_targets=[

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aws_cdk import Annotations, CfnOutput, Stack
 from constructs import Construct
 
 from canary_stack.config import CanaryConfig
+from canary_stack.constants import CRYSTAL_SRC
 from canary_stack.gateway import MeshGateway
 from canary_stack.image import CanaryImages
 from canary_stack.ingress import PublicEntrypoint
@@ -23,7 +26,15 @@ APP_MESH_END_OF_SUPPORT = (
 class CanaryStack(Stack):
     """Production and canary of the Crystal backend, with `canary_weight`% of requests to the canary."""
 
-    def __init__(self, scope: Construct, id: str, *, config: CanaryConfig, **kwargs) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        config: CanaryConfig,
+        image_directory: Path = CRYSTAL_SRC,
+        **kwargs,
+    ) -> None:
         super().__init__(scope, id, **kwargs)
         self.config = config
 
@@ -35,6 +46,7 @@ class CanaryStack(Stack):
             canary_tag=config.image_tag,
             production_tag=config.production_tag,
             promote=config.promote,
+            directory=image_directory,
         )
         self.entrypoint = PublicEntrypoint(
             self, "Entrypoint", vpc=self.network.vpc, allowed_cidr=config.allowed_cidr

@@ -1,0 +1,65 @@
+"""The real CDK CLI on the app, and the app's own error exits."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+CDK = ROOT / "node_modules" / ".bin" / "cdk"
+
+
+def run(argv: list[str], **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=240,
+        env={**os.environ, "CDK_DISABLE_CLI_TELEMETRY": "true", **env},
+    )
+
+
+@pytest.fixture(scope="module")
+def cli_w37(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli-w37")
+    result = run([str(CDK), "synth", "-q", "--no-notices", "-o", str(out), "-c", "canaryWeight=37"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def test_cdk_synth_writes_what_the_tests_assert_on(cli_w37, synth):
+    out, _ = cli_w37
+    from_cli = json.loads((out / "CrystalCanary.template.json").read_text())
+    assert from_cli == synth(canaryWeight="37").template
+
+
+def test_cdk_synth_prints_the_app_mesh_end_of_support_warning(cli_w37):
+    _, result = cli_w37
+    assert "AWS App Mesh reached end of support on 2026-09-30" in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("raw", ["abc", "101"])
+def test_cdk_synth_with_a_bad_weight_fails_with_one_line_and_no_template(tmp_path, raw):
+    result = run([str(CDK), "synth", "-q", "--no-notices", "-o", str(tmp_path / "out"), "-c", f"canaryWeight={raw}"])
+    assert result.returncode != 0
+    assert f"error: canaryWeight must be a whole number from 0 to 100, got '{raw}'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.rglob("*.template.json"))
+
+
+@pytest.mark.parametrize(
+    "context, line",
+    [
+        ({"canaryWeight": "1e1"}, "error: canaryWeight must be a whole number from 0 to 100, got '1e1'"),
+        ({"trafficRouter": "linkerd"}, "error: trafficRouter must be one of appmesh, alb, got 'linkerd'"),
+        ({"canaryWeigth": "10"}, "error: unknown context parameter 'canaryWeigth'; known parameters: canaryWeight, "),
+    ],
+)
+def test_app_exits_2_with_exactly_one_line(tmp_path, context, line):
+    result = run([sys.executable, "app.py"], CDK_CONTEXT_JSON=json.dumps(context), CDK_OUTDIR=str(tmp_path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(line), result.stderr
+    assert not list(tmp_path.rglob("*.template.json"))

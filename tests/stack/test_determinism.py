@@ -1,0 +1,112 @@
+"""What reviewers rely on: identical inputs give identical bytes, a weight step touches one resource,
+and the image copy re-runs exactly when the image changes."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+import app as cdk_app
+from canary_stack.constants import CRYSTAL_SRC
+from conftest import CLI_CONTEXT, cdk_json_context, synthesize
+
+
+def changed(a: dict, b: dict) -> list[str]:
+    ra, rb = a["Resources"], b["Resources"]
+    return sorted(k for k in set(ra) | set(rb) if ra.get(k) != rb.get(k))
+
+
+def test_same_inputs_synthesize_byte_identical_templates(synth, tmp_path):
+    first = synth(canaryWeight="10")
+    # A second, separate synthesis (the library's Date.now() differs between the two).
+    second = synthesize(tmp_path, canaryWeight="10")
+    name = "CrystalCanary.template.json"
+    assert (first.outdir / name).read_bytes() == (second.outdir / name).read_bytes()
+    assert not re.search(r"CustomResource\d{10,}", (second.outdir / name).read_text())
+
+
+@pytest.mark.parametrize("before, after", [("10", "50"), ("0", "10"), ("50", "100")])
+def test_weight_step_changes_only_the_route(synth, before, after):
+    a, b = synth(canaryWeight=before).template, synth(canaryWeight=after).template
+    (only,) = changed(a, b)
+    assert a["Resources"][only]["Type"] == "AWS::AppMesh::Route"
+    assert a["Resources"][only]["Properties"]["RouteName"] == "crystal-route"
+
+
+def test_image_copy_has_a_stable_id_and_the_image_hash(synth):
+    s = synth(canaryWeight="10")
+    resources = s.template["Resources"]
+    copies = {k: v for k, v in resources.items() if v["Type"] == "AWS::CloudFormation::CustomResource"}
+    assert list(copies) == ["CanaryImageCopy"]
+    content_hash = copies["CanaryImageCopy"]["Properties"]["ImageContentHash"]
+    # It is the hash of the Docker image asset the deploy publishes.
+    assets = json.loads((s.outdir / "CrystalCanary.assets.json").read_text())
+    assert list(assets["dockerImages"]) == [content_hash]
+    assert assets["dockerImages"][content_hash]["source"]["directory"].startswith("asset.")
+    # And its CodeBuild copy job runs on a current CodeBuild image, not the retired standard:5.0.
+    project = s.one("AWS::CodeBuild::Project")["Properties"]
+    assert project["Environment"]["Image"] == "aws/codebuild/standard:7.0"
+    assert content_hash in json.dumps(project["Source"]["BuildSpec"])
+
+
+def synth_with_image(directory: Path, outdir: Path, **cli_context: str) -> dict:
+    app = cdk_app.create_app(context={**cdk_json_context(), **CLI_CONTEXT, **cli_context}, outdir=str(outdir))
+    cdk_app.build(app, image_directory=directory)
+    return app.synth().get_stack_by_name("CrystalCanary").template
+
+
+@pytest.fixture(scope="module")
+def image_variants(tmp_path_factory):
+    """The same weight with crystal_src/ as is, copied elsewhere, and with a changed code hash."""
+    root = tmp_path_factory.mktemp("images")
+    same, other = root / "same", root / "other"
+    shutil.copytree(CRYSTAL_SRC, same, ignore=shutil.ignore_patterns("bin", "lib", ".crystal-cache"))
+    shutil.copytree(same, other)
+    (other / "code_hash.txt").write_text("CANARY2\n")
+    return {
+        "original": synth_with_image(CRYSTAL_SRC, root / "o", canaryWeight="10"),
+        "same": synth_with_image(same, root / "s", canaryWeight="10"),
+        "other": synth_with_image(other, root / "x", canaryWeight="10"),
+    }
+
+
+def test_image_content_not_location_decides_the_hash(image_variants):
+    assert changed(image_variants["original"], image_variants["same"]) == []
+
+
+def test_changed_image_reruns_the_copy_and_rolls_only_the_canary(image_variants):
+    before, after = image_variants["original"], image_variants["other"]
+    diff = changed(before, after)
+    assert "CanaryImageCopy" in diff
+    old = before["Resources"]["CanaryImageCopy"]["Properties"]["ImageContentHash"]
+    new = after["Resources"]["CanaryImageCopy"]["Properties"]["ImageContentHash"]
+    assert old != new and re.fullmatch(r"[0-9a-f]{64}", new)
+    canary_task = next(k for k in diff if k.startswith("CanaryTask") and before["Resources"][k]["Type"] == "AWS::ECS::TaskDefinition")
+    labels = [c.get("DockerLabels", {}) for c in after["Resources"][canary_task]["Properties"]["ContainerDefinitions"]]
+    assert {"org.opencontainers.image.revision": new} in labels
+    # Production never changes with crystal_src/; neither does the route.
+    assert not [k for k in diff if k.startswith("Production")]
+    assert not [k for k in diff if before["Resources"][k]["Type"].startswith("AWS::AppMesh::")]
+    # Everything that changed is part of publishing or running the canary image.
+    assert all(k.startswith(("Canary", "ImagesCanary")) for k in diff), diff
+
+
+def test_promotion_copies_the_canary_image_to_production_and_rolls_production(synth):
+    plain, promoted = synth(canaryWeight="0").template, synth(canaryWeight="0", productionImage="canary").template
+    resources = promoted["Resources"]
+    assert "PromotionImageCopy" in resources and "PromotionImageCopy" not in plain["Resources"]
+    canary_hash = resources["CanaryImageCopy"]["Properties"]["ImageContentHash"]
+    assert resources["PromotionImageCopy"]["Properties"]["ImageContentHash"] == canary_hash
+    project = next(v for k, v in resources.items() if k.startswith("ImagesPromotionCopyDockerImageDeployProject"))
+    assert ":vanilla" in json.dumps(project["Properties"]["Source"]["BuildSpec"])
+    production = next(v for k, v in resources.items() if k.startswith("ProductionService") and v["Type"] == "AWS::ECS::Service")
+    assert "PromotionImageCopy" in production["DependsOn"]
+    task = next(v for k, v in resources.items() if k.startswith("ProductionTask") and v["Type"] == "AWS::ECS::TaskDefinition")
+    app = next(c for c in task["Properties"]["ContainerDefinitions"] if c["Name"] == "app")
+    assert app["DockerLabels"] == {"org.opencontainers.image.revision": canary_hash}
+    # Promotion does not touch the canary's tasks or its weight.
+    assert not [k for k in changed(plain, promoted) if k.startswith("Canary") and k != "CanaryImageCopy"]
