@@ -42,6 +42,8 @@ prepare_toolchain()
 
 import aws_cdk as cdk  # noqa: E402  (must come after prepare_toolchain)
 
+from cdk_nag import AwsSolutionsChecks  # noqa: E402
+
 from canary_stack.config import CanaryConfig, ConfigError  # noqa: E402
 from canary_stack.constants import STACK_NAME  # noqa: E402
 from canary_stack.stack import CanaryStack  # noqa: E402
@@ -64,6 +66,8 @@ def build(app: cdk.App, *, image_directory: Path | None = None) -> CanaryStack:
     `image_directory` replaces crystal_src/ (tests use it to change the image).
     """
     config = CanaryConfig.from_context(app.node.try_get_context, keys=list(app.node.get_all_context()))
+    # AWS Solutions checks on every synthesis: an unacknowledged finding fails it.
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return CanaryStack(
         app,
         STACK_NAME,

@@ -12,7 +12,7 @@ from constructs import Construct
 
 from canary_stack.constants import GATEWAY_PORT, HEALTH_PATH, LOG_RETENTION
 from canary_stack.ingress import PublicEntrypoint
-from canary_stack.service import envoy_container
+from canary_stack.service import acknowledge_task_findings, envoy_container
 
 
 class MeshGateway(Construct):
@@ -35,10 +35,10 @@ class MeshGateway(Construct):
             self.task_definition,
             resource_arn=gateway.virtual_gateway_arn,
             log_group=self.log_group,
-            read_only=False,
         )
         self.envoy.add_port_mappings(ecs.PortMapping(container_port=GATEWAY_PORT, name="gateway"))
         gateway.grant_stream_aggregated_resources(self.task_definition.task_role)
+        acknowledge_task_findings(self.task_definition, pulls_from_ecr=False)
 
         self.security_group = ec2.SecurityGroup(
             self, "SecurityGroup", vpc=cluster.vpc, description="App Mesh gateway tasks", allow_all_outbound=True

@@ -12,6 +12,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_servicediscovery as servicediscovery
 from constructs import Construct
 
+from canary_stack.nag import acknowledge
 from canary_stack.constants import (
     APP_PORT,
     ENVOY_ADMIN_PORT,
@@ -23,6 +24,7 @@ from canary_stack.constants import (
     LOG_RETENTION,
 )
 
+ENVOY_SCRATCH_VOLUME = "envoy-tmp"
 APP_UID = "10001"  # the non-root user of crystal_src/Dockerfile, repeated so ECS enforces it too
 IMAGE_REVISION_LABEL = "org.opencontainers.image.revision"
 
@@ -36,17 +38,23 @@ class MeshMembership:
 
 
 def envoy_container(
-    task: ecs.TaskDefinition, *, resource_arn: str, log_group: logs.ILogGroup, read_only: bool
+    task: ecs.TaskDefinition, *, resource_arn: str, log_group: logs.ILogGroup
 ) -> ecs.ContainerDefinition:
-    """The App Mesh Envoy, as a sidecar or as a gateway's only container."""
-    return task.add_container(
+    """The App Mesh Envoy, as a sidecar or as a gateway's only container.
+
+    Its root file system is read-only; Envoy writes its bootstrap configuration to /tmp, which is
+    a task-local scratch volume.
+    """
+    task.add_volume(name=ENVOY_SCRATCH_VOLUME)
+    envoy = task.add_container(
         "envoy",
         container_name="envoy",
         image=ecs.ContainerImage.from_registry(ENVOY_IMAGE),
         essential=True,
         user=str(ENVOY_UID),
         memory_reservation_mib=128,
-        readonly_root_filesystem=read_only,
+        readonly_root_filesystem=True,
+        linux_parameters=_no_capabilities(task, "EnvoyLinux"),
         environment={
             "APPMESH_RESOURCE_ARN": resource_arn,
             "ENVOY_LOG_LEVEL": "info",
@@ -65,6 +73,26 @@ def envoy_container(
         ),
         logging=ecs.LogDriver.aws_logs(stream_prefix="envoy", log_group=log_group),
     )
+    envoy.add_mount_points(ecs.MountPoint(container_path="/tmp", source_volume=ENVOY_SCRATCH_VOLUME, read_only=False))
+    return envoy
+
+
+def _no_capabilities(scope: Construct, id: str) -> ecs.LinuxParameters:
+    """Drops every Linux capability (none of our processes needs one) and runs an init process
+    that forwards SIGTERM to the main process and reaps zombies."""
+    params = ecs.LinuxParameters(scope, id, init_process_enabled=True)
+    params.drop_capabilities(ecs.Capability.ALL)
+    return params
+
+
+def acknowledge_task_findings(task: ecs.TaskDefinition, *, pulls_from_ecr: bool) -> None:
+    acknowledge(task, "AwsSolutions-ECS2",
+                "The environment holds only non-secret settings (PORT, LOG_LEVEL, APPMESH_RESOURCE_ARN, "
+                "Envoy switches); this service has no secrets")
+    if pulls_from_ecr:
+        acknowledge(task, "AwsSolutions-IAM5[Resource::*]",
+                    "Execution role: ecr:GetAuthorizationToken has no resource-level permissions (pulls "
+                    "themselves are limited to the one repository)")
 
 
 class CrystalService(Construct):
@@ -126,6 +154,7 @@ class CrystalService(Construct):
             essential=True,
             user=APP_UID,
             readonly_root_filesystem=True,
+            linux_parameters=_no_capabilities(self, "AppLinux"),
             port_mappings=[ecs.PortMapping(container_port=APP_PORT, name="http")],
             environment={"PORT": str(APP_PORT), "LOG_LEVEL": "info"},
             docker_labels={IMAGE_REVISION_LABEL: image_revision} if image_revision else None,
@@ -147,7 +176,6 @@ class CrystalService(Construct):
                 self.task_definition,
                 resource_arn=mesh.virtual_node.virtual_node_arn,
                 log_group=self.log_group,
-                read_only=False,
             )
             # Envoy must be HEALTHY before the app starts: the proxy configuration redirects the
             # app's traffic into Envoy, which drops it until it has its config from App Mesh.
@@ -158,6 +186,8 @@ class CrystalService(Construct):
             )
             # Least privilege: the task may stream the configuration of its own node only.
             mesh.virtual_node.grant_stream_aggregated_resources(self.task_definition.task_role)
+
+        acknowledge_task_findings(self.task_definition, pulls_from_ecr=True)
 
         self.security_group = ec2.SecurityGroup(
             self,
