@@ -8,6 +8,7 @@ the CLI's own switches (path and asset metadata, version reporting), and `-c` va
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,8 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Synthesis]:
         key = tuple(sorted(cli_context.items()))
         if key not in cache:
             name = "synth-" + ("-".join(f"{k}-{v}" for k, v in key) or "default")
-            cache[key] = synthesize(tmp_path_factory.mktemp(name[:60]), **cli_context)
+            safe = re.sub(r"[^A-Za-z0-9=-]+", "_", name)[:60]
+            cache[key] = synthesize(tmp_path_factory.mktemp(safe), **cli_context)
         return cache[key]
 
     return get

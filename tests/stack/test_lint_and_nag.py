@@ -1,0 +1,51 @@
+"""AWS's own checkers on what we synthesize: cfn-lint on every template, cdk-nag on every synth."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aws_cdk import aws_s3 as s3
+
+import app as cdk_app
+from conftest import CLI_CONTEXT, ROOT, cdk_json_context
+
+CONFIGURATIONS = [
+    {"canaryWeight": "10"},
+    {"canaryWeight": "0", "productionImage": "canary"},
+    {"canaryWeight": "10", "trafficRouter": "alb"},
+]
+
+
+@pytest.mark.parametrize("context", CONFIGURATIONS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_cfn_lint_finds_no_errors_and_no_unlisted_warnings(synth, context):
+    s = synth(**context)
+    templates = sorted(str(p) for p in s.outdir.glob("*.template.json"))
+    assert templates
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("cfn-lint")), "--format", "parseable", *templates],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    # .cfnlintrc.yaml in the project root lists the ignored warnings with their reasons.
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_unacknowledged_finding_fails_synthesis(tmp_path):
+    app = cdk_app.create_app(context={**cdk_json_context(), **CLI_CONTEXT}, outdir=str(tmp_path))
+    stack = cdk_app.build(app)
+    # A bucket without SSL enforcement, access logs or encryption settings: several AwsSolutions findings.
+    s3.CfnBucket(stack, "CarelessBucket")
+    with pytest.raises(Exception, match="^ValidationFailed: ERROR") as failure:
+        app.synth()
+    report = str(failure.value)
+    errors = [block for block in report.split("\n\n") if block.startswith(("ValidationFailed: ERROR", "ERROR"))]
+    # Every error is the new bucket's: the shipped stack itself has no unacknowledged finding.
+    assert errors and all("CrystalCanary/CarelessBucket " in block for block in errors), report
+    assert "AwsSolutions-S10" in report
+
+
+def test_the_shipped_app_synthesizes_clean_under_cdk_nag(synth):
+    # Synthesis would have raised on any unacknowledged finding; the template exists.
+    assert synth(canaryWeight="10").template["Resources"]
