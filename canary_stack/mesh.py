@@ -33,6 +33,19 @@ from canary_stack.service import MeshMembership
 VIRTUAL_SERVICE_PLACEHOLDER_IP = "10.10.10.10"
 
 
+def _retries() -> appmesh.HttpRetryPolicy:
+    # Bounded: two more tries within the request's timeout, only for failures a retry can fix.
+    return appmesh.HttpRetryPolicy(
+        retry_attempts=2,
+        retry_timeout=Duration.seconds(2),
+        http_retry_events=[appmesh.HttpRetryEvent.SERVER_ERROR, appmesh.HttpRetryEvent.GATEWAY_ERROR],
+        tcp_retry_events=[appmesh.TcpRetryEvent.CONNECTION_ERROR],
+    )
+
+
+REQUEST_TIMEOUT = Duration.seconds(15)
+
+
 def _health_check() -> appmesh.HealthCheck:
     # The workshop's health check.
     return appmesh.HealthCheck.http(
@@ -86,6 +99,8 @@ class MeshCanary(Construct):
                     headers=[appmesh.HeaderMatch.value_is(CANARY_HEADER, CANARY_HEADER_VALUE)],
                 ),
                 priority=0,
+                retry_policy=_retries(),
+                timeout=appmesh.HttpTimeout(per_request=REQUEST_TIMEOUT),
             ),
         )
         # The canary's traffic step: the only resource a change of canaryWeight touches.
@@ -102,6 +117,8 @@ class MeshCanary(Construct):
                 ],
                 match=appmesh.HttpRouteMatch(path=appmesh.HttpRoutePathMatch.starts_with("/")),
                 priority=10,
+                retry_policy=_retries(),
+                timeout=appmesh.HttpTimeout(per_request=REQUEST_TIMEOUT),
             ),
         )
 
@@ -155,6 +172,20 @@ class MeshCanary(Construct):
             mesh=self.mesh,
             virtual_node_name=node_name,
             service_discovery=appmesh.ServiceDiscovery.cloud_map(discovery),
-            listeners=[appmesh.VirtualNodeListener.http(port=APP_PORT, health_check=_health_check())],
+            listeners=[
+                appmesh.VirtualNodeListener.http(
+                    port=APP_PORT,
+                    health_check=_health_check(),
+                    timeout=appmesh.HttpTimeout(per_request=REQUEST_TIMEOUT),
+                    # A task answering 5xx is ejected: with a broken canary task, the callers'
+                    # Envoys stop sending it traffic for 30 s (at most half of the hosts at once).
+                    outlier_detection=appmesh.OutlierDetection(
+                        base_ejection_duration=Duration.seconds(30),
+                        interval=Duration.seconds(10),
+                        max_ejection_percent=50,
+                        max_server_errors=5,
+                    ),
+                )
+            ],
         )
         return MeshMembership(virtual_node=node, discovery=discovery)
