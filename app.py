@@ -45,7 +45,8 @@ import aws_cdk as cdk  # noqa: E402  (must come after prepare_toolchain)
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
 from canary_stack.config import CanaryConfig, ConfigError  # noqa: E402
-from canary_stack.constants import STACK_NAME  # noqa: E402
+from canary_stack.constants import PIPELINE_STACK_NAME, STACK_NAME  # noqa: E402
+from canary_stack.pipeline import PipelineStack  # noqa: E402
 from canary_stack.stack import CanaryStack  # noqa: E402
 
 
@@ -68,13 +69,24 @@ def build(app: cdk.App, *, image_directory: Path | None = None) -> CanaryStack:
     config = CanaryConfig.from_context(app.node.try_get_context, keys=list(app.node.get_all_context()))
     # AWS Solutions checks on every synthesis: an unacknowledged finding fails it.
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-    return CanaryStack(
+    stack = CanaryStack(
         app,
         STACK_NAME,
         config=config,
         **({"image_directory": image_directory} if image_directory else {}),
         description=f"Crystal canary on ECS Fargate, {config.canary_weight}% to the canary ({config.traffic_router})",
     )
+    if config.pipeline is not None:
+        # Its own stack, only with -c pipeline=true: the canary stack never depends on it.
+        PipelineStack(
+            app,
+            PIPELINE_STACK_NAME,
+            source=config.pipeline,
+            default_weight=config.canary_weight,
+            target_stack=STACK_NAME,
+            description=f"Delivery pipeline of {STACK_NAME} from {config.pipeline.repository}@{config.pipeline.branch}",
+        )
+    return stack
 
 
 def main() -> int:
