@@ -1,4 +1,8 @@
-"""The canary stack: network, image, two versions of the service, and the traffic router."""
+"""The canary stack: network, image, two versions of the service, the traffic router.
+
+The router is App Mesh (default; MeshCanary + MeshGateway) or the load balancer itself (AlbCanary),
+chosen by `trafficRouter`; everything else is the same construct either way.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from pathlib import Path
 from aws_cdk import Annotations, CfnOutput, Stack
 from constructs import Construct
 
+from canary_stack.alb_router import AlbCanary
 from canary_stack.config import CanaryConfig
 from canary_stack.constants import CRYSTAL_SRC
 from canary_stack.gateway import MeshGateway
@@ -52,10 +57,17 @@ class CanaryStack(Stack):
             self, "Entrypoint", vpc=self.network.vpc, allowed_cidr=config.allowed_cidr
         )
 
-        Annotations.of(self).add_warning_v2("crystal-canary:app-mesh-end-of-support", APP_MESH_END_OF_SUPPORT)
-        self.mesh = MeshCanary(
-            self, "Mesh", namespace=self.network.namespace, canary_weight=config.canary_weight
-        )
+        # The router is the swappable part: the services and images are the same either way.
+        self.mesh: MeshCanary | None = None
+        self.gateway: MeshGateway | None = None
+        self.alb: AlbCanary | None = None
+        production_mesh = canary_mesh = None
+        if config.traffic_router == "appmesh":
+            Annotations.of(self).add_warning_v2("crystal-canary:app-mesh-end-of-support", APP_MESH_END_OF_SUPPORT)
+            self.mesh = MeshCanary(
+                self, "Mesh", namespace=self.network.namespace, canary_weight=config.canary_weight
+            )
+            production_mesh, canary_mesh = self.mesh.production, self.mesh.canary
         self.production = CrystalService(
             self,
             "Production",
@@ -63,7 +75,7 @@ class CanaryStack(Stack):
             version="production",
             image=self.images.production_image,
             image_revision=self.images.production_revision,
-            mesh=self.mesh.production,
+            mesh=production_mesh,
         )
         self.canary = CrystalService(
             self,
@@ -72,17 +84,30 @@ class CanaryStack(Stack):
             version="canary",
             image=self.images.canary_image,
             image_revision=self.images.canary_revision,
-            mesh=self.mesh.canary,
+            mesh=canary_mesh,
         )
-        self.gateway = MeshGateway(
-            self,
-            "Gateway",
-            cluster=self.network.cluster,
-            gateway=self.mesh.gateway,
-            entrypoint=self.entrypoint,
-        )
-        for version in (self.production, self.canary):
-            version.allow_from(self.gateway.security_group, "From the App Mesh gateway")
+        if self.mesh is not None:
+            self.gateway = MeshGateway(
+                self,
+                "Gateway",
+                cluster=self.network.cluster,
+                gateway=self.mesh.gateway,
+                entrypoint=self.entrypoint,
+            )
+            for version in (self.production, self.canary):
+                version.allow_from(self.gateway.security_group, "From the App Mesh gateway")
+        else:
+            # Services accept the app port from the load balancer only (AlbCanary opens it).
+            self.alb = AlbCanary(
+                self,
+                "Router",
+                vpc=self.network.vpc,
+                entrypoint=self.entrypoint,
+                production=self.production,
+                canary=self.canary,
+                canary_weight=config.canary_weight,
+                sticky_seconds=config.sticky_seconds,
+            )
 
         # A version starts only once its image is in the repository under its tag.
         self.canary.service.node.add_dependency(self.images.canary_publication.custom_resource)

@@ -20,21 +20,31 @@ def changed(a: dict, b: dict) -> list[str]:
     return sorted(k for k in set(ra) | set(rb) if ra.get(k) != rb.get(k))
 
 
-def test_same_inputs_synthesize_byte_identical_templates(synth, tmp_path):
-    first = synth(canaryWeight="10")
+ROUTER_CONTEXT = {"appmesh": {}, "alb": {"trafficRouter": "alb"}}
+
+
+@pytest.mark.parametrize("router", ["appmesh", "alb"])
+def test_same_inputs_synthesize_byte_identical_templates(synth, tmp_path, router):
+    first = synth(canaryWeight="10", **ROUTER_CONTEXT[router])
     # A second, separate synthesis (the library's Date.now() differs between the two).
-    second = synthesize(tmp_path, canaryWeight="10")
+    second = synthesize(tmp_path, canaryWeight="10", **ROUTER_CONTEXT[router])
     name = "CrystalCanary.template.json"
     assert (first.outdir / name).read_bytes() == (second.outdir / name).read_bytes()
     assert not re.search(r"CustomResource\d{10,}", (second.outdir / name).read_text())
 
 
+@pytest.mark.parametrize("router", ["appmesh", "alb"])
 @pytest.mark.parametrize("before, after", [("10", "50"), ("0", "10"), ("50", "100")])
-def test_weight_step_changes_only_the_route(synth, before, after):
-    a, b = synth(canaryWeight=before).template, synth(canaryWeight=after).template
+def test_weight_step_changes_only_the_router(synth, router, before, after):
+    a = synth(canaryWeight=before, **ROUTER_CONTEXT[router]).template
+    b = synth(canaryWeight=after, **ROUTER_CONTEXT[router]).template
     (only,) = changed(a, b)
-    assert a["Resources"][only]["Type"] == "AWS::AppMesh::Route"
-    assert a["Resources"][only]["Properties"]["RouteName"] == "crystal-route"
+    if router == "appmesh":
+        assert a["Resources"][only]["Type"] == "AWS::AppMesh::Route"
+        assert a["Resources"][only]["Properties"]["RouteName"] == "crystal-route"
+    else:
+        # The listener's default action carries the weights; the header rule does not change.
+        assert a["Resources"][only]["Type"] == "AWS::ElasticLoadBalancingV2::Listener"
 
 
 def test_image_copy_has_a_stable_id_and_the_image_hash(synth):

@@ -1,0 +1,164 @@
+"""What both routers promise, asserted on each: the split, the header route, the services, the URL.
+
+App Mesh-only details are in test_app_mesh.py. Configurations are kept few (each is one synthesis
+per session): weights 0/10/50/100 on each router, and 37 with stickiness on the ALB.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from canary_stack.stack import APP_MESH_END_OF_SUPPORT
+
+ROUTERS = ["appmesh", "alb"]
+ALB_STICKY = {"stickySeconds": "3600"}
+
+
+def synth_for(synth, router: str, weight: int):
+    """One synthesis per (router, weight); the ALB's 37 is also the stickiness configuration."""
+    extra = ALB_STICKY if (router, weight) == ("alb", 37) else {}
+    return synth(canaryWeight=str(weight), **({"trafficRouter": "alb"} if router == "alb" else {}), **extra)
+
+
+def ref_name(node: dict) -> str:
+    return node["Ref"] if "Ref" in node else node["Fn::GetAtt"][0]
+
+
+def service_of_target_group(resources: dict, target_group: str) -> str:
+    """Which version ("Production" or "Canary") the target group's ECS service belongs to."""
+    owners = [k for k, v in resources.items() if v["Type"] == "AWS::ECS::Service"
+              and any(ref_name(lb["TargetGroupArn"]) == target_group for lb in v["Properties"].get("LoadBalancers", []))]
+    assert len(owners) == 1, owners
+    return "Canary" if owners[0].startswith("Canary") else "Production"
+
+
+def shares(s, router: str) -> dict[str, int]:
+    """Weight per version, as the router's template has it."""
+    resources = s.template["Resources"]
+    if router == "appmesh":
+        route = next(v for v in s.resources("AWS::AppMesh::Route").values()
+                     if v["Properties"]["RouteName"] == "crystal-route")
+        nodes = {"crystal-sd-vanilla": "Production", "crystal-sd-epoch": "Canary"}
+        return {nodes[resources[ref_name(t["VirtualNode"])]["Properties"]["VirtualNodeName"]]: t["Weight"]
+                for t in route["Properties"]["Spec"]["HttpRoute"]["Action"]["WeightedTargets"]}
+    (action,) = s.one("AWS::ElasticLoadBalancingV2::Listener")["Properties"]["DefaultActions"]
+    assert action["Type"] == "forward"
+    return {service_of_target_group(resources, ref_name(g["TargetGroupArn"])): g["Weight"]
+            for g in action["ForwardConfig"]["TargetGroups"]}
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+@pytest.mark.parametrize("weight", [0, 10, 37, 100])
+def test_weights_reach_the_right_versions_exactly(synth, router, weight):
+    if (router, weight) == ("appmesh", 37):
+        s = synth(canaryWeight="37")
+    else:
+        s = synth_for(synth, router, weight)
+    # 0 stays 0 and 100 stays 100: no version gets a sliver it was not given.
+    assert shares(s, router) == {"Production": 100 - weight, "Canary": weight}
+    outputs = s.template["Outputs"]
+    assert (outputs["CanaryWeight"]["Value"], outputs["ProductionWeight"]["Value"]) == (str(weight), str(100 - weight))
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+def test_header_route_reaches_only_the_canary_at_weight_zero(synth, router):
+    s = synth_for(synth, router, 0)
+    if router == "appmesh":
+        route = next(v for v in s.resources("AWS::AppMesh::Route").values()
+                     if v["Properties"]["RouteName"] == "crystal-route-canary-header")["Properties"]
+        assert route["Spec"]["HttpRoute"]["Match"]["Headers"][0]["Name"] == "canary_fleet"
+        (target,) = route["Spec"]["HttpRoute"]["Action"]["WeightedTargets"]
+        node = s.template["Resources"][ref_name(target["VirtualNode"])]["Properties"]["VirtualNodeName"]
+        assert node == "crystal-sd-epoch"
+        return
+    rule = s.one("AWS::ElasticLoadBalancingV2::ListenerRule")["Properties"]
+    assert rule["Priority"] == 10
+    assert rule["Conditions"] == [
+        {"Field": "http-header", "HttpHeaderConfig": {"HttpHeaderName": "canary_fleet", "Values": ["true"]}}
+    ]
+    (action,) = rule["Actions"]
+    assert action["Type"] == "forward"
+    assert service_of_target_group(s.template["Resources"], ref_name(action["TargetGroupArn"])) == "Canary"
+    assert ref_name(rule["ListenerArn"]) in s.resources("AWS::ElasticLoadBalancingV2::Listener")
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+def test_services_in_private_subnets_roll_back_failed_deployments(synth, router):
+    s = synth_for(synth, router, 10)
+    services = s.resources("AWS::ECS::Service")
+    assert len(services) == (3 if router == "appmesh" else 2)  # + the App Mesh gateway
+    private = {k for k, v in s.resources("AWS::EC2::Subnet").items() if v["Properties"]["MapPublicIpOnLaunch"] is False}
+    for service in services.values():
+        props = service["Properties"]
+        assert props["DeploymentConfiguration"]["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
+        network = props["NetworkConfiguration"]["AwsvpcConfiguration"]
+        assert network["AssignPublicIp"] == "DISABLED"
+        assert {ref_name(subnet) for subnet in network["Subnets"]} <= private
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+def test_url_output_is_the_internet_facing_load_balancer(synth, router):
+    s = synth_for(synth, router, 10)
+    url = s.template["Outputs"]["Url"]["Value"]["Fn::Join"][1]
+    assert url[0] == "http://"
+    lb = s.template["Resources"][url[1]["Fn::GetAtt"][0]]
+    assert lb["Type"] == "AWS::ElasticLoadBalancingV2::LoadBalancer"
+    assert lb["Properties"]["Scheme"] == "internet-facing"
+
+
+def warnings(s) -> list[str]:
+    path = s.outdir / "CrystalCanary.metadata.json"
+    metadata = (json.loads(path.read_text()) if path.exists()
+                else json.loads((s.outdir / "manifest.json").read_text())["artifacts"]["CrystalCanary"]["metadata"])
+    return [str(e["data"]) for entries in metadata.values() for e in entries if e["type"] == "aws:cdk:warning"]
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+def test_end_of_support_warning_only_with_app_mesh(synth, router):
+    found = any(APP_MESH_END_OF_SUPPORT in w for w in warnings(synth_for(synth, router, 10)))
+    assert found is (router == "appmesh")
+
+
+def test_alb_router_has_no_app_mesh_and_no_envoy(synth):
+    s = synth_for(synth, "alb", 10)
+    text = json.dumps(s.template)
+    assert not [k for k, v in s.template["Resources"].items() if v["Type"].startswith("AWS::AppMesh::")]
+    assert "aws-appmesh-envoy" not in text and "APPMESH" not in text
+    for task in s.resources("AWS::ECS::TaskDefinition").values():
+        props = task["Properties"]
+        assert "ProxyConfiguration" not in props
+        assert [c["Name"] for c in props["ContainerDefinitions"]] == ["app"]
+
+
+def test_alb_target_groups_check_health_on_the_app_port(synth):
+    s = synth_for(synth, "alb", 10)
+    groups = s.resources("AWS::ElasticLoadBalancingV2::TargetGroup")
+    assert len(groups) == 2
+    for group in groups.values():
+        props = group["Properties"]
+        assert (props["TargetType"], props["Port"], props["Protocol"]) == ("ip", 3000, "HTTP")
+        assert props["HealthCheckPath"] == "/health"
+        assert (props["HealthyThresholdCount"], props["UnhealthyThresholdCount"]) == (2, 3)
+        assert props["HealthCheckIntervalSeconds"] > props["HealthCheckTimeoutSeconds"]
+
+
+def test_alb_services_accept_the_app_port_from_the_load_balancer_only(synth):
+    s = synth_for(synth, "alb", 10)
+    resources = s.template["Resources"]
+    lb_group = ref_name(s.one("AWS::ElasticLoadBalancingV2::LoadBalancer")["Properties"]["SecurityGroups"][0])
+    for version in ("Production", "Canary"):
+        group = next(k for k, v in resources.items() if v["Type"] == "AWS::EC2::SecurityGroup" and k.startswith(version))
+        inline = resources[group]["Properties"].get("SecurityGroupIngress", [])
+        separate = [v["Properties"] for v in s.resources("AWS::EC2::SecurityGroupIngress").values()
+                    if ref_name(v["Properties"]["GroupId"]) == group]
+        assert inline == []
+        assert [(ref_name(r["SourceSecurityGroupId"]), r["FromPort"], r["ToPort"]) for r in separate] == [(lb_group, 3000, 3000)]
+
+
+def test_alb_stickiness_only_when_asked_for(synth):
+    (plain,) = synth_for(synth, "alb", 10).one("AWS::ElasticLoadBalancingV2::Listener")["Properties"]["DefaultActions"]
+    assert "TargetGroupStickinessConfig" not in plain["ForwardConfig"]
+    (sticky,) = synth_for(synth, "alb", 37).one("AWS::ElasticLoadBalancingV2::Listener")["Properties"]["DefaultActions"]
+    assert sticky["ForwardConfig"]["TargetGroupStickinessConfig"] == {"Enabled": True, "DurationSeconds": 3600}
