@@ -1,0 +1,100 @@
+"""`python -m canary_stack.offline_diff`: the real CDK CLI's diff of a weight step, with no AWS
+credentials; bad input exits 2 with synthesis' one-line error; the base worktree is always removed."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from canary_stack import offline_diff
+from conftest import ROOT
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    # No AWS_* at all (no credentials, profile or region) and a HOME without ~/.aws.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return subprocess.run(
+        [sys.executable, "-m", "canary_stack.offline_diff", *args], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="module")
+def step_10_to_50():
+    return run("--from", "10", "--to", "50")  # the only two CLI synths of this module
+
+
+def resource_lines(diff: str) -> list[str]:
+    """The [+]/[-]/[~] lines of the diff's Resources section (one per changed resource)."""
+    section = diff.split("\nResources\n", 1)[1].split("\nOutputs\n", 1)[0]
+    return [line for line in section.splitlines() if re.match(r"^\[[-+~]\] ", line)]
+
+
+def test_weight_step_diff_shows_the_route_weights_and_nothing_else(step_10_to_50):
+    result = step_10_to_50
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert out.startswith("CrystalCanary: canaryWeight 10 -> 50\nStack CrystalCanary\n")
+    (route,) = resource_lines(out)
+    assert route.startswith("[~] AWS::AppMesh::Route ")
+    removed = re.findall(r'\[-\]\s+"Weight": (\d+)', out)
+    added = re.findall(r'\[\+\]\s+"Weight": (\d+)', out)
+    assert (removed, added) == (["90", "10"], ["50", "50"])
+    assert re.search(r'Output CanaryWeight .*"Value":"10"\} to \{.*"Value":"50"\}', out)
+    assert "Number of stacks with differences: 1" in out
+    # The synthesis warnings are not part of the diff: they go to stderr.
+    assert "WARNING" not in out and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (["--from", "10", "--to", "101"], "error: canaryWeight must be a whole number from 0 to 100, got '101'"),
+        (["--from", "abc", "--to", "10"], "error: canaryWeight must be a whole number from 0 to 100, got 'abc'"),
+        (["--from", "10", "--to", "20", "-c", "trafficRouter=linkerd"],
+         "error: trafficRouter must be one of appmesh, alb, got 'linkerd'"),
+        (["--from", "10"], "error: --from and --to go together"),
+        (["--base", "no-such-revision"], "error: --base must be a git revision of this repository, got 'no-such-revision'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_before_synthesizing(args, line):
+    result = run(*args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(line), result.stderr
+
+
+def test_stack_name_is_the_apps():
+    from canary_stack.constants import STACK_NAME
+
+    assert offline_diff.STACK == STACK_NAME
+
+
+def test_cli_environment_cannot_reach_an_aws_account():
+    env = offline_diff.offline_env({"AWS_PROFILE": "prod", "AWS_ACCESS_KEY_ID": "AKIA", "CDK_CONTEXT_JSON": "{}", "PATH": "/bin"})
+    assert env["PATH"] == "/bin"
+    assert not {"AWS_PROFILE", "AWS_ACCESS_KEY_ID", "CDK_CONTEXT_JSON"} & set(env)
+    assert env["AWS_EC2_METADATA_DISABLED"] == "true"
+    assert env["AWS_CONFIG_FILE"] == env["AWS_SHARED_CREDENTIALS_FILE"] == os.devnull
+
+
+def worktrees() -> str:
+    return subprocess.run(["git", "worktree", "list", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+
+
+def test_base_worktree_shares_the_toolchain_and_is_removed_even_on_failure(tmp_path):
+    commit = offline_diff.resolve_base(ROOT, "HEAD")
+    with pytest.raises(RuntimeError):
+        with offline_diff.base_worktree(ROOT, commit, tmp_path) as base:
+            assert (base / "cdk.json").is_file() and str(base) in worktrees()
+            for name in offline_diff.SHARED_TOOLCHAIN:
+                assert (base / name).resolve() == (ROOT / name).resolve()
+            raise RuntimeError("synthesis failed")
+    assert not Path(base).exists()
+    assert str(base) not in worktrees()
