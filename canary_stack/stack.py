@@ -1,4 +1,4 @@
-"""The canary stack: network, image, two versions of the service, the traffic router.
+"""The canary stack: network, image, two versions of the service, the traffic router, the alarms.
 
 The router is App Mesh (default; MeshCanary + MeshGateway) or the load balancer itself (AlbCanary),
 chosen by `trafficRouter`; everything else is the same construct either way.
@@ -13,12 +13,19 @@ from constructs import Construct
 
 from canary_stack.alb_router import AlbCanary
 from canary_stack.config import CanaryConfig
-from canary_stack.constants import CRYSTAL_SRC
+from canary_stack.constants import CANARY_NODE, CRYSTAL_SRC, PRODUCTION_NODE
 from canary_stack.gateway import MeshGateway
 from canary_stack.image import CanaryImages
 from canary_stack.ingress import PublicEntrypoint
 from canary_stack.mesh import MeshCanary
 from canary_stack.network import Network
+from canary_stack.observability import (
+    CanaryObservability,
+    EnvoyStatsExport,
+    envoy_namespace,
+    envoy_signals,
+    target_group_signals,
+)
 from canary_stack.service import CrystalService
 
 APP_MESH_END_OF_SUPPORT = (
@@ -96,6 +103,13 @@ class CanaryStack(Stack):
             )
             for version in (self.production, self.canary):
                 version.allow_from(self.gateway.security_group, "From the App Mesh gateway")
+            namespace = envoy_namespace(self)
+            signals = {
+                self.production: envoy_signals(namespace, PRODUCTION_NODE),
+                self.canary: envoy_signals(namespace, CANARY_NODE),
+            }
+            for version in (self.production, self.canary):
+                EnvoyStatsExport(version, "EnvoyStats", version=version, namespace=namespace)
         else:
             # Services accept the app port from the load balancer only (AlbCanary opens it).
             self.alb = AlbCanary(
@@ -108,6 +122,10 @@ class CanaryStack(Stack):
                 canary_weight=config.canary_weight,
                 sticky_seconds=config.sticky_seconds,
             )
+            signals = {
+                self.production: target_group_signals(self.alb.production_targets),
+                self.canary: target_group_signals(self.alb.canary_targets),
+            }
 
         # A version starts only once its image is in the repository under its tag.
         self.canary.service.node.add_dependency(self.images.canary_publication.custom_resource)
@@ -118,3 +136,22 @@ class CanaryStack(Stack):
         CfnOutput(self, "CanaryWeight", value=str(config.canary_weight), description="% of requests to the canary")
         CfnOutput(self, "ProductionWeight", value=str(config.production_weight), description="% to production")
         CfnOutput(self, "Repository", value=self.images.repository.repository_uri)
+
+        self.observability = CanaryObservability(
+            self,
+            "Observability",
+            production=signals[self.production],
+            canary=signals[self.canary],
+            production_service=self.production.service,
+            canary_service=self.canary.service,
+            router=config.traffic_router,
+        )
+        CfnOutput(
+            self,
+            "CanaryAlarms",
+            value=",".join(self.observability.alarm_names),
+            description="The canary's alarms; rollout.py rolls back when one is in ALARM",
+        )
+        CfnOutput(
+            self, "DashboardUrl", value=self.observability.dashboard_url, description="Production and canary side by side"
+        )

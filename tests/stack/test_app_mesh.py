@@ -121,7 +121,8 @@ def test_envoy_sidecar_proxy_configuration_and_start_order(w10, version, node):
         "IgnoredUID": "1337", "EgressIgnoredIPs": "169.254.170.2,169.254.169.254",
     }
     containers = {c["Name"]: c for c in task["ContainerDefinitions"]}
-    assert set(containers) == {"app", "envoy"}
+    # cwagent exports Envoy's stats for the canary alarms (tests/stack/test_observability.py).
+    assert set(containers) == {"app", "envoy", "cwagent"}
     envoy, app = containers["envoy"], containers["app"]
     assert envoy["Image"] == ENVOY_IMAGE and envoy["Image"].endswith("-prod") and ":v1." in envoy["Image"]
     assert envoy["User"] == "1337" and envoy["Essential"] is True

@@ -1,0 +1,341 @@
+"""Per-version signals, the canary's alarms and a dashboard with production and canary side by side.
+
+The alarms are the rollout's gate: `canary_stack/rollout.py` watches every alarm whose name starts
+with `<StackName>-canary-` and rolls back when one is in ALARM. They compare nothing that depends on
+the weight, so a weight step does not touch them.
+
+Where the numbers come from depends on the router:
+* ALB: the target groups' own metrics (AWS/ApplicationELB, by TargetGroup and LoadBalancer);
+* App Mesh: each version's Envoy sidecar, exported by a CloudWatch agent sidecar over DogStatsD,
+  as AWS documents for App Mesh (ENABLE_ENVOY_STATS_TAGS, ENABLE_ENVOY_DOG_STATSD, STATSD_PORT).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from canary_stack.constants import ENVOY_UID
+from canary_stack.nag import acknowledge
+from canary_stack.service import CrystalService
+
+PERIOD = Duration.minutes(1)
+
+# Pinned like Envoy: an agent that changes under a running canary changes what the alarms see.
+CLOUDWATCH_AGENT_IMAGE = "public.ecr.aws/cloudwatch-agent/cloudwatch-agent:1.300062.0b1304"
+# Where the agent writes at run time, each a scratch volume under a read-only root file system.
+AGENT_SCRATCH = {
+    "cwagent-etc": "/opt/aws/amazon-cloudwatch-agent/etc",
+    "cwagent-var": "/opt/aws/amazon-cloudwatch-agent/var",
+    "cwagent-logs": "/opt/aws/amazon-cloudwatch-agent/logs",
+    "cwagent-tmp": "/tmp",
+}
+STATSD_PORT = 8125  # App Mesh Envoy's default DogStatsD port, set explicitly on both sides
+
+# Envoy tag names with ENABLE_ENVOY_STATS_TAGS=1 (App Mesh adds the node's name to every stat).
+NODE_DIMENSION = "appmesh.virtual_node"
+CODE_CLASS_DIMENSION = "envoy.response_code_class"
+
+# The alarm thresholds, one place.
+ERROR_RATE_PERCENT = 5  # canary 5xx share of its requests
+MIN_REQUESTS = 10  # per minute: below this a single error is no evidence of a bad canary
+LATENCY_P99_SECONDS = 1.0
+LATENCY_FACTOR = 2  # canary p99 this many times production's p99 ...
+LATENCY_FLOOR_SECONDS = 0.2  # ... and above this, so 2 ms against 1 ms is not an alarm
+
+
+@dataclass(frozen=True)
+class VersionSignals:
+    """What the alarms and the dashboard read for one version, whichever router serves it.
+
+    `requests` and `errors` (5xx) are counts per period; `latency_p99` is in seconds.
+    """
+
+    requests: cloudwatch.IMetric
+    errors: cloudwatch.IMetric
+    latency_p99: cloudwatch.IMetric
+
+
+def target_group_signals(target_group: elbv2.ApplicationTargetGroup) -> VersionSignals:
+    """A version behind the ALB router, from its target group's metrics."""
+    metrics = target_group.metrics
+    return VersionSignals(
+        requests=metrics.request_count(period=PERIOD, statistic="Sum"),
+        # Responses the version's tasks sent; the load balancer's own 503s (no healthy target)
+        # show up as fewer running tasks instead.
+        errors=metrics.http_code_target(elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=PERIOD, statistic="Sum"),
+        latency_p99=metrics.target_response_time(period=PERIOD, statistic="p99"),
+    )
+
+
+def envoy_namespace(stack: Stack) -> str:
+    return f"{stack.stack_name}/Envoy"
+
+
+def envoy_signals(namespace: str, node_name: str) -> VersionSignals:
+    """A version in App Mesh, from the stats its Envoy sidecar exports (see EnvoyStatsExport)."""
+
+    def metric(name: str, statistic: str, **dimensions: str) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=namespace,
+            metric_name=name,
+            dimensions_map={NODE_DIMENSION: node_name, **dimensions},
+            statistic=statistic,
+            period=PERIOD,
+        )
+
+    ms = "ms_" + re.sub(r"[^a-z0-9]", "_", node_name.lower())
+    return VersionSignals(
+        requests=metric("envoy.http.downstream_rq_total", "Sum"),
+        errors=metric("envoy.http.downstream_rq_xx", "Sum", **{CODE_CLASS_DIMENSION: "5"}),
+        # Envoy measures in milliseconds; the alarms compare seconds, as with the ALB.
+        # The id names the node: the vs-production alarm nests both versions' expressions in one.
+        latency_p99=cloudwatch.MathExpression(
+            expression=f"{ms} / 1000",
+            using_metrics={ms: metric("envoy.http.downstream_rq_time", "p99")},
+            period=PERIOD,
+            label="p99 (s)",
+        ),
+    )
+
+
+class EnvoyStatsExport(Construct):
+    """A CloudWatch agent sidecar that receives a version's Envoy stats and publishes them.
+
+    Envoy sends DogStatsD to the agent on localhost. The agent rolls the stats up to the node (and
+    the response code class), so the alarms' dimensions are exactly those, whatever other tags
+    Envoy adds. It runs as Envoy's user: App Mesh's iptables rules let that user's traffic past
+    the proxy, which would otherwise drop the agent's calls to CloudWatch (egress filter DROP_ALL).
+    """
+
+    def __init__(self, scope: Construct, id: str, *, version: CrystalService, namespace: str) -> None:
+        super().__init__(scope, id)
+        if version.envoy_container is None:
+            raise ValueError(f"{version.version} has no Envoy sidecar to export stats from")
+        for name, value in (
+            ("ENABLE_ENVOY_STATS_TAGS", "1"),
+            ("ENABLE_ENVOY_DOG_STATSD", "1"),
+            ("STATSD_PORT", str(STATSD_PORT)),
+        ):
+            version.envoy_container.add_environment(name, value)
+
+        # Hardened like the other containers: no Linux capability, read-only root file system. The
+        # agent writes its translated configuration, state and logs at start-up; those directories
+        # are task-local scratch volumes.
+        no_capabilities = ecs.LinuxParameters(self, "Linux", init_process_enabled=True)
+        no_capabilities.drop_capabilities(ecs.Capability.ALL)
+
+        config = {
+            # No host dimension: a replaced task would start a new series the alarms never see.
+            "agent": {"omit_hostname": True},
+            "metrics": {
+                "namespace": namespace,
+                "metrics_collected": {
+                    "statsd": {
+                        "service_address": f":{STATSD_PORT}",
+                        "metrics_collection_interval": 10,
+                        "metrics_aggregation_interval": 60,
+                    }
+                },
+                "aggregation_dimensions": [[NODE_DIMENSION], [NODE_DIMENSION, CODE_CLASS_DIMENSION]],
+            },
+        }
+        self.container = version.task_definition.add_container(
+            "cwagent",
+            container_name="cwagent",
+            image=ecs.ContainerImage.from_registry(CLOUDWATCH_AGENT_IMAGE),
+            # Serving does not stop when monitoring does; the alarms then see no data (not
+            # breaching) and the dashboard shows the gap.
+            essential=False,
+            user=str(ENVOY_UID),
+            memory_reservation_mib=64,
+            linux_parameters=no_capabilities,
+            environment={"CW_CONFIG_CONTENT": json.dumps(config, sort_keys=True, separators=(",", ":"))},
+            readonly_root_filesystem=True,
+            logging=ecs.LogDriver.aws_logs(stream_prefix="cwagent", log_group=version.log_group),
+        )
+        for volume, path in AGENT_SCRATCH.items():
+            version.task_definition.add_volume(name=volume)
+            self.container.add_mount_points(ecs.MountPoint(container_path=path, source_volume=volume, read_only=False))
+
+        # PutMetricData has no resource-level permissions; the namespace condition is the
+        # tightest scope CloudWatch offers.
+        self.policy = iam.Policy(
+            self,
+            "PutMetrics",
+            statements=[
+                iam.PolicyStatement(
+                    actions=["cloudwatch:PutMetricData"],
+                    resources=["*"],
+                    conditions={"StringEquals": {"cloudwatch:namespace": namespace}},
+                )
+            ],
+        )
+        self.policy.attach_to_role(version.task_definition.task_role)
+        acknowledge(
+            self.policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "cloudwatch:PutMetricData has no resource-level permissions; the statement is limited to "
+            "this stack's Envoy namespace by the cloudwatch:namespace condition key",
+        )
+
+
+class CanaryObservability(Construct):
+    """The canary's alarms (the rollout's gate) and a production-vs-canary dashboard."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        production: VersionSignals,
+        canary: VersionSignals,
+        production_service: ecs.FargateService,
+        canary_service: ecs.FargateService,
+        router: str,
+    ) -> None:
+        super().__init__(scope, id)
+        prefix = f"{Stack.of(self).stack_name}-canary-"
+
+        def rate(signals: VersionSignals) -> cloudwatch.MathExpression:
+            # FILL: both metrics are absent in a minute without traffic (or without a 5xx).
+            return cloudwatch.MathExpression(
+                expression=f"IF(FILL(requests, 0) >= {MIN_REQUESTS}, 100 * FILL(errors, 0) / requests, 0)",
+                using_metrics={"requests": signals.requests, "errors": signals.errors},
+                period=PERIOD,
+                label="5xx %",
+            )
+
+        self.error_rate_alarm = cloudwatch.Alarm(
+            self,
+            "ErrorRate",
+            alarm_name=f"{prefix}5xx",
+            alarm_description=f"Canary 5xx responses above {ERROR_RATE_PERCENT}% of its requests "
+            f"(at least {MIN_REQUESTS} a minute) in 2 of 3 minutes ({router} router)",
+            metric=rate(canary),
+            threshold=ERROR_RATE_PERCENT,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.latency_alarm = cloudwatch.Alarm(
+            self,
+            "Latency",
+            alarm_name=f"{prefix}p99-latency",
+            alarm_description=f"Canary p99 latency above {LATENCY_P99_SECONDS:g} s in 2 of 3 minutes ({router} router)",
+            metric=canary.latency_p99,
+            threshold=LATENCY_P99_SECONDS,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.latency_vs_production_alarm = cloudwatch.Alarm(
+            self,
+            "LatencyVsProduction",
+            alarm_name=f"{prefix}p99-vs-production",
+            alarm_description=f"Canary p99 latency above {LATENCY_FACTOR}x production's and above "
+            f"{LATENCY_FLOOR_SECONDS:g} s in 2 of 3 minutes ({router} router)",
+            metric=cloudwatch.MathExpression(
+                expression=f"IF(canary > {LATENCY_FLOOR_SECONDS} AND canary > {LATENCY_FACTOR} * production, 1, 0)",
+                using_metrics={"canary": canary.latency_p99, "production": production.latency_p99},
+                period=PERIOD,
+                label="canary p99 slower than production",
+            ),
+            threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+        def tasks(service: ecs.FargateService, name: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="ECS/ContainerInsights",
+                metric_name=name,
+                dimensions_map={"ClusterName": service.cluster.cluster_name, "ServiceName": service.service_name},
+                statistic="Average",
+                period=PERIOD,
+            )
+
+        # Container Insights (enabled on the cluster) reports both per service every minute. A
+        # deployment replaces tasks within max_healthy_percent=200 and never runs below desired
+        # for long; five minutes short is a canary that cannot stay up.
+        self.tasks_alarm = cloudwatch.Alarm(
+            self,
+            "RunningTasks",
+            alarm_name=f"{prefix}running-tasks",
+            alarm_description="Canary service running fewer tasks than desired for 5 minutes",
+            metric=cloudwatch.MathExpression(
+                expression="desired - running",
+                using_metrics={
+                    "desired": tasks(canary_service, "DesiredTaskCount"),
+                    "running": tasks(canary_service, "RunningTaskCount"),
+                },
+                period=PERIOD,
+                label="tasks short of desired",
+            ),
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=5,
+            datapoints_to_alarm=5,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.alarms = [self.error_rate_alarm, self.latency_alarm, self.latency_vs_production_alarm, self.tasks_alarm]
+
+        def pair(title: str, production_metric: cloudwatch.IMetric, canary_metric: cloudwatch.IMetric,
+                 unit: str) -> cloudwatch.GraphWidget:
+            return cloudwatch.GraphWidget(
+                title=title,
+                left=[production_metric, canary_metric],
+                left_y_axis=cloudwatch.YAxisProps(label=unit, show_units=False, min=0),
+                width=12,
+                height=6,
+            )
+
+        def labelled(metric: cloudwatch.IMetric, label: str) -> cloudwatch.IMetric:
+            return metric.with_(label=label)  # type: ignore[attr-defined]  (Metric and MathExpression)
+
+        self.dashboard_name = f"{Stack.of(self).stack_name}-canary"
+        self.dashboard = cloudwatch.Dashboard(
+            self,
+            "Dashboard",
+            dashboard_name=self.dashboard_name,
+            widgets=[
+                [
+                    pair("Requests per minute", labelled(production.requests, "production"),
+                         labelled(canary.requests, "canary"), "requests"),
+                    pair("5xx per minute", labelled(production.errors, "production"),
+                         labelled(canary.errors, "canary"), "responses"),
+                ],
+                [
+                    pair("p99 latency", labelled(production.latency_p99, "production"),
+                         labelled(canary.latency_p99, "canary"), "seconds"),
+                    cloudwatch.AlarmStatusWidget(title="Canary alarms", alarms=self.alarms, width=12, height=6),
+                ],
+                [
+                    pair("CPU utilization", production_service.metric_cpu_utilization(period=PERIOD, label="production"),
+                         canary_service.metric_cpu_utilization(period=PERIOD, label="canary"), "%"),
+                    pair("Memory utilization", production_service.metric_memory_utilization(period=PERIOD, label="production"),
+                         canary_service.metric_memory_utilization(period=PERIOD, label="canary"), "%"),
+                ],
+            ],
+        )
+
+        # Plain strings rather than the alarms' Refs: the names are the rollout's contract, and
+        # an output that reads them stays readable in the template.
+        self.alarm_names = [f"{prefix}{suffix}" for suffix in ("5xx", "p99-latency", "p99-vs-production", "running-tasks")]
+        region = Stack.of(self).region
+        self.dashboard_url = (
+            f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+            f"#dashboards/dashboard/{self.dashboard_name}"
+        )
