@@ -9,10 +9,18 @@ CDK := node_modules/.bin/cdk
 CDK_FLAGS := --no-notices
 export CDK_DISABLE_CLI_TELEMETRY := true
 
+STACK := CrystalCanary
 WEIGHT ?=
-weight_ctx = $(if $(WEIGHT),-c canaryWeight=$(WEIGHT))
+ROUTER ?=
+FROM ?=
+TO ?=
+BASE ?= main
+weight_ctx = $(if $(WEIGHT),-c canaryWeight='$(WEIGHT)')
+router_ctx = $(if $(ROUTER),-c trafficRouter='$(ROUTER)')
+# A weight step with FROM and TO (one alone is refused by the tool), else BASE against the working tree.
+diff_args = $(if $(FROM)$(TO),$(if $(FROM),--from '$(FROM)') $(if $(TO),--to '$(TO)'),--base '$(BASE)')
 
-.PHONY: setup system-deps synth test lint bench clean
+.PHONY: setup system-deps synth test lint bench clean diff deploy snapshot
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -35,12 +43,26 @@ system-deps:
 
 ## synth: offline, no AWS credentials: `make synth` or `make synth WEIGHT=10`
 synth: setup
-	$(CDK) synth $(CDK_FLAGS) -q $(weight_ctx)
+	$(CDK) synth $(CDK_FLAGS) -q $(weight_ctx) $(router_ctx)
 	@echo "templates in cdk.out/"
 
 ## test: everything CI runs
 test: setup system-deps
 	$(PY) -m pytest
+
+## diff: offline, no AWS credentials. `make diff FROM=10 TO=50 [ROUTER=alb]`: one weight step;
+## `make diff [BASE=<git rev>]`: what the working tree changes against main (or BASE)
+diff: setup
+	$(PY) -m canary_stack.offline_diff $(diff_args) $(router_ctx)
+
+## deploy: `make deploy WEIGHT=10 [ROUTER=alb]`; without WEIGHT, the weight committed in cdk.json.
+## The app rejects a bad WEIGHT before anything is deployed; any failure exits non-zero.
+deploy: setup
+	$(CDK) deploy $(STACK) --require-approval never $(CDK_FLAGS) $(weight_ctx) $(router_ctx)
+
+## snapshot: rewrite snapshots/ from the same synthesis the snapshot test compares with
+snapshot: setup
+	UPDATE_SNAPSHOTS=1 $(PY) -m pytest -q -p no:cacheprovider tests/stack/test_snapshots.py
 
 clean:
 	rm -rf cdk.out .cdk-tmp build
