@@ -1,0 +1,108 @@
+"""Checked-in templates of representative configurations: a change to what the app synthesizes shows
+up in a pull request as a change under snapshots/, next to the code that caused it.
+
+`make snapshot` runs this module with UPDATE_SNAPSHOTS=1, which writes the files instead of
+comparing, from the same `synth` fixture: what is written is exactly what is compared. Asset
+hashes stay in (a changed image is a change a reviewer should see); synthesis is deterministic, so
+identical inputs give identical files. The optional pipeline stack is not snapshotted: it is not
+part of every deployment, and tests/stack/test_pipeline.py asserts on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from conftest import ROOT
+
+SNAPSHOTS = ROOT / "snapshots"
+STACK = "CrystalCanary"
+UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"
+REFRESH = "run `make snapshot` and commit snapshots/ if the change is intended"
+
+# name -> the -c context of `cdk synth`, as strings, as from the CLI
+CONFIGURATIONS: dict[str, dict[str, str]] = {
+    "appmesh-w0": {"canaryWeight": "0"},
+    "appmesh-w10": {"canaryWeight": "10"},
+    "alb-w10": {"canaryWeight": "10", "trafficRouter": "alb"},
+}
+
+
+def snapshot_path(name: str):
+    return SNAPSHOTS / f"{STACK}.{name}.template.json"
+
+
+def render(template: dict) -> str:
+    """The file's exact text: pretty, key order as synthesized, one trailing newline."""
+    return json.dumps(template, indent=2, ensure_ascii=False) + "\n"
+
+
+# cdk-docker-image-deployment's Lambda handlers are bundled from jsii's package cache, and the
+# bundle names its source by a path relative to the checkout. With the default cache in $HOME their
+# hashes depend on where the checkout is (CI, CodeBuild and worktrees differ), so until the app keeps
+# the cache inside the project (JSII_RUNTIME_PACKAGE_CACHE_ROOT=.cdk-tmp/..., as offline_diff does)
+# the comparison leaves out the Lambda code keys. Everything else, the image hash included, is exact.
+LOCATION_INDEPENDENT = os.environ.get("JSII_RUNTIME_PACKAGE_CACHE_ROOT", "").startswith(str(ROOT))
+
+
+def comparable(template: dict) -> dict:
+    if LOCATION_INDEPENDENT:
+        return template
+    masked = json.loads(json.dumps(template))
+    for resource in masked.get("Resources", {}).values():
+        if resource.get("Type") == "AWS::Lambda::Function" and "S3Key" in resource["Properties"].get("Code", {}):
+            resource["Properties"]["Code"]["S3Key"] = "<bundled handler>"
+            if "aws:asset:path" in resource.get("Metadata", {}):
+                resource["Metadata"]["aws:asset:path"] = "<bundled handler>"
+    return masked
+
+
+def changed_keys(old: dict, new: dict) -> list[str]:
+    """`Section.Key` of what differs, to say in the failure what changed."""
+    keys = []
+    for section in sorted(set(old) | set(new)):
+        a, b = old.get(section), new.get(section)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += [f"{section}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            keys.append(section)
+    return keys
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGURATIONS))
+def test_snapshot_is_current(synth, name):
+    path = snapshot_path(name)
+    template = synth(**CONFIGURATIONS[name]).templates[STACK]
+    text = render(template)
+    if UPDATE:
+        SNAPSHOTS.mkdir(exist_ok=True)
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+        return
+    context = " ".join(f"-c {k}={v}" for k, v in CONFIGURATIONS[name].items())
+    where = f"snapshots/{path.name} (cdk synth {context})"
+    assert path.is_file(), f"{where} is missing: {REFRESH}"
+    stored = path.read_text(encoding="utf-8")
+    if stored == text:
+        return
+    try:
+        old = comparable(json.loads(stored))
+    except ValueError:
+        pytest.fail(f"{where} is not valid JSON. To refresh: {REFRESH}", pytrace=False)
+    new = comparable(template)
+    if old == new and not LOCATION_INDEPENDENT:
+        return  # only the location-dependent handler keys differ (see LOCATION_INDEPENDENT)
+    what = ", ".join(changed_keys(old, new)[:10]) or "formatting only"
+    pytest.fail(f"{where} is stale; changed: {what}. To refresh: {REFRESH}", pytrace=False)
+
+
+def test_no_snapshot_without_a_configuration():
+    expected = {snapshot_path(name).name for name in CONFIGURATIONS}
+    extra = sorted(p.name for p in SNAPSHOTS.glob("*.json") if p.name not in expected)
+    if UPDATE:
+        for name in extra:
+            (SNAPSHOTS / name).unlink()
+        return
+    assert not extra, f"snapshots/ has files no configuration produces: {extra}; {REFRESH}"
