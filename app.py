@@ -20,13 +20,17 @@ def prepare_toolchain(environ: "os._Environ[str] | dict[str, str]" = os.environ)
     cdk-docker-image-deployment bundles its Lambda handlers with esbuild at synth time:
     * esbuild comes from this project's node_modules (package-lock.json pins it), so it is put on
       PATH even when the app is run as `python app.py` rather than through `npx cdk`;
-    * the handler sources live in jsii's temporary directory, and bundling refuses an entry point
-      outside the project root (the one holding package-lock.json): "entryPath ... should be under
-      projectRoot". jsii's temporary directory is therefore kept inside the project.
+    * the handler sources live in jsii's temporary directory and package cache, and bundling refuses
+      an entry point outside the project root (the one holding package-lock.json): "entryPath ...
+      should be under projectRoot". Both are therefore kept inside the project, in .cdk-tmp/.
     """
     tmp = ROOT / ".cdk-tmp"
     tmp.mkdir(exist_ok=True)
     environ["TMPDIR"] = str(tmp)
+    # The bundle records its sources by their path relative to the project. With jsii's package
+    # cache in the home directory that path depends on where the checkout is (a CI clone, a
+    # worktree), and so would the handlers' asset hashes; inside the project it does not.
+    environ["JSII_RUNTIME_PACKAGE_CACHE_ROOT"] = str(tmp / "jsii-package-cache")
     node_bin = str(ROOT / "node_modules" / ".bin")
     if node_bin not in environ.get("PATH", "").split(os.pathsep):
         environ["PATH"] = node_bin + os.pathsep + environ.get("PATH", "")

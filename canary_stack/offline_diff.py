@@ -74,18 +74,6 @@ def offline_env(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def checkout_env(root: Path) -> dict[str, str]:
-    """Makes a synthesis of `root` independent of where `root` is.
-
-    cdk-docker-image-deployment's Lambda handlers are bundled from jsii's package cache, and the
-    bundle names its source by a path relative to the project: with the default cache (in the home
-    directory) a checkout elsewhere, such as the base worktree, gets other handler hashes and the
-    diff would show Lambda code changes that are not there. A cache inside each checkout gives both
-    sides the same relative path. (Fresh checkouts extract it once: ~10 s, ~300 MB, in .cdk-tmp/.)
-    """
-    return {"JSII_RUNTIME_PACKAGE_CACHE_ROOT": str(root / ".cdk-tmp" / "jsii-package-cache")}
-
-
 def parse_context(items: Sequence[str]) -> dict[str, str]:
     context: dict[str, str] = {}
     for item in items:
@@ -136,7 +124,7 @@ class Synths:
 
     def start(self, label: str, cwd: Path, outdir: Path, context: Mapping[str, str]) -> None:
         process = subprocess.Popen(
-            synth_argv(outdir, context), cwd=cwd, env={**self.env, **checkout_env(cwd)}, text=True,
+            synth_argv(outdir, context), cwd=cwd, env=self.env, text=True,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         self.running.append((label, outdir, process))

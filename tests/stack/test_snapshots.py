@@ -39,26 +39,6 @@ def render(template: dict) -> str:
     return json.dumps(template, indent=2, ensure_ascii=False) + "\n"
 
 
-# cdk-docker-image-deployment's Lambda handlers are bundled from jsii's package cache, and the
-# bundle names its source by a path relative to the checkout. With the default cache in $HOME their
-# hashes depend on where the checkout is (CI, CodeBuild and worktrees differ), so until the app keeps
-# the cache inside the project (JSII_RUNTIME_PACKAGE_CACHE_ROOT=.cdk-tmp/..., as offline_diff does)
-# the comparison leaves out the Lambda code keys. Everything else, the image hash included, is exact.
-LOCATION_INDEPENDENT = os.environ.get("JSII_RUNTIME_PACKAGE_CACHE_ROOT", "").startswith(str(ROOT))
-
-
-def comparable(template: dict) -> dict:
-    if LOCATION_INDEPENDENT:
-        return template
-    masked = json.loads(json.dumps(template))
-    for resource in masked.get("Resources", {}).values():
-        if resource.get("Type") == "AWS::Lambda::Function" and "S3Key" in resource["Properties"].get("Code", {}):
-            resource["Properties"]["Code"]["S3Key"] = "<bundled handler>"
-            if "aws:asset:path" in resource.get("Metadata", {}):
-                resource["Metadata"]["aws:asset:path"] = "<bundled handler>"
-    return masked
-
-
 def changed_keys(old: dict, new: dict) -> list[str]:
     """`Section.Key` of what differs, to say in the failure what changed."""
     keys = []
@@ -88,12 +68,10 @@ def test_snapshot_is_current(synth, name):
     if stored == text:
         return
     try:
-        old = comparable(json.loads(stored))
+        old = json.loads(stored)
     except ValueError:
         pytest.fail(f"{where} is not valid JSON. To refresh: {REFRESH}", pytrace=False)
-    new = comparable(template)
-    if old == new and not LOCATION_INDEPENDENT:
-        return  # only the location-dependent handler keys differ (see LOCATION_INDEPENDENT)
+    new = template
     what = ", ".join(changed_keys(old, new)[:10]) or "formatting only"
     pytest.fail(f"{where} is stale; changed: {what}. To refresh: {REFRESH}", pytrace=False)
 
