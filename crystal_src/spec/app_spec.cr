@@ -54,6 +54,18 @@ describe CrystalBackend::App do
 
   it "ignores the query string when routing" do
     call_handler(app, "GET", "/crystal/api?x=1").status_code.should eq(200)
+    call_handler(app, "GET", "/crystal/?").status_code.should eq(200)
+  end
+
+  it "routes absolute-form request targets by their path" do
+    call_handler(app, "GET", "http://backend.local/crystal/api?x=1").status_code.should eq(200)
+  end
+
+  it "extracts the path like HTTP::Request#path does" do
+    {"/crystal", "/crystal?x=1", "/a%20b?c", "/?", "http://h:1/p?q", "*"}.each do |target|
+      request = HTTP::Request.new("GET", target)
+      app.request_path(request).should eq(HTTP::Request.new("GET", target).path)
+    end
   end
 
   {"/", "/crystalx", "/crystal/api/x", "/health/", "/CRYSTAL"}.each do |path|

@@ -41,7 +41,9 @@ describe CrystalBackend::Config do
   end
 
   it "main exits 2 on bad configuration" do
-    CrystalBackend.main([] of String, {"PORT" => "nope"}).should eq(2)
+    errors = IO::Memory.new
+    CrystalBackend.main([] of String, {"PORT" => "nope"}, errors).should eq(2)
+    errors.to_s.should contain("PORT")
   end
 
   it "health check exits 1 when nothing listens" do

@@ -62,12 +62,22 @@ module CrystalBackend
     end
 
     private def route(context) : Nil
-      case context.request.path
+      case request_path(context.request)
       when "/crystal", "/crystal/"         then get_only(context) { hello(context) }
       when "/crystal/api", "/crystal/api/" then get_only(context) { api(context) }
       when "/health"                       then get_only(context) { health(context) }
       else                                      not_found(context)
       end
+    end
+
+    # The request path without the query. For the usual origin-form target
+    # ("/crystal?x=1") this avoids HTTP::Request#path, which parses a URI
+    # object per request; other forms (absolute URI) still go through it.
+    def request_path(request : HTTP::Request) : String
+      resource = request.resource
+      return request.path unless resource.starts_with?('/')
+      query_at = resource.index('?')
+      query_at ? resource[0, query_at] : resource
     end
 
     private def get_only(context, &) : Nil
@@ -77,8 +87,22 @@ module CrystalBackend
       end
     end
 
+    # Written in two pieces: no per-request string for the body.
     private def hello(context) : Nil
-      respond(context, TEXT_PLAIN, "#{@hello_prefix}#{Time.utc.to_unix_ms}")
+      now_ms = Time.utc.to_unix_ms
+      response = context.response
+      response.content_type = TEXT_PLAIN
+      response.content_length = @hello_prefix.bytesize + decimal_digits(now_ms)
+      response << @hello_prefix << now_ms unless context.request.method == "HEAD"
+    end
+
+    private def decimal_digits(value : Int64) : Int32
+      digits = 1
+      while value >= 10
+        value //= 10
+        digits += 1
+      end
+      digits
     end
 
     private def api(context) : Nil
@@ -113,7 +137,7 @@ module CrystalBackend
     private def log_access(context, started : Time::Span) : Nil
       AccessLog.info &.emit("request",
         method: context.request.method,
-        path: context.request.path,
+        path: request_path(context.request),
         status: context.response.status_code,
         duration_ms: (Time.monotonic - started).total_milliseconds.round(3))
     end

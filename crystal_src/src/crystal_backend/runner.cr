@@ -76,7 +76,7 @@ module CrystalBackend
     end
   end
 
-  def self.main(argv = ARGV, env = ENV) : Int32
+  def self.main(argv = ARGV, env = ENV, stderr : IO = STDERR) : Int32
     config = Config.from_env(env)
     return health_check(config.port) if argv.includes?("--health-check")
 
@@ -89,7 +89,7 @@ module CrystalBackend
     service.run
     0
   rescue ex : ArgumentError
-    STDERR.puts "configuration error: #{ex.message}"
+    stderr.puts "configuration error: #{ex.message}"
     2
   end
 
