@@ -78,7 +78,8 @@ def build(app: cdk.App, *, image_directory: Path | None = None) -> CanaryStack:
         STACK_NAME,
         config=config,
         **({"image_directory": image_directory} if image_directory else {}),
-        description=f"Crystal canary on ECS Fargate, {config.canary_weight}% to the canary ({config.traffic_router})",
+        # No weight here: a step must change the route and the weight outputs, nothing else.
+        description=f"Crystal canary on ECS Fargate ({config.traffic_router} router)",
     )
     if config.pipeline is not None:
         # Its own stack, only with -c pipeline=true: the canary stack never depends on it.
@@ -86,7 +87,6 @@ def build(app: cdk.App, *, image_directory: Path | None = None) -> CanaryStack:
             app,
             PIPELINE_STACK_NAME,
             source=config.pipeline,
-            default_weight=config.canary_weight,
             target_stack=STACK_NAME,
             description=f"Delivery pipeline of {STACK_NAME} from {config.pipeline.repository}@{config.pipeline.branch}",
         )

@@ -1,8 +1,10 @@
 """The optional delivery pipeline: Source -> TestAndDiff -> Approval -> Deploy of the canary stack.
 
 A merge to the branch starts it; it deploys the canary stack at the pipeline variable
-`canaryWeight`, whose default is the committed weight (cdk.json). Starting it by hand with another
-value is a one-off step, like `cdk deploy -c canaryWeight=N`. The approver sees the tests' result
+`canaryWeight`, whose default `committed` means "the weight in the checked-out cdk.json", read at
+run time: a merged pull request that changes cdk.json is what the next run deploys, without
+redeploying the pipeline. Starting it by hand with a number is a one-off step, like
+`cdk deploy -c canaryWeight=N`. The approver sees the tests' result
 and the offline CloudFormation diff from the committed weight to the weight about to be deployed.
 """
 
@@ -28,10 +30,15 @@ BOOTSTRAP_ROLE_KINDS = ("deploy", "file-publishing", "image-publishing", "lookup
 BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
 RUNTIMES = {"python": "3.11", "nodejs": "20"}
 
+COMMITTED = "committed"  # the variable's default: deploy what cdk.json says
 # The committed weight from the checked-out cdk.json (what the app uses without -c).
 _COMMITTED_WEIGHT = (
     ".venv/bin/python -c 'import json; print(json.load(open(\"cdk.json\"))[\"context\"].get(\"canaryWeight\", 0))'"
 )
+# The weight to deploy: the variable, or the committed weight when the variable says so.
+_RESOLVE_WEIGHT = f'COMMITTED_WEIGHT=$({_COMMITTED_WEIGHT}); WEIGHT="$CANARY_WEIGHT"; ' \
+    f'if [ "$WEIGHT" = {COMMITTED} ]; then WEIGHT="$COMMITTED_WEIGHT"; fi'
+
 
 
 def bootstrap_role_arn(kind: str, qualifier: str = DefaultStackSynthesizer.DEFAULT_QUALIFIER) -> str:
@@ -47,7 +54,6 @@ class PipelineStack(Stack):
         id: str,
         *,
         source: PipelineConfig,
-        default_weight: int,
         target_stack: str,
         **kwargs,
     ) -> None:
@@ -55,8 +61,8 @@ class PipelineStack(Stack):
 
         self.weight_variable = codepipeline.Variable(
             variable_name=WEIGHT_VARIABLE,
-            default_value=str(default_weight),
-            description="Canary weight (0-100) to deploy; the default is the committed cdk.json value",
+            default_value=COMMITTED,
+            description=f"Canary weight (0-100) to deploy; '{COMMITTED}' deploys the checked-out cdk.json value",
         )
         weight_env = {"CANARY_WEIGHT": codebuild.BuildEnvironmentVariable(value=self.weight_variable.reference())}
 
@@ -77,9 +83,9 @@ class PipelineStack(Stack):
                         "build": {
                             "commands": [
                                 "make test",
-                                f"COMMITTED_WEIGHT=$({_COMMITTED_WEIGHT})",
-                                'echo "committed canaryWeight: $COMMITTED_WEIGHT; deploying canaryWeight: $CANARY_WEIGHT"',
-                                '.venv/bin/python -m canary_stack.offline_diff --from "$COMMITTED_WEIGHT" --to "$CANARY_WEIGHT"',
+                                _RESOLVE_WEIGHT,
+                                'echo "committed canaryWeight: $COMMITTED_WEIGHT; deploying canaryWeight: $WEIGHT"',
+                                '.venv/bin/python -m canary_stack.offline_diff --from "$COMMITTED_WEIGHT" --to "$WEIGHT"',
                             ]
                         },
                     },
@@ -122,8 +128,9 @@ class PipelineStack(Stack):
                                 # CANARY_WEIGHT is #{variables.canaryWeight}, resolved by the
                                 # pipeline in the action's configuration (a buildspec cannot
                                 # reference pipeline variables). The app validates it.
+                                _RESOLVE_WEIGHT,
                                 f"npx cdk deploy {target_stack} --require-approval never --no-notices "
-                                '-c canaryWeight="$CANARY_WEIGHT"',
+                                '-c canaryWeight="$WEIGHT"',
                             ]
                         },
                     },

@@ -4,10 +4,10 @@ by default; the deploy build can do nothing but assume the CDK bootstrap roles."
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
-from conftest import cdk_json_context
 
 CONNECTION = "arn:aws:codeconnections:eu-west-1:123456789012:connection/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 PIPELINE_CONTEXT = {
@@ -64,11 +64,28 @@ def test_the_canary_stack_does_not_depend_on_the_pipeline(synth, piped):
         assert "Fn::ImportValue" not in json.dumps(stack)
 
 
-def test_codepipeline_v2_with_the_committed_weight_as_variable_default(pipeline):
+def test_codepipeline_v2_deploys_the_checked_out_committed_weight_by_default(template, pipeline):
     assert pipeline["PipelineType"] == "V2"
     (variable,) = pipeline["Variables"]
     assert variable["Name"] == "canaryWeight"
-    assert variable["DefaultValue"] == str(cdk_json_context()["canaryWeight"])
+    # Not a number frozen when the pipeline was deployed: cdk.json as merged, read at run time.
+    assert variable["DefaultValue"] == "committed"
+    commands = buildspec(project_of(template, action(pipeline, "Deploy")))["phases"]["build"]["commands"]
+    resolve = commands[0]
+    assert 'json.load(open(\"cdk.json\"))[\"context\"].get(\"canaryWeight\", 0)' in resolve
+    assert 'if [ "$WEIGHT" = committed ]; then WEIGHT="$COMMITTED_WEIGHT"; fi' in resolve
+
+
+def test_the_weight_resolution_runs_in_bash_as_intended(template, pipeline, tmp_path):
+    import subprocess
+    resolve = buildspec(project_of(template, action(pipeline, "Deploy")))["phases"]["build"]["commands"][0]
+    (tmp_path / "cdk.json").write_text('{"context": {"canaryWeight": 25}}')
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    for variable, expected in (("committed", "25"), ("40", "40")):
+        out = subprocess.run(["bash", "-c", resolve + '; echo "$WEIGHT"'], cwd=tmp_path, capture_output=True,
+                             text=True, env={"CANARY_WEIGHT": variable, "PATH": "/usr/bin:/bin"}, check=True)
+        assert out.stdout.strip() == expected
 
 
 def test_stages_in_order_source_test_and_diff_approval_deploy(pipeline):
@@ -96,7 +113,7 @@ def test_test_stage_runs_make_test_and_the_diff_to_the_weight_to_deploy(template
     assert env_vars(test) == {"CANARY_WEIGHT": "#{variables.canaryWeight}"}
     commands = buildspec(project_of(template, test))["phases"]["build"]["commands"]
     assert commands[0] == "make test"
-    assert commands[-1] == '.venv/bin/python -m canary_stack.offline_diff --from "$COMMITTED_WEIGHT" --to "$CANARY_WEIGHT"'
+    assert commands[-1] == '.venv/bin/python -m canary_stack.offline_diff --from "$COMMITTED_WEIGHT" --to "$WEIGHT"'
 
 
 def test_deploy_runs_cdk_deploy_at_the_pipeline_variable(template, pipeline):
@@ -104,8 +121,8 @@ def test_deploy_runs_cdk_deploy_at_the_pipeline_variable(template, pipeline):
     # Pipeline variables resolve in action configuration only; the buildspec reads the env var.
     assert env_vars(deploy) == {"CANARY_WEIGHT": "#{variables.canaryWeight}"}
     commands = buildspec(project_of(template, deploy))["phases"]["build"]["commands"]
-    assert commands == [
-        'npx cdk deploy CrystalCanary --require-approval never --no-notices -c canaryWeight="$CANARY_WEIGHT"'
+    assert commands[1:] == [
+        'npx cdk deploy CrystalCanary --require-approval never --no-notices -c canaryWeight="$WEIGHT"'
     ]
 
 
