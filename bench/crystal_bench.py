@@ -1,0 +1,155 @@
+"""Throughput of the Crystal backend vs a bare Crystal HTTP::Server hello.
+
+Run: .venv/bin/python bench/crystal_bench.py [--rounds 3] [--seconds 5]
+
+Builds release binaries of crystal_src/src/server.cr and bench/bare_hello.cr
+into build/crystal/bench/, then loads each on loopback with the same wrk
+parameters, alternating servers each round. Ours runs with the access log on
+(LOG_LEVEL=info) and stdout sent to /dev/null. Goal: ours >= 0.9x bare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "build" / "crystal" / "bench"
+WRK_ARGS = ["-t2", "-c32"]
+GOAL = 0.9
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def build(source: Path, output: Path, cwd: Path) -> float:
+    """Release build with an empty compiler cache, so the time is a cold build's."""
+    cache = Path(tempfile.mkdtemp(prefix="cache-", dir=OUT))
+    try:
+        started = time.monotonic()
+        subprocess.run(
+            ["crystal", "build", "--release", "--no-debug", str(source), "-o", str(output)],
+            cwd=cwd,
+            env=dict(os.environ, CRYSTAL_CACHE_DIR=str(cache)),
+            check=True,
+        )
+        return time.monotonic() - started
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def start(binary: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [str(binary)],
+        env={"PATH": os.environ.get("PATH", ""), "PORT": str(port), **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=0.5).read()
+            return proc
+        except urllib.error.HTTPError:
+            return proc  # bare server: any HTTP answer means it is up
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit(f"{binary} did not start")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def wrk(url: str, seconds: int, pid: int) -> tuple[float, float]:
+    """Returns (requests/s, server CPU microseconds per request)."""
+    cpu_before = cpu_seconds(pid)
+    out = subprocess.run(
+        ["wrk", *WRK_ARGS, f"-d{seconds}s", url], capture_output=True, text=True, check=True
+    ).stdout
+    cpu_used = cpu_seconds(pid) - cpu_before
+    errors = re.search(r"Socket errors: (.*)", out)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors or non_2xx:
+        print(f"  warning: {url}: {errors and errors[0]} {non_2xx and non_2xx[0]}", file=sys.stderr)
+    requests = int(re.search(r"(\d+) requests in", out)[1])
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]), cpu_used / requests * 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--path", default="/crystal", help="path of ours to load (bare serves any path)")
+    args = parser.parse_args()
+    for tool in ("crystal", "wrk"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} not found on PATH")
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    ours_bin, bare_bin = OUT / "server-release", OUT / "bare-hello-release"
+    print("building release binaries ...", flush=True)
+    ours_build = build(Path("src/server.cr"), ours_bin, REPO / "crystal_src")
+    bare_build = build(Path("bare_hello.cr"), bare_bin, REPO / "bench")
+
+    servers = {
+        "ours": (ours_bin, {"AZ": "us-east-1a", "LOG_LEVEL": "info"}, args.path),
+        "bare": (bare_bin, {}, "/"),
+    }
+    results: dict[str, list[float]] = {name: [] for name in servers}
+    cpu_us: dict[str, list[float]] = {name: [] for name in servers}
+    print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs; wrk shares them)")
+    for round_no in range(1, args.rounds + 1):
+        order = list(servers) if round_no % 2 else list(reversed(servers))
+        for name in order:
+            binary, env, path = servers[name]
+            port = free_port()
+            proc = start(binary, port, env)
+            try:
+                wrk(f"http://127.0.0.1:{port}{path}", 1, proc.pid)  # warm-up, not counted
+                rps, us = wrk(f"http://127.0.0.1:{port}{path}", args.seconds, proc.pid)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=10)
+            results[name].append(rps)
+            cpu_us[name].append(us)
+            print(f"round {round_no} {name:4}: {rps:10.0f} req/s  {us:5.1f} us server CPU/request", flush=True)
+
+    ours, bare = statistics.median(results["ours"]), statistics.median(results["bare"])
+    ratio = ours / bare
+    round_ratios = [o / b for o, b in zip(results["ours"], results["bare"])]
+    cpu_ratio = statistics.median(cpu_us["bare"]) / statistics.median(cpu_us["ours"])
+    print()
+    print(f"wrk {' '.join(WRK_ARGS)} -d{args.seconds}s, {args.rounds} rounds, median req/s")
+    print(f"ours ({args.path}, access log on): {ours:10.0f} req/s")
+    print(f"bare hello:                 {bare:10.0f} req/s")
+    print(f"ratio ours/bare: {ratio:.3f} (goal >= {GOAL}) -> {'OK' if ratio >= GOAL else 'BELOW GOAL'}")
+    print(f"  per-round ratios: {', '.join(f'{r:.3f}' for r in round_ratios)}")
+    print(
+        f"  server CPU/request, median: ours {statistics.median(cpu_us['ours']):.1f} us, "
+        f"bare {statistics.median(cpu_us['bare']):.1f} us (bare/ours {cpu_ratio:.3f})"
+    )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(f"release binary: {ours_bin.stat().st_size / 1e6:.2f} MB (dynamic, --no-debug; image build is --static)")
+    print(f"release build time (cold cache): ours {ours_build:.1f} s, bare {bare_build:.1f} s")
+    return 0 if ratio >= GOAL else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
