@@ -40,7 +40,7 @@ def test_cdk_synth_prints_the_app_mesh_end_of_support_warning(cli_w37):
     assert "AWS App Mesh reached end of support on 2026-09-30" in result.stderr + result.stdout
 
 
-@pytest.mark.parametrize("raw", ["abc", "101"])
+@pytest.mark.parametrize("raw", ["abc"])  # every other bad value: tests/stack/test_config.py
 def test_cdk_synth_with_a_bad_weight_fails_with_one_line_and_no_template(tmp_path, raw):
     result = run([str(CDK), "synth", "-q", "--no-notices", "-o", str(tmp_path / "out"), "-c", f"canaryWeight={raw}"])
     assert result.returncode != 0
