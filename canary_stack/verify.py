@@ -375,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m canary_stack.verify",
         description=(
             "Send N GETs to URL/crystal/api, count answers per commit and report the canary's "
-            "share with a 95%% Wilson interval. With --expect W, exit 1 unless W lies inside "
+            "share with a 95% Wilson interval. With --expect W, exit 1 unless W lies inside "
             "the interval."
         ),
         epilog=(
