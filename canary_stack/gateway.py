@@ -12,7 +12,7 @@ from constructs import Construct
 
 from canary_stack.constants import GATEWAY_PORT, HEALTH_PATH, LOG_RETENTION
 from canary_stack.ingress import PublicEntrypoint
-from canary_stack.service import acknowledge_task_findings, envoy_container
+from canary_stack.service import acknowledge_task_findings, envoy_container, private_fargate_service
 
 
 class MeshGateway(Construct):
@@ -46,18 +46,9 @@ class MeshGateway(Construct):
         self.security_group.add_ingress_rule(
             entrypoint.security_group, ec2.Port.tcp(GATEWAY_PORT), "From the public load balancer"
         )
-        self.service = ecs.FargateService(
-            self,
-            "Service",
-            cluster=cluster,
-            task_definition=self.task_definition,
-            desired_count=desired_count,
-            min_healthy_percent=100,
-            max_healthy_percent=200,
-            assign_public_ip=False,
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
-            security_groups=[self.security_group],
-            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+        self.service = private_fargate_service(
+            self, cluster=cluster, task_definition=self.task_definition,
+            security_group=self.security_group, desired_count=desired_count,
         )
         entrypoint.security_group.add_egress_rule(
             self.security_group, ec2.Port.tcp(GATEWAY_PORT), "To the App Mesh gateway"

@@ -41,6 +41,20 @@ _RESOLVE_WEIGHT = f'COMMITTED_WEIGHT=$({_COMMITTED_WEIGHT}); WEIGHT="$CANARY_WEI
 
 
 
+def _buildspec(*commands: str) -> codebuild.BuildSpec:
+    """Both builds: bash, the project's own set-up (venv, npm ci), then `commands`."""
+    return codebuild.BuildSpec.from_object(
+        {
+            "version": "0.2",
+            "env": {"shell": "bash"},
+            "phases": {
+                "install": {"runtime-versions": RUNTIMES, "commands": ["make setup"]},
+                "build": {"commands": list(commands)},
+            },
+        }
+    )
+
+
 def bootstrap_role_arn(kind: str, qualifier: str = DefaultStackSynthesizer.DEFAULT_QUALIFIER) -> str:
     return f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/cdk-{qualifier}-{kind}-role-{Aws.ACCOUNT_ID}-{Aws.REGION}"
 
@@ -74,22 +88,11 @@ class PipelineStack(Stack):
             timeout=Duration.minutes(60),
             logging=self._logging("TestLogs"),
             grant_report_group_permissions=False,  # no test reports: no report-group rights
-            build_spec=codebuild.BuildSpec.from_object(
-                {
-                    "version": "0.2",
-                    "env": {"shell": "bash"},
-                    "phases": {
-                        "install": {"runtime-versions": RUNTIMES, "commands": ["make setup"]},
-                        "build": {
-                            "commands": [
-                                "make test",
-                                _RESOLVE_WEIGHT,
-                                'echo "committed canaryWeight: $COMMITTED_WEIGHT; deploying canaryWeight: $WEIGHT"',
-                                '.venv/bin/python -m canary_stack.offline_diff --from "$COMMITTED_WEIGHT" --to "$WEIGHT"',
-                            ]
-                        },
-                    },
-                }
+            build_spec=_buildspec(
+                "make test",
+                _RESOLVE_WEIGHT,
+                'echo "committed canaryWeight: $COMMITTED_WEIGHT; deploying canaryWeight: $WEIGHT"',
+                '.venv/bin/python -m canary_stack.offline_diff --from "$COMMITTED_WEIGHT" --to "$WEIGHT"',
             ),
         )
 
@@ -117,24 +120,12 @@ class PipelineStack(Stack):
             timeout=Duration.minutes(90),
             logging=self._logging("DeployLogs"),
             grant_report_group_permissions=False,
-            build_spec=codebuild.BuildSpec.from_object(
-                {
-                    "version": "0.2",
-                    "env": {"shell": "bash"},
-                    "phases": {
-                        "install": {"runtime-versions": RUNTIMES, "commands": ["make setup"]},
-                        "build": {
-                            "commands": [
-                                # CANARY_WEIGHT is #{variables.canaryWeight}, resolved by the
-                                # pipeline in the action's configuration (a buildspec cannot
-                                # reference pipeline variables). The app validates it.
-                                _RESOLVE_WEIGHT,
-                                f"npx cdk deploy {target_stack} --require-approval never --no-notices "
-                                '-c canaryWeight="$WEIGHT"',
-                            ]
-                        },
-                    },
-                }
+            # CANARY_WEIGHT is #{variables.canaryWeight}, resolved by the pipeline in the action's
+            # configuration (a buildspec cannot reference pipeline variables). The app validates it.
+            build_spec=_buildspec(
+                _RESOLVE_WEIGHT,
+                f"npx cdk deploy {target_stack} --require-approval never --no-notices "
+                '-c canaryWeight="$WEIGHT"',
             ),
         )
 

@@ -85,6 +85,31 @@ def _no_capabilities(scope: Construct, id: str) -> ecs.LinuxParameters:
     return params
 
 
+def private_fargate_service(
+    scope: Construct,
+    *,
+    cluster: ecs.ICluster,
+    task_definition: ecs.FargateTaskDefinition,
+    security_group: ec2.ISecurityGroup,
+    desired_count: int,
+) -> ecs.FargateService:
+    """Every service of the stack: private subnets, no public IP, full capacity during a
+    deployment, and the circuit breaker rolling a failed deployment back."""
+    return ecs.FargateService(
+        scope,
+        "Service",
+        cluster=cluster,
+        task_definition=task_definition,
+        desired_count=desired_count,
+        min_healthy_percent=100,
+        max_healthy_percent=200,
+        assign_public_ip=False,
+        vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+        security_groups=[security_group],
+        circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+    )
+
+
 def acknowledge_task_findings(task: ecs.TaskDefinition, *, pulls_from_ecr: bool) -> None:
     acknowledge(task, "AwsSolutions-ECS2",
                 "The environment holds only non-secret settings (PORT, LOG_LEVEL, APPMESH_RESOURCE_ARN, "
@@ -196,18 +221,9 @@ class CrystalService(Construct):
             description=f"Crystal {version} tasks",
             allow_all_outbound=True,
         )
-        self.service = ecs.FargateService(
-            self,
-            "Service",
-            cluster=cluster,
-            task_definition=self.task_definition,
-            desired_count=desired_count,
-            min_healthy_percent=100,
-            max_healthy_percent=200,
-            assign_public_ip=False,
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
-            security_groups=[self.security_group],
-            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+        self.service = private_fargate_service(
+            self, cluster=cluster, task_definition=self.task_definition,
+            security_group=self.security_group, desired_count=desired_count,
         )
         if mesh is not None:
             self.service.associate_cloud_map_service(
