@@ -2,42 +2,13 @@
 
 from __future__ import annotations
 
-import http.client
 import os
-import shutil
-import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-CRYSTAL_SRC = REPO / "crystal_src"
-BUILD_DIR = REPO / "build" / "crystal"
-START_TIMEOUT = 10.0
-
-
-def crystal_env() -> dict[str, str]:
-    """Environment for the compiler: keep its cache under build/, not $HOME."""
-    env = dict(os.environ)
-    env["CRYSTAL_CACHE_DIR"] = str(BUILD_DIR / "cache")
-    return env
-
-
-def require_crystal() -> str:
-    crystal = shutil.which("crystal")
-    if crystal is None:
-        # The Crystal service ships in the image; untested is not acceptable.
-        pytest.fail("crystal compiler not found on PATH; the Crystal backend cannot be tested")
-    return crystal
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from crystal.support import BUILD_DIR, CRYSTAL_SRC, ServerProcess, crystal_env, free_port, require_crystal
 
 
 @pytest.fixture(scope="session")
@@ -59,78 +30,6 @@ def crystal_bin() -> Path:
         pytest.fail(f"crystal build failed:\n{proc.stdout}\n{proc.stderr}")
     os.replace(tmp, target)  # atomic: concurrent sessions never see half a binary
     return target
-
-
-def http_get(port: int, path: str, method: str = "GET", timeout: float = 5.0, body=None, headers=None):
-    """One request on a fresh connection; returns (status, headers, body bytes)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.headers, resp.read()
-    finally:
-        conn.close()
-
-
-class ServerProcess:
-    """The compiled server on a free loopback-reachable port."""
-
-    def __init__(self, binary: Path, env: dict[str, str], log_path: Path | None):
-        self.port = int(env["PORT"]) if env["PORT"].isdigit() else -1
-        self.log_path = log_path
-        self._log = open(log_path, "wb") if log_path else subprocess.DEVNULL
-        full_env = {k: v for k, v in os.environ.items() if k not in ("AZ", "ECS_CONTAINER_METADATA_URI_V4")}
-        full_env.update(env)
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen([str(binary)], env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path else ""
-
-    def wait_ready(self, timeout: float = START_TIMEOUT) -> float:
-        """Poll /health until 200; returns seconds from spawn to ready."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log_text()}")
-            try:
-                if http_get(self.port, "/health", timeout=0.5)[0] == 200:
-                    return time.monotonic() - self.started
-            except OSError:
-                pass
-            time.sleep(0.02)
-        raise AssertionError(f"server not ready within {timeout}s:\n{self.log_text()}")
-
-    def get(self, path: str, **kw):
-        return http_get(self.port, path, **kw)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise AssertionError("VmRSS not found")
-
-    def terminate(self, sig=signal.SIGTERM, timeout: float = 5.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()  # only our own child, by handle
-            self.proc.wait(timeout=5)
-        if self._log is not subprocess.DEVNULL:
-            self._log.close()
 
 
 @pytest.fixture

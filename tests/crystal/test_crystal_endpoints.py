@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import free_port
+from crystal.support import free_port
 
 HELLO_RE = re.compile(r"^Crystal backend: Hello! from (?P<az>\S+) commit (?P<hash>\S+) at (?P<ms>\d{13})$")
 

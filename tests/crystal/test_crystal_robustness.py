@@ -102,7 +102,7 @@ JUNK = {
 
 @pytest.fixture(scope="module")
 def junk_server(crystal_bin, tmp_path_factory):
-    from conftest import ServerProcess, free_port
+    from crystal.support import ServerProcess, free_port
 
     server = ServerProcess(
         crystal_bin,

@@ -3,7 +3,7 @@
 import re
 import subprocess
 
-from conftest import CRYSTAL_SRC, crystal_env, require_crystal
+from crystal.support import CRYSTAL_SRC, crystal_env, require_crystal
 
 
 def test_crystal_spec_passes():

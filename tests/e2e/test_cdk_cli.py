@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from synthesis import ROOT
 
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from canary_stack import offline_diff
-from conftest import ROOT
+from synthesis import ROOT
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

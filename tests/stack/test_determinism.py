@@ -12,7 +12,7 @@ import pytest
 
 import app as cdk_app
 from canary_stack.constants import CRYSTAL_SRC
-from conftest import CLI_CONTEXT, cdk_json_context, synthesize
+from synthesis import CLI_CONTEXT, cdk_json_context, synthesize
 
 
 def changed(a: dict, b: dict) -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 from aws_cdk import aws_s3 as s3
 
 import app as cdk_app
-from conftest import CLI_CONTEXT, ROOT, cdk_json_context
+from synthesis import CLI_CONTEXT, ROOT, cdk_json_context
 from stack.test_pipeline import PIPELINE_CONTEXT
 
 CONFIGURATIONS = [

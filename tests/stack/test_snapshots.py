@@ -15,7 +15,7 @@ import os
 
 import pytest
 
-from conftest import ROOT
+from synthesis import ROOT
 
 SNAPSHOTS = ROOT / "snapshots"
 STACK = "CrystalCanary"

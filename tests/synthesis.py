@@ -1,0 +1,63 @@
+"""Synthesize the app in-process exactly as `cdk synth` does (the `synth` fixture caches it per configuration).
+
+`cdk synth` gives the app cdk.json's context (the feature flags and the committed canaryWeight),
+the CLI's own switches (path and asset metadata, version reporting), and `-c` values as strings.
+`synthesize` does the same, so what the tests assert is what a reviewer reads.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import app as cdk_app  # noqa: E402  (sets up the Node.js toolchain before aws_cdk loads)
+
+# What the CDK CLI adds to the context of every `cdk synth` (its defaults for --path-metadata,
+# --asset-metadata, --version-reporting and the stacks to bundle).
+CLI_CONTEXT: dict[str, Any] = {
+    "aws:cdk:enable-path-metadata": True,
+    "aws:cdk:enable-asset-metadata": True,
+    "aws:cdk:version-reporting": True,
+    "aws:cdk:bundling-stacks": ["**"],
+}
+
+
+def cdk_json_context() -> dict[str, Any]:
+    return json.loads((ROOT / "cdk.json").read_text())["context"]
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    """One synthesized configuration: the templates by stack name, and the cloud assembly folder."""
+
+    outdir: Path
+    templates: dict[str, dict]
+
+    @property
+    def template(self) -> dict:
+        return self.templates["CrystalCanary"]
+
+    def resources(self, type_: str, stack: str = "CrystalCanary") -> dict[str, dict]:
+        return {k: v for k, v in self.templates[stack]["Resources"].items() if v["Type"] == type_}
+
+    def one(self, type_: str, stack: str = "CrystalCanary") -> dict:
+        found = self.resources(type_, stack)
+        assert len(found) == 1, f"expected one {type_}, found {sorted(found)}"
+        return next(iter(found.values()))
+
+
+def synthesize(outdir: Path, **cli_context: str) -> Synthesis:
+    """`cdk synth -c key=value ...` in-process: `cli_context` values are strings, as from the CLI."""
+    context = {**cdk_json_context(), **CLI_CONTEXT, **cli_context}
+    app = cdk_app.create_app(context=context, outdir=str(outdir))
+    cdk_app.build(app)
+    assembly = app.synth()
+    templates = {stack.stack_name: stack.template for stack in assembly.stacks}
+    return Synthesis(outdir=outdir, templates=templates)
