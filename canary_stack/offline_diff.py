@@ -111,7 +111,8 @@ def synth_argv(outdir: Path, context: Mapping[str, str]) -> list[str]:
 def diff_argv(new_assembly: Path, old_template: Path) -> list[str]:
     # --app with an assembly directory: no synthesis; --template: compare with a file, not with
     # a deployed stack, so no CloudFormation call is made.
-    return [CDK, "diff", "--no-notices", "--app", str(new_assembly), "--template", str(old_template), STACK]
+    # --no-ci: with CI=true the CLI would print the synthesis warnings into the diff on stdout.
+    return [CDK, "diff", "--no-notices", "--no-ci", "--app", str(new_assembly), "--template", str(old_template), STACK]
 
 
 class Synths:
