@@ -41,7 +41,6 @@ precondition, 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import subprocess
@@ -52,6 +51,8 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence, TextIO
 
 from canary_stack import verify
+from canary_stack.config import CanaryConfig, ConfigError
+from canary_stack.offline_diff import committed_context
 from canary_stack.verify import OneLineArgumentParser, bounded_float, bounded_int, one_line
 from canary_stack.verify import UsageError as ArgumentsError
 
@@ -146,23 +147,12 @@ def parse_stack_name(raw: str) -> str:
 
 
 def committed_weight(repo_root: Path) -> int:
-    """context.canaryWeight of cdk.json in the repo root (0 when absent)."""
-    path = repo_root / "cdk.json"
+    """context.canaryWeight of cdk.json in the repo root, parsed by the app's own parser."""
+    context = committed_context(repo_root) if (repo_root / "cdk.json").exists() else {}
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return 0
-    except (OSError, ValueError) as err:
-        raise UsageError(f"cannot read cdk.json: {one_line(err)}") from None
-    context = config.get("context") if isinstance(config, dict) else None
-    value: Any = context.get("canaryWeight", 0) if isinstance(context, dict) else 0
-    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,3}", value.strip()):
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
-        raise UsageError(
-            f"cdk.json context canaryWeight must be a whole number from 0 to 100, got {value!r}"
-        )
-    return value
+        return CanaryConfig.from_context(context.get).canary_weight
+    except ConfigError as err:
+        raise UsageError(f"cdk.json: {err}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
