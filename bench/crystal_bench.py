@@ -1,11 +1,18 @@
 """Throughput of the Crystal backend vs a bare Crystal HTTP::Server hello.
 
-Run: .venv/bin/python bench/crystal_bench.py [--rounds 3] [--seconds 5]
+Run: .venv/bin/python bench/crystal_bench.py [--rounds 5] [--seconds 5]
 
 Builds release binaries of crystal_src/src/server.cr and bench/bare_hello.cr
 into build/crystal/bench/, then loads each on loopback with the same wrk
 parameters, alternating servers each round. Ours runs with the access log on
 (LOG_LEVEL=info) and stdout sent to /dev/null. Goal: ours >= 0.9x bare.
+
+Both servers are single-threaded, so on a small machine wrk and the server
+fight for the same cores and req/s swings by 20% between rounds. When
+`taskset` is available and there are at least two CPUs, the server is pinned
+to one CPU and wrk (one thread) to another; the server then runs its CPU flat
+out, and req/s and server CPU per request measure the same thing from two
+sides. Medians over the rounds are reported, with the per-round spread.
 """
 
 from __future__ import annotations
@@ -26,8 +33,22 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "build" / "crystal" / "bench"
-WRK_ARGS = ["-t2", "-c32"]
+WRK_ARGS = ["-t1", "-c32"]
 GOAL = 0.9
+SERVER_CPU, WRK_CPU = "0", "1"
+
+
+def pinning() -> tuple[list[str], list[str]]:
+    """Command prefixes (server, wrk) that pin each to its own CPU, or none."""
+    if shutil.which("taskset") is None or (os.cpu_count() or 1) < 2:
+        return [], []
+    try:
+        allowed = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        allowed = set(range(os.cpu_count() or 1))
+    if not {int(SERVER_CPU), int(WRK_CPU)} <= allowed:
+        return [], []
+    return ["taskset", "-c", SERVER_CPU], ["taskset", "-c", WRK_CPU]
 
 
 def free_port() -> int:
@@ -52,9 +73,10 @@ def build(source: Path, output: Path, cwd: Path) -> float:
         shutil.rmtree(cache, ignore_errors=True)
 
 
-def start(binary: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
+def start(binary: Path, port: int, env: dict[str, str], prefix: list[str]) -> subprocess.Popen:
+    # With a prefix, taskset execs the server, so proc.pid is the server's pid.
     proc = subprocess.Popen(
-        [str(binary)],
+        [*prefix, str(binary)],
         env={"PATH": os.environ.get("PATH", ""), "PORT": str(port), **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -77,11 +99,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def wrk(url: str, seconds: int, pid: int) -> tuple[float, float]:
+def wrk(url: str, seconds: int, pid: int, prefix: list[str]) -> tuple[float, float]:
     """Returns (requests/s, server CPU microseconds per request)."""
     cpu_before = cpu_seconds(pid)
     out = subprocess.run(
-        ["wrk", *WRK_ARGS, f"-d{seconds}s", url], capture_output=True, text=True, check=True
+        [*prefix, "wrk", *WRK_ARGS, f"-d{seconds}s", url], capture_output=True, text=True, check=True
     ).stdout
     cpu_used = cpu_seconds(pid) - cpu_before
     errors = re.search(r"Socket errors: (.*)", out)
@@ -94,7 +116,7 @@ def wrk(url: str, seconds: int, pid: int) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--path", default="/crystal", help="path of ours to load (bare serves any path)")
     args = parser.parse_args()
@@ -112,18 +134,24 @@ def main() -> int:
         "ours": (ours_bin, {"AZ": "us-east-1a", "LOG_LEVEL": "info"}, args.path),
         "bare": (bare_bin, {}, "/"),
     }
+    server_pin, wrk_pin = pinning()
     results: dict[str, list[float]] = {name: [] for name in servers}
     cpu_us: dict[str, list[float]] = {name: [] for name in servers}
-    print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs; wrk shares them)")
+    placement = (
+        f"server on CPU {SERVER_CPU}, wrk on CPU {WRK_CPU}"
+        if server_pin
+        else "not pinned (taskset missing or < 2 CPUs): wrk shares CPUs with the server, expect noise"
+    )
+    print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs; {placement})")
     for round_no in range(1, args.rounds + 1):
         order = list(servers) if round_no % 2 else list(reversed(servers))
         for name in order:
             binary, env, path = servers[name]
             port = free_port()
-            proc = start(binary, port, env)
+            proc = start(binary, port, env, server_pin)
             try:
-                wrk(f"http://127.0.0.1:{port}{path}", 1, proc.pid)  # warm-up, not counted
-                rps, us = wrk(f"http://127.0.0.1:{port}{path}", args.seconds, proc.pid)
+                wrk(f"http://127.0.0.1:{port}{path}", 1, proc.pid, wrk_pin)  # warm-up, not counted
+                rps, us = wrk(f"http://127.0.0.1:{port}{path}", args.seconds, proc.pid, wrk_pin)
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=10)
@@ -131,20 +159,25 @@ def main() -> int:
             cpu_us[name].append(us)
             print(f"round {round_no} {name:4}: {rps:10.0f} req/s  {us:5.1f} us server CPU/request", flush=True)
 
-    ours, bare = statistics.median(results["ours"]), statistics.median(results["bare"])
-    ratio = ours / bare
+    med = {name: statistics.median(values) for name, values in results.items()}
+    med_cpu = {name: statistics.median(values) for name, values in cpu_us.items()}
+    ratio = med["ours"] / med["bare"]
     round_ratios = [o / b for o, b in zip(results["ours"], results["bare"])]
-    cpu_ratio = statistics.median(cpu_us["bare"]) / statistics.median(cpu_us["ours"])
+    cpu_ratio = med_cpu["bare"] / med_cpu["ours"]
+
+    def spread(values: list[float]) -> str:
+        low, high = min(values), max(values)
+        return f"{low:.1f}..{high:.1f}, spread {(high - low) / statistics.median(values) * 100:.1f}%"
+
     print()
-    print(f"wrk {' '.join(WRK_ARGS)} -d{args.seconds}s, {args.rounds} rounds, median req/s")
-    print(f"ours ({args.path}, access log on): {ours:10.0f} req/s")
-    print(f"bare hello:                 {bare:10.0f} req/s")
+    print(f"wrk {' '.join(WRK_ARGS)} -d{args.seconds}s, {args.rounds} rounds, medians; {placement}")
+    print(f"ours ({args.path}, access log on): {med['ours']:10.0f} req/s  ({spread(results['ours'])})")
+    print(f"bare hello:                 {med['bare']:10.0f} req/s  ({spread(results['bare'])})")
     print(f"ratio ours/bare: {ratio:.3f} (goal >= {GOAL}) -> {'OK' if ratio >= GOAL else 'BELOW GOAL'}")
     print(f"  per-round ratios: {', '.join(f'{r:.3f}' for r in round_ratios)}")
-    print(
-        f"  server CPU/request, median: ours {statistics.median(cpu_us['ours']):.1f} us, "
-        f"bare {statistics.median(cpu_us['bare']):.1f} us (bare/ours {cpu_ratio:.3f})"
-    )
+    print(f"server CPU/request: ours {med_cpu['ours']:.2f} us ({spread(cpu_us['ours'])})")
+    print(f"                    bare {med_cpu['bare']:.2f} us ({spread(cpu_us['bare'])})")
+    print(f"  CPU ratio bare/ours: {cpu_ratio:.3f} (goal >= {GOAL}) -> {'OK' if cpu_ratio >= GOAL else 'BELOW GOAL'}")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     print(f"release binary: {ours_bin.stat().st_size / 1e6:.2f} MB (dynamic, --no-debug; image build is --static)")
     print(f"release build time (cold cache): ours {ours_build:.1f} s, bare {bare_build:.1f} s")

@@ -7,14 +7,15 @@ module CrystalBackend
     ALLOW      = "GET, HEAD"
     TEXT_PLAIN = "text/plain; charset=utf-8"
     JSON_TYPE  = "application/json"
-    AccessLog  = ::Log.for("access")
 
     getter az : String
     getter code_hash : String
+    getter access_log : AccessLogger
     # Requests whose handler is currently running (the server is single-threaded).
     getter in_flight = 0
 
-    def initialize(@az : String, @code_hash : String = CODE_HASH)
+    def initialize(@az : String, @code_hash : String = CODE_HASH,
+                   @access_log : AccessLogger = AccessLogger.new)
       @hello_prefix = "Crystal backend: Hello! from #{@az} commit #{@code_hash} at "
       @api_body = JSON.build do |json|
         json.object do
@@ -74,10 +75,16 @@ module CrystalBackend
     # ("/crystal?x=1") this avoids HTTP::Request#path, which parses a URI
     # object per request; other forms (absolute URI) still go through it.
     def request_path(request : HTTP::Request) : String
+      string, bytesize = path_extent(request)
+      bytesize == string.bytesize ? string : string.byte_slice(0, bytesize)
+    end
+
+    # The path as a prefix of a string, so the access log need not allocate:
+    # {target, bytes before '?'} for origin-form, else {request.path, all}.
+    private def path_extent(request : HTTP::Request) : {String, Int32}
       resource = request.resource
-      return request.path unless resource.starts_with?('/')
-      query_at = resource.index('?')
-      query_at ? resource[0, query_at] : resource
+      return {path = request.path, path.bytesize} unless resource.starts_with?('/')
+      {resource, resource.byte_index('?'.ord) || resource.bytesize}
     end
 
     private def get_only(context, &) : Nil
@@ -135,11 +142,12 @@ module CrystalBackend
     end
 
     private def log_access(context, started : Time::Span) : Nil
-      AccessLog.info &.emit("request",
-        method: context.request.method,
-        path: request_path(context.request),
-        status: context.response.status_code,
-        duration_ms: (Time.monotonic - started).total_milliseconds.round(3))
+      access_log = @access_log
+      return unless access_log.enabled?
+      request = context.request
+      path, path_bytesize = path_extent(request)
+      access_log.log(request.method, path, path_bytesize, context.response.status_code,
+        Time.monotonic - started)
     end
   end
 end

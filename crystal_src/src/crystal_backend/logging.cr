@@ -1,42 +1,16 @@
 module CrystalBackend
-  # One JSON object per line, easy to query in CloudWatch Logs Insights.
-  # Metadata keys (method, path, ...) become top-level fields.
+  # JSON writing shared by `JsonLogFormat` and `AccessLogger`.
   #
   # Hand-written because it runs once per request: JSON::Builder escapes
   # strings char by char and Time#to_rfc3339 goes through Time::Format, which
   # together cost more than serving the request (see bench/crystal_bench.py).
   # Strings that are printable ASCII without quote or backslash (nearly all)
   # are copied as is; anything else takes the stdlib JSON escaping.
-  struct JsonLogFormat
-    include ::Log::Formatter
-
-    def initialize
-    end
-
-    def format(entry : ::Log::Entry, io : IO) : Nil
-      io << %({"ts":")
-      write_timestamp(entry.timestamp.to_utc, io)
-      io << %(","level":")
-      io << entry.severity.label
-      io << %(","source":)
-      write_string(entry.source, io)
-      io << %(,"msg":)
-      write_string(entry.message, io)
-      entry.data.each do |key, value|
-        io << ','
-        write_string(key.to_s, io)
-        io << ':'
-        write_value(value, io)
-      end
-      if ex = entry.exception
-        io << %(,"error":)
-        write_string("#{ex.class}: #{ex.message}", io)
-      end
-      io << '}'
-    end
+  module JsonLine
+    extend self
 
     # 2006-01-02T15:04:05.000Z, assembled on the stack and written once.
-    private def write_timestamp(time : Time, io : IO) : Nil
+    def write_timestamp(time : Time, io : IO) : Nil
       buffer = uninitialized UInt8[24]
       ptr = buffer.to_unsafe
       year, month, day = time.date
@@ -58,7 +32,7 @@ module CrystalBackend
     end
 
     # Writes *value* as exactly *width* zero-padded decimal digits at *ptr + at*.
-    private def put_digits(ptr : Pointer(UInt8), at : Int32, value : Int32, width : Int32) : Nil
+    def put_digits(ptr : Pointer(UInt8), at : Int32, value : Int32, width : Int32) : Nil
       (width - 1).downto(0) do |i|
         ptr[at + i] = 48_u8 + (value % 10)
         value //= 10
@@ -67,7 +41,7 @@ module CrystalBackend
 
     # Durations are logged rounded to 3 decimals; print those without the
     # general float-to-string algorithm. Other floats take Float#to_s.
-    private def write_float(value : Float64, io : IO) : Nil
+    def write_float(value : Float64, io : IO) : Nil
       unless value.finite?
         io << "null"
         return
@@ -77,42 +51,87 @@ module CrystalBackend
         io << value
         return
       end
-      scaled = thousandths.to_i32
-      integer = scaled // 1000
-      digits = 1
-      rest = integer
-      while rest >= 10
-        rest //= 10
-        digits += 1
-      end
-      buffer = uninitialized UInt8[12] # at most 6 + 1 + 3 bytes
+      write_thousandths(thousandths.to_i64, io)
+    end
+
+    # A span in milliseconds rounded to the microsecond, e.g. `0.021`.
+    def write_milliseconds(span : Time::Span, io : IO) : Nil
+      micros = (span.to_i * 1_000_000_000_i64 + span.nanoseconds + 500) // 1000
+      write_thousandths(Math.max(micros, 0_i64), io)
+    end
+
+    # Writes *value* / 1000 with exactly three decimals; *value* >= 0.
+    private def write_thousandths(value : Int64, io : IO) : Nil
+      io << value // 1000
+      buffer = uninitialized UInt8[4]
       ptr = buffer.to_unsafe
-      put_digits(ptr, 0, integer, digits)
-      ptr[digits] = '.'.ord.to_u8
-      put_digits(ptr, digits + 1, scaled % 1000, 3)
-      io.write(buffer.to_slice[0, digits + 4])
+      ptr[0] = '.'.ord.to_u8
+      put_digits(ptr, 1, (value % 1000).to_i32, 3)
+      io.write(buffer.to_slice)
     end
 
-    private def write_string(value : String, io : IO) : Nil
-      if plain?(value)
-        io << '"' << value << '"'
-      else
+    def write_string(value : String, io : IO) : Nil
+      write_string(value, value.bytesize, io)
+    end
+
+    # Writes the first *bytesize* bytes of *value* as a JSON string, without
+    # allocating unless they need escaping.
+    def write_string(value : String, bytesize : Int32, io : IO) : Nil
+      bytes = value.to_slice[0, bytesize]
+      if plain?(bytes)
+        io << '"'
+        io.write(bytes)
+        io << '"'
+      elsif bytesize == value.bytesize
         value.to_json(io)
+      else
+        String.new(bytes).to_json(io)
       end
     end
 
-    private def plain?(value : String) : Bool
-      value.to_slice.all? { |byte| 0x20 <= byte < 0x7f && byte != 0x22 && byte != 0x5c }
+    private def plain?(bytes : Bytes) : Bool
+      bytes.all? { |byte| 0x20 <= byte < 0x7f && byte != 0x22 && byte != 0x5c }
+    end
+  end
+
+  # One JSON object per line, easy to query in CloudWatch Logs Insights.
+  # Metadata keys (method, path, ...) become top-level fields.
+  struct JsonLogFormat
+    include ::Log::Formatter
+
+    def initialize
+    end
+
+    def format(entry : ::Log::Entry, io : IO) : Nil
+      io << %({"ts":")
+      JsonLine.write_timestamp(entry.timestamp.to_utc, io)
+      io << %(","level":")
+      io << entry.severity.label
+      io << %(","source":)
+      JsonLine.write_string(entry.source, io)
+      io << %(,"msg":)
+      JsonLine.write_string(entry.message, io)
+      entry.data.each do |key, value|
+        io << ','
+        JsonLine.write_string(key.to_s, io)
+        io << ':'
+        write_value(value, io)
+      end
+      if ex = entry.exception
+        io << %(,"error":)
+        JsonLine.write_string("#{ex.class}: #{ex.message}", io)
+      end
+      io << '}'
     end
 
     private def write_value(value : ::Log::Metadata::Value, io : IO) : Nil
       case raw = value.raw
       when String
-        write_string(raw, io)
+        JsonLine.write_string(raw, io)
       when Int32, Int64, Bool
         io << raw
       when Float64
-        write_float(raw, io)
+        JsonLine.write_float(raw, io)
       when Float32
         raw.finite? ? (io << raw) : (io << "null")
       when Nil
@@ -151,13 +170,20 @@ module CrystalBackend
     end
 
     def write(entry : ::Log::Entry) : Nil
+      append { |io| @formatter.format(entry, io) }
+      flush if entry.severity >= ::Log::Severity::Warn
+    end
+
+    # Adds one line: the block writes it (without newline) into the buffer.
+    # `AccessLogger` writes its lines here directly, skipping `Log::Entry`.
+    def append(& : IO::Memory ->) : Nil
       if @buffer.bytesize >= MAX_PENDING
         @dropped += 1
         return
       end
-      @formatter.format(entry, @buffer)
+      yield @buffer
       @buffer << '\n'
-      flush if @buffer.bytesize >= FLUSH_BYTES || entry.severity >= ::Log::Severity::Warn
+      flush if @buffer.bytesize >= FLUSH_BYTES
     end
 
     def flush : Nil
@@ -188,6 +214,62 @@ module CrystalBackend
         sleep @flush_interval
         flush
       end
+    end
+  end
+
+  # The access log: one line per request at info level on the `access` source,
+  # configured like any other source by `Log.setup` (level from LOG_LEVEL).
+  #
+  # `Log#info &.emit(...)` allocates a `Log::Entry` and a `Log::Metadata` per
+  # request and stamps it with `Time.local`. When the source's backend is a
+  # `BufferedLogBackend` (the production setup), this writes the same JSON
+  # line as `JsonLogFormat` straight into the backend's buffer instead. Any
+  # other backend (e.g. `Log.capture` in specs) gets a regular entry.
+  class AccessLogger
+    SEVERITY = ::Log::Severity::Info
+    MESSAGE  = "request"
+
+    getter log : ::Log
+
+    def initialize(@log : ::Log = ::Log.for("access"))
+      @line_head = String.build do |io|
+        io << %(","level":") << SEVERITY.label << %(","source":)
+        JsonLine.write_string(@log.source, io)
+        io << %(,"msg":)
+        JsonLine.write_string(MESSAGE, io)
+        io << %(,"method":)
+      end
+    end
+
+    def enabled? : Bool
+      @log.level <= SEVERITY && !@log.backend.nil?
+    end
+
+    # Logs a request. Only the first *path_bytesize* bytes of *path* are the
+    # path (callers can pass the request target and cut off its query).
+    def log(method : String, path : String, path_bytesize : Int32, status : Int32,
+            duration : Time::Span) : Nil
+      return unless @log.level <= SEVERITY
+      case backend = @log.backend
+      when BufferedLogBackend
+        backend.append { |io| write_line(io, method, path, path_bytesize, status, duration) }
+      when ::Log::Backend
+        path = path.byte_slice(0, path_bytesize) unless path_bytesize == path.bytesize
+        @log.info &.emit(MESSAGE, method: method, path: path, status: status,
+          duration_ms: duration.total_milliseconds.round(3))
+      end
+    end
+
+    private def write_line(io, method, path, path_bytesize, status, duration) : Nil
+      io << %({"ts":")
+      JsonLine.write_timestamp(Time.utc, io)
+      io << @line_head
+      JsonLine.write_string(method, io)
+      io << %(,"path":)
+      JsonLine.write_string(path, path_bytesize, io)
+      io << %(,"status":) << status << %(,"duration_ms":)
+      JsonLine.write_milliseconds(duration, io)
+      io << '}'
     end
   end
 
