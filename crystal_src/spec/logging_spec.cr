@@ -104,6 +104,26 @@ describe CrystalBackend::AccessLogger do
     lines[0].sub(/"ts":"[^"]*"/, "").should eq(expected.sub(/"ts":"[^"]*"/, ""))
   end
 
+  it "keeps the timestamp right across second boundaries" do
+    io = IO::Memory.new
+    backend = CrystalBackend::BufferedLogBackend.new(io, flush_interval: 1.hour)
+    logger = CrystalBackend::AccessLogger.new(Log.new("access", backend, :info))
+    seconds = Set(Int64).new
+    24.times do
+      before = Time.utc
+      logger.log("GET", "/", 1, 200, 0.seconds)
+      after = Time.utc
+      backend.flush
+      ts = Time.parse_rfc3339(JSON.parse(io.to_s.lines.last)["ts"].as_s)
+      ts.should be >= before.at_beginning_of_second + before.millisecond.milliseconds
+      ts.should be <= after
+      seconds << ts.to_unix
+      sleep 50.milliseconds
+    end
+    seconds.size.should be >= 2
+    backend.close
+  end
+
   it "writes nothing, and is disabled, when the level is above info" do
     {Log::Severity::Notice, Log::Severity::Warn, Log::Severity::None}.each do |level|
       access_lines(level) do |logger|

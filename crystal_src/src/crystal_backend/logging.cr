@@ -9,10 +9,17 @@ module CrystalBackend
   module JsonLine
     extend self
 
+    TIMESTAMP_SIZE = 24
+
     # 2006-01-02T15:04:05.000Z, assembled on the stack and written once.
     def write_timestamp(time : Time, io : IO) : Nil
-      buffer = uninitialized UInt8[24]
-      ptr = buffer.to_unsafe
+      buffer = uninitialized UInt8[TIMESTAMP_SIZE]
+      fill_timestamp(time, buffer.to_unsafe)
+      io.write(buffer.to_slice)
+    end
+
+    # Writes *time* (UTC) as 2006-01-02T15:04:05.000Z to *ptr*[0, 24].
+    def fill_timestamp(time : Time, ptr : Pointer(UInt8)) : Nil
       year, month, day = time.date
       put_digits(ptr, 0, year, 4)
       ptr[4] = '-'.ord.to_u8
@@ -28,7 +35,6 @@ module CrystalBackend
       ptr[19] = '.'.ord.to_u8
       put_digits(ptr, 20, time.millisecond, 3)
       ptr[23] = 'Z'.ord.to_u8
-      io.write(buffer.to_slice)
     end
 
     # Writes *value* as exactly *width* zero-padded decimal digits at *ptr + at*.
@@ -79,9 +85,9 @@ module CrystalBackend
     def write_string(value : String, bytesize : Int32, io : IO) : Nil
       bytes = value.to_slice[0, bytesize]
       if plain?(bytes)
-        io << '"'
+        io.write_byte('"'.ord.to_u8)
         io.write(bytes)
-        io << '"'
+        io.write_byte('"'.ord.to_u8)
       elsif bytesize == value.bytesize
         value.to_json(io)
       else
@@ -232,6 +238,8 @@ module CrystalBackend
     getter log : ::Log
 
     def initialize(@log : ::Log = ::Log.for("access"))
+      @timestamp = Bytes.new(JsonLine::TIMESTAMP_SIZE)
+      @timestamp_second = Int64::MIN
       @line_head = String.build do |io|
         io << %(","level":") << SEVERITY.label << %(","source":)
         JsonLine.write_string(@log.source, io)
@@ -262,7 +270,7 @@ module CrystalBackend
 
     private def write_line(io, method, path, path_bytesize, status, duration) : Nil
       io << %({"ts":")
-      JsonLine.write_timestamp(Time.utc, io)
+      write_timestamp(io)
       io << @line_head
       JsonLine.write_string(method, io)
       io << %(,"path":)
@@ -270,6 +278,21 @@ module CrystalBackend
       io << %(,"status":) << status << %(,"duration_ms":)
       JsonLine.write_milliseconds(duration, io)
       io << '}'
+    end
+
+    # Same text as `JsonLine.write_timestamp(Time.utc, io)`; the date and
+    # time of day are only worked out again when the second changes.
+    private def write_timestamp(io) : Nil
+      now = Time.utc
+      second = now.to_unix
+      timestamp = @timestamp
+      if second == @timestamp_second
+        JsonLine.put_digits(timestamp.to_unsafe, 20, now.millisecond, 3)
+      else
+        JsonLine.fill_timestamp(now, timestamp.to_unsafe)
+        @timestamp_second = second
+      end
+      io.write(timestamp)
     end
   end
 
