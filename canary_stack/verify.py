@@ -42,7 +42,7 @@ import urllib.parse
 import urllib.request
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence, TextIO
 
 from canary_stack.stats import wilson_interval
