@@ -25,7 +25,7 @@ from constructs import Construct
 
 from canary_stack.constants import ENVOY_UID
 from canary_stack.nag import acknowledge
-from canary_stack.service import CrystalService
+from canary_stack.service import CrystalService, no_capabilities
 
 PERIOD = Duration.minutes(1)
 
@@ -130,8 +130,6 @@ class EnvoyStatsExport(Construct):
         # Hardened like the other containers: no Linux capability, read-only root file system. The
         # agent writes its translated configuration, state and logs at start-up; those directories
         # are task-local scratch volumes.
-        no_capabilities = ecs.LinuxParameters(self, "Linux", init_process_enabled=True)
-        no_capabilities.drop_capabilities(ecs.Capability.ALL)
 
         config = {
             # No host dimension: a replaced task would start a new series the alarms never see.
@@ -157,7 +155,7 @@ class EnvoyStatsExport(Construct):
             essential=False,
             user=str(ENVOY_UID),
             memory_reservation_mib=64,
-            linux_parameters=no_capabilities,
+            linux_parameters=no_capabilities(self, "Linux"),
             environment={"CW_CONFIG_CONTENT": json.dumps(config, sort_keys=True, separators=(",", ":"))},
             readonly_root_filesystem=True,
             logging=ecs.LogDriver.aws_logs(stream_prefix="cwagent", log_group=version.log_group),

@@ -54,7 +54,7 @@ def envoy_container(
         user=str(ENVOY_UID),
         memory_reservation_mib=128,
         readonly_root_filesystem=True,
-        linux_parameters=_no_capabilities(task, "EnvoyLinux"),
+        linux_parameters=no_capabilities(task, "EnvoyLinux"),
         environment={
             "APPMESH_RESOURCE_ARN": resource_arn,
             "ENVOY_LOG_LEVEL": "info",
@@ -77,7 +77,7 @@ def envoy_container(
     return envoy
 
 
-def _no_capabilities(scope: Construct, id: str) -> ecs.LinuxParameters:
+def no_capabilities(scope: Construct, id: str) -> ecs.LinuxParameters:
     """Drops every Linux capability (none of our processes needs one) and runs an init process
     that forwards SIGTERM to the main process and reaps zombies."""
     params = ecs.LinuxParameters(scope, id, init_process_enabled=True)
@@ -179,7 +179,7 @@ class CrystalService(Construct):
             essential=True,
             user=APP_UID,
             readonly_root_filesystem=True,
-            linux_parameters=_no_capabilities(self, "AppLinux"),
+            linux_parameters=no_capabilities(self, "AppLinux"),
             port_mappings=[ecs.PortMapping(container_port=APP_PORT, name="http")],
             environment={"PORT": str(APP_PORT), "LOG_LEVEL": "info"},
             docker_labels={IMAGE_REVISION_LABEL: image_revision} if image_revision else None,
