@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 
 
-def prepare_toolchain(environ: "os._Environ[str] | dict[str, str]" = os.environ) -> None:
+def prepare_toolchain(environ: os._Environ[str] | dict[str, str] = os.environ) -> None:
     """Sets up the Node.js side of the CDK before jsii starts it (that is, before aws_cdk is imported).
 
     cdk-docker-image-deployment bundles its Lambda handlers with esbuild at synth time:
@@ -45,7 +45,6 @@ def prepare_toolchain(environ: "os._Environ[str] | dict[str, str]" = os.environ)
 prepare_toolchain()
 
 import aws_cdk as cdk  # noqa: E402  (must come after prepare_toolchain)
-
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
 from canary_stack.config import CanaryConfig, ConfigError  # noqa: E402

@@ -162,7 +162,7 @@ def main() -> int:
     med = {name: statistics.median(values) for name, values in results.items()}
     med_cpu = {name: statistics.median(values) for name, values in cpu_us.items()}
     ratio = med["ours"] / med["bare"]
-    round_ratios = [o / b for o, b in zip(results["ours"], results["bare"])]
+    round_ratios = [o / b for o, b in zip(results["ours"], results["bare"], strict=True)]
     cpu_ratio = med_cpu["bare"] / med_cpu["ours"]
 
     def spread(values: list[float]) -> str:

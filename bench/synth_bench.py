@@ -35,8 +35,14 @@ app.synth()
 def timed(cwd: Path, out: Path) -> float:
     env = {**os.environ, "CDK_DISABLE_CLI_TELEMETRY": "true"}
     start = time.perf_counter()
-    subprocess.run([str(CDK), "synth", "-q", "--no-notices", "-o", str(out)], cwd=cwd, env=env,
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [str(CDK), "synth", "-q", "--no-notices", "-o", str(out)],
+        cwd=cwd,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 

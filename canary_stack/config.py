@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 # The defaults, one place. `cdk.json` repeats canaryWeight so the committed weight is visible in
 # the file a pull request changes; the rest need not be set anywhere.
@@ -130,7 +131,7 @@ class CanaryConfig:
         return 100 - self.canary_weight
 
     @classmethod
-    def from_context(cls, get: Callable[[str], Any], keys: list[str] | None = None) -> "CanaryConfig":
+    def from_context(cls, get: Callable[[str], Any], keys: list[str] | None = None) -> CanaryConfig:
         """Parses context through `get` (e.g. `app.node.try_get_context`).
 
         `keys`, when given, are all the context keys that were set: an unknown one is most likely
@@ -138,9 +139,7 @@ class CanaryConfig:
         """
         for key in sorted(keys or []):
             if key not in DEFAULTS and not _CDK_OWNED.match(key):
-                raise ConfigError(
-                    f"unknown context parameter {key!r}; known parameters: {', '.join(DEFAULTS)}"
-                )
+                raise ConfigError(f"unknown context parameter {key!r}; known parameters: {', '.join(DEFAULTS)}")
 
         def raw(name: str) -> Any:
             value = get(name)

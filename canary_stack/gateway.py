@@ -47,8 +47,11 @@ class MeshGateway(Construct):
             entrypoint.security_group, ec2.Port.tcp(GATEWAY_PORT), "From the public load balancer"
         )
         self.service = private_fargate_service(
-            self, cluster=cluster, task_definition=self.task_definition,
-            security_group=self.security_group, desired_count=desired_count,
+            self,
+            cluster=cluster,
+            task_definition=self.task_definition,
+            security_group=self.security_group,
+            desired_count=desired_count,
         )
         entrypoint.security_group.add_egress_rule(
             self.security_group, ec2.Port.tcp(GATEWAY_PORT), "To the App Mesh gateway"
@@ -63,8 +66,11 @@ class MeshGateway(Construct):
             targets=[self.service.load_balancer_target(container_name="envoy", container_port=GATEWAY_PORT)],
             # Through the gateway to the service's /health: the load balancer sees what users see.
             health_check=elbv2.HealthCheck(
-                path=HEALTH_PATH, interval=Duration.seconds(10), healthy_threshold_count=2,
-                unhealthy_threshold_count=3, timeout=Duration.seconds(5),
+                path=HEALTH_PATH,
+                interval=Duration.seconds(10),
+                healthy_threshold_count=2,
+                unhealthy_threshold_count=3,
+                timeout=Duration.seconds(5),
             ),
             deregistration_delay=Duration.seconds(30),
         )

@@ -65,49 +65,77 @@ def acknowledge_library_findings(deployment: DockerImageDeployment) -> None:
     handlers = [deployment.node.find_child(h) for h in ("onEventHandler", "isCompleteHandler")]
     project_ref = f"<{Stack.of(project).resolve(Stack.of(project).get_logical_id(project.node.default_child))}>"
 
-    acknowledge(role, "AwsSolutions-IAM5[Resource::*]",
-                "ecr:GetAuthorizationToken has no resource-level permissions; it is only a login")
-    acknowledge(role, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:"
-                f"log-group:/aws/codebuild/{project_ref}:*]",
-                "CodeBuild's own log streams of this one project; stream names are not known in advance")
-    acknowledge(role, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:codebuild:<AWS::Region>:"
-                f"<AWS::AccountId>:report-group/{project_ref}-*]",
-                "CDK's default CodeBuild grant, limited to this project's report groups")
-    acknowledge(project, "AwsSolutions-CB4",
-                "The copy job has no artifacts and no secrets: it pulls and pushes an image between two "
-                "ECR repositories, whose own encryption applies; a customer-managed key adds cost only")
+    acknowledge(
+        role,
+        "AwsSolutions-IAM5[Resource::*]",
+        "ecr:GetAuthorizationToken has no resource-level permissions; it is only a login",
+    )
+    acknowledge(
+        role,
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:"
+        f"log-group:/aws/codebuild/{project_ref}:*]",
+        "CodeBuild's own log streams of this one project; stream names are not known in advance",
+    )
+    acknowledge(
+        role,
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:codebuild:<AWS::Region>:"
+        f"<AWS::AccountId>:report-group/{project_ref}-*]",
+        "CDK's default CodeBuild grant, limited to this project's report groups",
+    )
+    acknowledge(
+        project,
+        "AwsSolutions-CB4",
+        "The copy job has no artifacts and no secrets: it pulls and pushes an image between two "
+        "ECR repositories, whose own encryption applies; a customer-managed key adds cost only",
+    )
     for handler in handlers:
-        acknowledge(handler, "AwsSolutions-L1",
-                    "The library's handlers use aws-sdk v2, which only the nodejs16.x runtime ships. "
-                    "Lambda still creates nodejs16.x functions until 2027-02-01 (follow-up in the README)")
-        acknowledge(handler, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                    "AWSLambdaBasicExecutionRole]", "Only lets the handler write its own CloudWatch logs")
+        acknowledge(
+            handler,
+            "AwsSolutions-L1",
+            "The library's handlers use aws-sdk v2, which only the nodejs16.x runtime ships. "
+            "Lambda still creates nodejs16.x functions until 2027-02-01 (follow-up in the README)",
+        )
+        acknowledge(
+            handler,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+            "Only lets the handler write its own CloudWatch logs",
+        )
     for function in ("framework-onEvent", "framework-isComplete", "framework-onTimeout"):
         child = provider.node.find_child(function)
-        acknowledge(child, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                    "AWSLambdaBasicExecutionRole]", "CDK's custom resource framework: its own logs only")
+        acknowledge(
+            child,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+            "CDK's custom resource framework: its own logs only",
+        )
         for handler in handlers:
-            acknowledge(child, f"AwsSolutions-IAM5[Resource::{arn_of(handler)}:*]",
-                        "CDK's custom resource framework may invoke any version of the library's handler")
+            acknowledge(
+                child,
+                f"AwsSolutions-IAM5[Resource::{arn_of(handler)}:*]",
+                "CDK's custom resource framework may invoke any version of the library's handler",
+            )
     waiter = provider.node.find_child("waiter-state-machine")
     for function in ("framework-isComplete", "framework-onTimeout"):
-        acknowledge(waiter, f"AwsSolutions-IAM5[Resource::{arn_of(provider.node.find_child(function))}:*]",
-                    "CDK's custom resource framework may invoke any version of its own functions")
-    acknowledge(waiter, "AwsSolutions-SF1",
-                "CDK's custom resource waiter; each poll is logged by the handlers it invokes")
+        acknowledge(
+            waiter,
+            f"AwsSolutions-IAM5[Resource::{arn_of(provider.node.find_child(function))}:*]",
+            "CDK's custom resource framework may invoke any version of its own functions",
+        )
+    acknowledge(
+        waiter, "AwsSolutions-SF1", "CDK's custom resource waiter; each poll is logged by the handlers it invokes"
+    )
     acknowledge(waiter, "AwsSolutions-SF2", "CDK's custom resource waiter: a 30 s poll loop, nothing to trace")
-    Validations.of(deployment).acknowledge(Acknowledgment(
-        id="Annotation::aws-cdk-lib/aws-lambda-nodejs:runtimeUpdateSdkV2Breakage",
-        reason="Known: the library's handlers need nodejs16.x (see AwsSolutions-L1 above)",
-    ))
+    Validations.of(deployment).acknowledge(
+        Acknowledgment(
+            id="Annotation::aws-cdk-lib/aws-lambda-nodejs:runtimeUpdateSdkV2Breakage",
+            reason="Known: the library's handlers need nodejs16.x (see AwsSolutions-L1 above)",
+        )
+    )
 
 
 class ImagePublication(Construct):
     """Copies the image built from crystal_src/ to `repository:tag`, once per image content."""
 
-    def __init__(
-        self, scope: Construct, id: str, *, repository: ecr.IRepository, tag: str, directory: Path
-    ) -> None:
+    def __init__(self, scope: Construct, id: str, *, repository: ecr.IRepository, tag: str, directory: Path) -> None:
         super().__init__(scope, id)
         self.tag = tag
         self.deployment = DockerImageDeployment(
@@ -121,9 +149,7 @@ class ImagePublication(Construct):
         asset = self.deployment.node.find_child("asset")
         assert isinstance(asset, ecr_assets.DockerImageAsset)
         self.content_hash: str = asset.asset_hash
-        self.custom_resource = stabilize(
-            self.deployment, logical_id=f"{id}ImageCopy", content_hash=self.content_hash
-        )
+        self.custom_resource = stabilize(self.deployment, logical_id=f"{id}ImageCopy", content_hash=self.content_hash)
         acknowledge_library_findings(self.deployment)
 
 

@@ -37,13 +37,19 @@ class PublicEntrypoint(Construct):
         )
         # No access logs (yet): log delivery needs a bucket policy naming the region's ELB account,
         # and this stack is region-agnostic so that every machine synthesizes the same template.
-        acknowledge(self.load_balancer, "AwsSolutions-ELB2",
-                    "Region-agnostic stack: ALB log delivery needs the region's ELB account in the bucket "
-                    "policy; request logs are kept by the targets (one access-log line per request)")
+        acknowledge(
+            self.load_balancer,
+            "AwsSolutions-ELB2",
+            "Region-agnostic stack: ALB log delivery needs the region's ELB account in the bucket "
+            "policy; request logs are kept by the targets (one access-log line per request)",
+        )
         if allowed_cidr == "0.0.0.0/0":
-            acknowledge(self.security_group, "AwsSolutions-EC23",
-                        "allowedCidr is 0.0.0.0/0, the default, because the workshop's endpoint is public; "
-                        "set -c allowedCidr=<your range> to close it (only port 80 is open either way)")
+            acknowledge(
+                self.security_group,
+                "AwsSolutions-EC23",
+                "allowedCidr is 0.0.0.0/0, the default, because the workshop's endpoint is public; "
+                "set -c allowedCidr=<your range> to close it (only port 80 is open either way)",
+            )
         self.listener = self.load_balancer.add_listener(
             "Http", port=LISTENER_PORT, protocol=elbv2.ApplicationProtocol.HTTP, open=False
         )

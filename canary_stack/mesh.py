@@ -154,9 +154,7 @@ class MeshCanary(Construct):
             ),
         )
 
-    def _version(
-        self, id: str, node_name: str, namespace: servicediscovery.INamespace
-    ) -> MeshMembership:
+    def _version(self, id: str, node_name: str, namespace: servicediscovery.INamespace) -> MeshMembership:
         discovery = servicediscovery.Service(
             self,
             f"{id}Discovery",

@@ -28,9 +28,7 @@ class Network(Construct):
             nat_gateways=1,
             subnet_configuration=[
                 ec2.SubnetConfiguration(name="Public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
-                ec2.SubnetConfiguration(
-                    name="Private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=24
-                ),
+                ec2.SubnetConfiguration(name="Private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=24),
             ],
         )
         flow_logs = logs.LogGroup(
@@ -48,7 +46,4 @@ class Network(Construct):
             container_insights_v2=ecs.ContainerInsights.ENABLED,
         )
 
-        self.namespace = servicediscovery.PrivateDnsNamespace(
-            self, "Namespace", name=NAMESPACE_NAME, vpc=self.vpc
-        )
-
+        self.namespace = servicediscovery.PrivateDnsNamespace(self, "Namespace", name=NAMESPACE_NAME, vpc=self.vpc)

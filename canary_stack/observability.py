@@ -290,8 +290,9 @@ class CanaryObservability(Construct):
         )
         self.alarms = [self.error_rate_alarm, self.latency_alarm, self.latency_vs_production_alarm, self.tasks_alarm]
 
-        def pair(title: str, production_metric: cloudwatch.IMetric, canary_metric: cloudwatch.IMetric,
-                 unit: str) -> cloudwatch.GraphWidget:
+        def pair(
+            title: str, production_metric: cloudwatch.IMetric, canary_metric: cloudwatch.IMetric, unit: str
+        ) -> cloudwatch.GraphWidget:
             return cloudwatch.GraphWidget(
                 title=title,
                 left=[production_metric, canary_metric],
@@ -310,28 +311,50 @@ class CanaryObservability(Construct):
             dashboard_name=self.dashboard_name,
             widgets=[
                 [
-                    pair("Requests per minute", labelled(production.requests, "production"),
-                         labelled(canary.requests, "canary"), "requests"),
-                    pair("5xx per minute", labelled(production.errors, "production"),
-                         labelled(canary.errors, "canary"), "responses"),
+                    pair(
+                        "Requests per minute",
+                        labelled(production.requests, "production"),
+                        labelled(canary.requests, "canary"),
+                        "requests",
+                    ),
+                    pair(
+                        "5xx per minute",
+                        labelled(production.errors, "production"),
+                        labelled(canary.errors, "canary"),
+                        "responses",
+                    ),
                 ],
                 [
-                    pair("p99 latency", labelled(production.latency_p99, "production"),
-                         labelled(canary.latency_p99, "canary"), "seconds"),
+                    pair(
+                        "p99 latency",
+                        labelled(production.latency_p99, "production"),
+                        labelled(canary.latency_p99, "canary"),
+                        "seconds",
+                    ),
                     cloudwatch.AlarmStatusWidget(title="Canary alarms", alarms=self.alarms, width=12, height=6),
                 ],
                 [
-                    pair("CPU utilization", production_service.metric_cpu_utilization(period=PERIOD, label="production"),
-                         canary_service.metric_cpu_utilization(period=PERIOD, label="canary"), "%"),
-                    pair("Memory utilization", production_service.metric_memory_utilization(period=PERIOD, label="production"),
-                         canary_service.metric_memory_utilization(period=PERIOD, label="canary"), "%"),
+                    pair(
+                        "CPU utilization",
+                        production_service.metric_cpu_utilization(period=PERIOD, label="production"),
+                        canary_service.metric_cpu_utilization(period=PERIOD, label="canary"),
+                        "%",
+                    ),
+                    pair(
+                        "Memory utilization",
+                        production_service.metric_memory_utilization(period=PERIOD, label="production"),
+                        canary_service.metric_memory_utilization(period=PERIOD, label="canary"),
+                        "%",
+                    ),
                 ],
             ],
         )
 
         # Plain strings rather than the alarms' Refs: the names are the rollout's contract, and
         # an output that reads them stays readable in the template.
-        self.alarm_names = [f"{prefix}{suffix}" for suffix in ("5xx", "p99-latency", "p99-vs-production", "running-tasks")]
+        self.alarm_names = [
+            f"{prefix}{suffix}" for suffix in ("5xx", "p99-latency", "p99-vs-production", "running-tasks")
+        ]
         region = Stack.of(self).region
         self.dashboard_url = (
             f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"

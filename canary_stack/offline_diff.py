@@ -30,9 +30,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence, TextIO
+from typing import TextIO
 
 from canary_stack.config import CanaryConfig, ConfigError
 from canary_stack.verify import OneLineArgumentParser, UsageError, one_line
@@ -125,8 +126,13 @@ class Synths:
 
     def start(self, label: str, cwd: Path, outdir: Path, context: Mapping[str, str]) -> None:
         process = subprocess.Popen(
-            synth_argv(outdir, context), cwd=cwd, env=self.env, text=True,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            synth_argv(outdir, context),
+            cwd=cwd,
+            env=self.env,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         self.running.append((label, outdir, process))
 
@@ -157,11 +163,17 @@ class Synths:
         self.running = []
 
 
-def run_diff(new_assembly: Path, old_template: Path, env: Mapping[str, str], cwd: Path,
-             out: TextIO, err: TextIO) -> None:
+def run_diff(
+    new_assembly: Path, old_template: Path, env: Mapping[str, str], cwd: Path, out: TextIO, err: TextIO
+) -> None:
     result = subprocess.run(
-        diff_argv(new_assembly, old_template), cwd=cwd, env=dict(env), text=True,
-        stdin=subprocess.DEVNULL, capture_output=True, timeout=DIFF_TIMEOUT,
+        diff_argv(new_assembly, old_template),
+        cwd=cwd,
+        env=dict(env),
+        text=True,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=DIFF_TIMEOUT,
     )
     # The CLI writes everything to stderr: first the assembly's warnings (the same on every
     # step; `cdk synth` shows them too), then the diff from the "Stack NAME" line on.
@@ -205,8 +217,9 @@ def base_worktree(root: Path, commit: str, parent: Path) -> Iterator[Path]:
                 (path / name).symlink_to(root / name, target_is_directory=True)
         yield path
     finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=root,
-                       capture_output=True, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(path)], cwd=root, capture_output=True, stdin=subprocess.DEVNULL
+        )
         shutil.rmtree(path, ignore_errors=True)
         subprocess.run(["git", "worktree", "prune"], cwd=root, capture_output=True, stdin=subprocess.DEVNULL)
 
@@ -215,8 +228,7 @@ def describe(context: Mapping[str, str]) -> str:
     return "".join(f" -c {k}={v}" for k, v in context.items())
 
 
-def diff_weights(root: Path, previous: str, weight: str, context: Mapping[str, str],
-                 out: TextIO, err: TextIO) -> None:
+def diff_weights(root: Path, previous: str, weight: str, context: Mapping[str, str], out: TextIO, err: TextIO) -> None:
     env = offline_env(os.environ)
     synths = Synths(env, err)
     with tempfile.TemporaryDirectory(prefix="offline-diff-") as tmp:
@@ -258,10 +270,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--from", dest="previous", metavar="WEIGHT", help="canary weight before the step")
     parser.add_argument("--to", dest="weight", metavar="WEIGHT", help="canary weight after the step")
-    parser.add_argument("--base", metavar="REV", help="without --from/--to: the git revision to compare "
-                        "the working tree with (default: main)")
-    parser.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE",
-                        help="more context for both sides, as for cdk synth (e.g. trafficRouter=alb)")
+    parser.add_argument(
+        "--base",
+        metavar="REV",
+        help="without --from/--to: the git revision to compare the working tree with (default: main)",
+    )
+    parser.add_argument(
+        "-c",
+        "--context",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="more context for both sides, as for cdk synth (e.g. trafficRouter=alb)",
+    )
     return parser
 
 
@@ -269,8 +290,13 @@ def _raise_interrupt(signum, frame):  # SIGTERM from CI: clean up the worktree l
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None, *, root: Path = REPO_ROOT,
-         stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    root: Path = REPO_ROOT,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
     out, err = stdout or sys.stdout, stderr or sys.stderr
     try:
         args = build_parser().parse_args(argv)

@@ -33,12 +33,13 @@ RUNTIMES = {"python": "3.11", "nodejs": "20"}
 COMMITTED = "committed"  # the variable's default: deploy what cdk.json says
 # The committed weight from the checked-out cdk.json (what the app uses without -c).
 _COMMITTED_WEIGHT = (
-    ".venv/bin/python -c 'import json; print(json.load(open(\"cdk.json\"))[\"context\"].get(\"canaryWeight\", 0))'"
+    '.venv/bin/python -c \'import json; print(json.load(open("cdk.json"))["context"].get("canaryWeight", 0))\''
 )
 # The weight to deploy: the variable, or the committed weight when the variable says so.
-_RESOLVE_WEIGHT = f'COMMITTED_WEIGHT=$({_COMMITTED_WEIGHT}); WEIGHT="$CANARY_WEIGHT"; ' \
+_RESOLVE_WEIGHT = (
+    f'COMMITTED_WEIGHT=$({_COMMITTED_WEIGHT}); WEIGHT="$CANARY_WEIGHT"; '
     f'if [ "$WEIGHT" = {COMMITTED} ]; then WEIGHT="$COMMITTED_WEIGHT"; fi'
-
+)
 
 
 def _buildspec(*commands: str) -> codebuild.BuildSpec:
@@ -124,8 +125,7 @@ class PipelineStack(Stack):
             # configuration (a buildspec cannot reference pipeline variables). The app validates it.
             build_spec=_buildspec(
                 _RESOLVE_WEIGHT,
-                f"npx cdk deploy {target_stack} --require-approval never --no-notices "
-                '-c canaryWeight="$WEIGHT"',
+                f'npx cdk deploy {target_stack} --require-approval never --no-notices -c canaryWeight="$WEIGHT"',
             ),
         )
 
@@ -180,10 +180,16 @@ class PipelineStack(Stack):
         bucket_arn = f"<{self.get_logical_id(bucket.node.default_child)}.Arn>"
         # CDK's grants on the pipeline's own artifact bucket (read for builds; read/write for the
         # pipeline and the source action), not on any other bucket.
-        artifact_reads = ["Action::s3:GetBucket*", "Action::s3:GetObject*", "Action::s3:List*",
-                          f"Resource::{bucket_arn}/*"]
+        artifact_reads = [
+            "Action::s3:GetBucket*",
+            "Action::s3:GetObject*",
+            "Action::s3:List*",
+            f"Resource::{bucket_arn}/*",
+        ]
         artifact_writes = artifact_reads + ["Action::s3:Abort*", "Action::s3:DeleteObject*"]
-        artifacts_reason = "CDK's standard grant on this pipeline's artifact bucket only: the objects are the pipeline's artifacts"
+        artifacts_reason = (
+            "CDK's standard grant on this pipeline's artifact bucket only: the objects are the pipeline's artifacts"
+        )
         for project in (self.test_project, self.deploy_project):
             policy = project.role.node.find_child("DefaultPolicy").node.default_child
             log_group = f"<{self.get_logical_id(project.node.default_child)}>"
@@ -200,7 +206,9 @@ class PipelineStack(Stack):
                 "CB4",
             )
         # The pipeline's role and the role CDK made for the source action (Pipeline/Source/Source/...).
-        source_role = self.pipeline.node.find_child("Source").node.find_child("Source").node.find_child("CodePipelineActionRole")
+        source_role = (
+            self.pipeline.node.find_child("Source").node.find_child("Source").node.find_child("CodePipelineActionRole")
+        )
         for role in (self.pipeline.role, source_role):
             policy = role.node.find_child("DefaultPolicy").node.default_child
             _acknowledge(policy, artifacts_reason, *(f"IAM5[{f}]" for f in artifact_writes))
@@ -214,9 +222,7 @@ class PipelineStack(Stack):
     def _logging(self, id: str) -> codebuild.LoggingOptions:
         # Build logs are kept as long as the canary's own logs, not forever.
         return codebuild.LoggingOptions(
-            cloud_watch=codebuild.CloudWatchLoggingOptions(
-                log_group=logs.LogGroup(self, id, retention=LOG_RETENTION)
-            )
+            cloud_watch=codebuild.CloudWatchLoggingOptions(log_group=logs.LogGroup(self, id, retention=LOG_RETENTION))
         )
 
 

@@ -41,14 +41,16 @@ precondition, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence, TextIO
+from typing import Any, Protocol, TextIO
 
 from canary_stack import verify
 from canary_stack.config import CanaryConfig, ConfigError
@@ -72,29 +74,22 @@ ALARM = "ALARM"
 class Runner(Protocol):
     """Runs a command from the repo root. capture_output=False streams its output."""
 
-    def run(
-        self, argv: Sequence[str], *, capture_output: bool = False
-    ) -> subprocess.CompletedProcess[str]: ...
+    def run(self, argv: Sequence[str], *, capture_output: bool = False) -> subprocess.CompletedProcess[str]: ...
 
 
 class SubprocessRunner:
     def __init__(self, cwd: Path):
         self.cwd = cwd
 
-    def run(
-        self, argv: Sequence[str], *, capture_output: bool = False
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            list(argv), cwd=self.cwd, text=True, capture_output=capture_output, check=False
-        )
+    def run(self, argv: Sequence[str], *, capture_output: bool = False) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(list(argv), cwd=self.cwd, text=True, capture_output=capture_output, check=False)
 
 
 # --------------------------------------------------------------- commands
 
 
 def deploy_argv(stack: str, weight: int) -> list[str]:
-    return [CDK, "deploy", stack, "--require-approval", "never", "--no-notices",
-            "-c", f"canaryWeight={weight}"]
+    return [CDK, "deploy", stack, "--require-approval", "never", "--no-notices", "-c", f"canaryWeight={weight}"]
 
 
 def promote_argv(stack: str) -> list[str]:
@@ -102,8 +97,7 @@ def promote_argv(stack: str) -> list[str]:
 
 
 def diff_argv(previous: int, weight: int) -> list[str]:
-    return [sys.executable, "-m", "canary_stack.offline_diff",
-            "--from", str(previous), "--to", str(weight)]
+    return [sys.executable, "-m", "canary_stack.offline_diff", "--from", str(previous), "--to", str(weight)]
 
 
 # ------------------------------------------------------------ validation
@@ -129,19 +123,16 @@ def parse_steps(raw: str) -> list[int]:
         if not re.fullmatch(r"[0-9]{1,3}", item) or int(item) > 100:
             raise argparse.ArgumentTypeError(f"must be {allowed}; {item!r} is not, in {raw!r}")
         steps.append(int(item))
-    for before, after in zip(steps, steps[1:]):
+    for before, after in itertools.pairwise(steps):
         if after <= before:
-            raise argparse.ArgumentTypeError(
-                f"must be {allowed}; {after} follows {before}, in {raw!r}"
-            )
+            raise argparse.ArgumentTypeError(f"must be {allowed}; {after} follows {before}, in {raw!r}")
     return steps
 
 
 def parse_stack_name(raw: str) -> str:
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,127}", raw):
         raise argparse.ArgumentTypeError(
-            "must be a CloudFormation stack name (a letter, then up to 127 letters, digits "
-            f"or '-'), got {raw!r}"
+            f"must be a CloudFormation stack name (a letter, then up to 127 letters, digits or '-'), got {raw!r}"
         )
     return raw
 
@@ -164,26 +155,55 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 done, 1 rolled back or deploy failed, 2 bad arguments or "
         "precondition (e.g. no canary alarms), 130 interrupted (no further deploy is started).",
     )
-    parser.add_argument("--steps", type=parse_steps, required=True, metavar="W1,W2,...",
-                        help="canary weights in percent, e.g. 10,25,50,100")
-    parser.add_argument("--bake", type=bounded_float(0, math.inf), required=True,
-                        metavar="SECONDS", help="time to watch each step before the next")
-    parser.add_argument("--poll", type=bounded_float(0, 3600, low_inclusive=False),
-                        default=DEFAULT_POLL, metavar="SECONDS",
-                        help=f"alarm polling interval during a bake (default {DEFAULT_POLL:g})")
-    parser.add_argument("--verify-requests", type=bounded_int(1, verify.MAX_REQUESTS),
-                        metavar="N", help="after each bake, measure the split with N requests "
-                        "(needs --url)")
-    parser.add_argument("--url", type=verify.parse_url, metavar="URL",
-                        help="base URL of the service for --verify-requests")
-    parser.add_argument("--canary-commit", default=verify.DEFAULT_CANARY_COMMIT,
-                        metavar="CANARY", help="commit value of the canary, passed to verify")
-    parser.add_argument("--promote", action="store_true",
-                        help="after the last step (must be 100), make the canary image production")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print the plan and the offline diff of each step; deploy nothing")
-    parser.add_argument("--stack-name", type=parse_stack_name, default=DEFAULT_STACK,
-                        metavar="NAME", help=f"stack to deploy (default {DEFAULT_STACK})")
+    parser.add_argument(
+        "--steps",
+        type=parse_steps,
+        required=True,
+        metavar="W1,W2,...",
+        help="canary weights in percent, e.g. 10,25,50,100",
+    )
+    parser.add_argument(
+        "--bake",
+        type=bounded_float(0, math.inf),
+        required=True,
+        metavar="SECONDS",
+        help="time to watch each step before the next",
+    )
+    parser.add_argument(
+        "--poll",
+        type=bounded_float(0, 3600, low_inclusive=False),
+        default=DEFAULT_POLL,
+        metavar="SECONDS",
+        help=f"alarm polling interval during a bake (default {DEFAULT_POLL:g})",
+    )
+    parser.add_argument(
+        "--verify-requests",
+        type=bounded_int(1, verify.MAX_REQUESTS),
+        metavar="N",
+        help="after each bake, measure the split with N requests (needs --url)",
+    )
+    parser.add_argument(
+        "--url", type=verify.parse_url, metavar="URL", help="base URL of the service for --verify-requests"
+    )
+    parser.add_argument(
+        "--canary-commit",
+        default=verify.DEFAULT_CANARY_COMMIT,
+        metavar="CANARY",
+        help="commit value of the canary, passed to verify",
+    )
+    parser.add_argument(
+        "--promote", action="store_true", help="after the last step (must be 100), make the canary image production"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the plan and the offline diff of each step; deploy nothing"
+    )
+    parser.add_argument(
+        "--stack-name",
+        type=parse_stack_name,
+        default=DEFAULT_STACK,
+        metavar="NAME",
+        help=f"stack to deploy (default {DEFAULT_STACK})",
+    )
     return parser
 
 
@@ -228,9 +248,7 @@ class Rollout:
     def alarm_states(self) -> list[tuple[str, str]]:
         states: list[tuple[str, str]] = []
         paginator = self.cloudwatch.get_paginator("describe_alarms")
-        for page in paginator.paginate(
-            AlarmNamePrefix=self.prefix, AlarmTypes=["MetricAlarm", "CompositeAlarm"]
-        ):
+        for page in paginator.paginate(AlarmNamePrefix=self.prefix, AlarmTypes=["MetricAlarm", "CompositeAlarm"]):
             for alarm in page.get("MetricAlarms", []) + page.get("CompositeAlarms", []):
                 states.append((alarm["AlarmName"], alarm["StateValue"]))
         return sorted(states)
@@ -259,8 +277,7 @@ class Rollout:
         try:
             self.deploy_weight(0)
         except DeployFailed as err:
-            self.say(f"ROLLBACK FAILED: {err}; the stack's weight is unknown, "
-                     "run `make deploy WEIGHT=0`")
+            self.say(f"ROLLBACK FAILED: {err}; the stack's weight is unknown, run `make deploy WEIGHT=0`")
             return EXIT_FAILED
         self.say(f"rolled back: the stack is at canary weight 0 (reason: {reason})")
         return EXIT_FAILED
@@ -298,21 +315,26 @@ class Rollout:
     def verify(self, weight: int) -> None:
         if self.args.url is None:
             return
-        self.say(f"  verifying the split at {self.args.url}: {self.args.verify_requests} "
-                 f"requests, expecting {weight}%")
+        self.say(f"  verifying the split at {self.args.url}: {self.args.verify_requests} requests, expecting {weight}%")
         code = verify.main(
-            [self.args.url, "--requests", str(self.args.verify_requests),
-             "--expect", str(weight), "--canary-commit", self.args.canary_commit],
-            stdout=self.out, stderr=self.err,
+            [
+                self.args.url,
+                "--requests",
+                str(self.args.verify_requests),
+                "--expect",
+                str(weight),
+                "--canary-commit",
+                self.args.canary_commit,
+            ],
+            stdout=self.out,
+            stderr=self.err,
         )
         if code == verify.EXIT_INTERRUPTED:
             raise KeyboardInterrupt
         if code == verify.EXIT_OUTSIDE:
-            raise CheckFailed(f"verify at weight {weight}: the measured canary share does not "
-                              f"match {weight}%")
+            raise CheckFailed(f"verify at weight {weight}: the measured canary share does not match {weight}%")
         if code != verify.EXIT_OK:
-            raise CheckFailed(f"verify at weight {weight}: the service could not be measured "
-                              f"(verify exit {code})")
+            raise CheckFailed(f"verify at weight {weight}: the service could not be measured (verify exit {code})")
 
     # -- flow ----------------------------------------------------------------
 
@@ -322,12 +344,12 @@ class Rollout:
         except Exception as err:
             raise UsageError(f"cannot read CloudWatch alarms: {one_line(err)}") from None
         if not states:
-            raise UsageError(f"no canary alarms found for prefix {self.prefix}; "
-                             "an unmonitored rollout must not proceed")
+            raise UsageError(
+                f"no canary alarms found for prefix {self.prefix}; an unmonitored rollout must not proceed"
+            )
         firing = [name for name, state in states if state == ALARM]
         if firing:
-            raise UsageError(f"alarm {', '.join(firing)} is already in state ALARM; "
-                             "not starting a rollout")
+            raise UsageError(f"alarm {', '.join(firing)} is already in state ALARM; not starting a rollout")
         self.alarm_names = [name for name, _ in states]
 
     def print_plan(self, dry_run: bool, committed: int | None = None) -> None:
@@ -340,8 +362,10 @@ class Rollout:
         if a.url:
             checks += f"; then verify {a.verify_requests} requests to {a.url} expecting W%"
         for i, weight in enumerate(a.steps, 1):
-            self.say(f"  step {i}/{len(a.steps)}: canaryWeight={weight}, bake {a.bake:g}s, "
-                     f"checks: {checks.replace('W%', f'{weight}%')}")
+            self.say(
+                f"  step {i}/{len(a.steps)}: canaryWeight={weight}, bake {a.bake:g}s, "
+                f"checks: {checks.replace('W%', f'{weight}%')}"
+            )
         if a.promote:
             self.say("  then promote: canaryWeight=0 with productionImage=canary")
         self.say("  on a firing alarm, failed verify or failed deploy: deploy canaryWeight=0 and stop")
@@ -384,13 +408,17 @@ class Rollout:
         except CheckFailed as err:
             return self.rollback(str(err))
         if self.args.promote:
-            self.say("promoting: deploying the canary image as production (productionImage=canary) "
-                     "and setting canary weight back to 0")
+            self.say(
+                "promoting: deploying the canary image as production (productionImage=canary) "
+                "and setting canary weight back to 0"
+            )
             try:
                 self.deploy(promote_argv(self.args.stack_name), "the promotion")
             except DeployFailed as err:
-                self.say(f"PROMOTION FAILED: {err}; CloudFormation rolls a failed update back, so "
-                         "the stack should still be at canary weight 100 with the old production image")
+                self.say(
+                    f"PROMOTION FAILED: {err}; CloudFormation rolls a failed update back, so "
+                    "the stack should still be at canary weight 100 with the old production image"
+                )
                 return EXIT_FAILED
             self.promoted = True
             self.last_good = 0
@@ -402,16 +430,20 @@ class Rollout:
     def interrupted(self) -> int:
         if self.deploying is not None:
             advice = 0 if self.rolling_back or self.last_good is None else self.last_good
-            self.say(f"INTERRUPTED: the stack is at unknown: deploy of {self.deploying} was "
-                     f"interrupted (CloudFormation may still be applying it). Check the stack, "
-                     f"then run `make deploy WEIGHT={advice}`")
+            self.say(
+                f"INTERRUPTED: the stack is at unknown: deploy of {self.deploying} was "
+                f"interrupted (CloudFormation may still be applying it). Check the stack, "
+                f"then run `make deploy WEIGHT={advice}`"
+            )
         elif self.last_good is None:
             self.say("INTERRUPTED before any deploy: the stack was not changed")
         else:
             state = " (promoted)" if self.promoted else ""
-            self.say(f"INTERRUPTED: no further deploy started; the stack is at canary weight "
-                     f"{self.last_good}{state} (last completed deploy). To take the canary out "
-                     "of traffic: `make deploy WEIGHT=0`")
+            self.say(
+                f"INTERRUPTED: no further deploy started; the stack is at canary weight "
+                f"{self.last_good}{state} (last completed deploy). To take the canary out "
+                "of traffic: `make deploy WEIGHT=0`"
+            )
         return EXIT_INTERRUPTED
 
 
@@ -436,8 +468,15 @@ def main(
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     root = repo_root or REPO_ROOT
-    rollout = Rollout(args=args, runner=runner or SubprocessRunner(root), cloudwatch=cloudwatch,
-                      sleep=sleep, monotonic=monotonic, out=out, err=err)
+    rollout = Rollout(
+        args=args,
+        runner=runner or SubprocessRunner(root),
+        cloudwatch=cloudwatch,
+        sleep=sleep,
+        monotonic=monotonic,
+        out=out,
+        err=err,
+    )
     try:
         if args.dry_run:
             return rollout.dry_run(root)

@@ -12,7 +12,6 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_servicediscovery as servicediscovery
 from constructs import Construct
 
-from canary_stack.nag import acknowledge
 from canary_stack.constants import (
     APP_PORT,
     ENVOY_ADMIN_PORT,
@@ -23,6 +22,7 @@ from canary_stack.constants import (
     ENVOY_UID,
     LOG_RETENTION,
 )
+from canary_stack.nag import acknowledge
 
 ENVOY_SCRATCH_VOLUME = "envoy-tmp"
 APP_UID = "10001"  # the non-root user of crystal_src/Dockerfile, repeated so ECS enforces it too
@@ -111,13 +111,19 @@ def private_fargate_service(
 
 
 def acknowledge_task_findings(task: ecs.TaskDefinition, *, pulls_from_ecr: bool) -> None:
-    acknowledge(task, "AwsSolutions-ECS2",
-                "The environment holds only non-secret settings (PORT, LOG_LEVEL, APPMESH_RESOURCE_ARN, "
-                "Envoy switches); this service has no secrets")
+    acknowledge(
+        task,
+        "AwsSolutions-ECS2",
+        "The environment holds only non-secret settings (PORT, LOG_LEVEL, APPMESH_RESOURCE_ARN, "
+        "Envoy switches); this service has no secrets",
+    )
     if pulls_from_ecr:
-        acknowledge(task, "AwsSolutions-IAM5[Resource::*]",
-                    "Execution role: ecr:GetAuthorizationToken has no resource-level permissions (pulls "
-                    "themselves are limited to the one repository)")
+        acknowledge(
+            task,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Execution role: ecr:GetAuthorizationToken has no resource-level permissions (pulls "
+            "themselves are limited to the one repository)",
+        )
 
 
 class CrystalService(Construct):
@@ -144,9 +150,7 @@ class CrystalService(Construct):
         super().__init__(scope, id)
         self.version = version
 
-        self.log_group = logs.LogGroup(
-            self, "Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY
-        )
+        self.log_group = logs.LogGroup(self, "Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY)
 
         proxy = None
         if mesh is not None:
@@ -222,8 +226,11 @@ class CrystalService(Construct):
             allow_all_outbound=True,
         )
         self.service = private_fargate_service(
-            self, cluster=cluster, task_definition=self.task_definition,
-            security_group=self.security_group, desired_count=desired_count,
+            self,
+            cluster=cluster,
+            task_definition=self.task_definition,
+            security_group=self.security_group,
+            desired_count=desired_count,
         )
         if mesh is not None:
             self.service.associate_cloud_map_service(
@@ -233,4 +240,3 @@ class CrystalService(Construct):
     def allow_from(self, peer: ec2.ISecurityGroup, description: str) -> None:
         """Opens the app port, and only it, to one security group."""
         self.security_group.add_ingress_rule(peer, ec2.Port.tcp(APP_PORT), description)
-

@@ -60,9 +60,7 @@ class CanaryStack(Stack):
             promote=config.promote,
             directory=image_directory,
         )
-        self.entrypoint = PublicEntrypoint(
-            self, "Entrypoint", vpc=self.network.vpc, allowed_cidr=config.allowed_cidr
-        )
+        self.entrypoint = PublicEntrypoint(self, "Entrypoint", vpc=self.network.vpc, allowed_cidr=config.allowed_cidr)
 
         # The router is the swappable part: the services and images are the same either way.
         self.mesh: MeshCanary | None = None
@@ -71,9 +69,7 @@ class CanaryStack(Stack):
         production_mesh = canary_mesh = None
         if config.traffic_router == "appmesh":
             Annotations.of(self).add_warning_v2("crystal-canary:app-mesh-end-of-support", APP_MESH_END_OF_SUPPORT)
-            self.mesh = MeshCanary(
-                self, "Mesh", namespace=self.network.namespace, canary_weight=config.canary_weight
-            )
+            self.mesh = MeshCanary(self, "Mesh", namespace=self.network.namespace, canary_weight=config.canary_weight)
             production_mesh, canary_mesh = self.mesh.production, self.mesh.canary
         self.production = CrystalService(
             self,
@@ -153,5 +149,8 @@ class CanaryStack(Stack):
             description="The canary's alarms; rollout.py rolls back when one is in ALARM",
         )
         CfnOutput(
-            self, "DashboardUrl", value=self.observability.dashboard_url, description="Production and canary side by side"
+            self,
+            "DashboardUrl",
+            value=self.observability.dashboard_url,
+            description="Production and canary side by side",
         )

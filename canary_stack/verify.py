@@ -41,9 +41,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence, TextIO
+from typing import TextIO
 
 from canary_stack.stats import wilson_interval
 
@@ -95,25 +96,19 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
         except ValueError:
             value = None
         if value is None or not low <= value <= high:
-            raise argparse.ArgumentTypeError(
-                f"must be a whole number from {low} to {high}, got {raw!r}"
-            )
+            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, got {raw!r}")
         return value
 
     return parse
 
 
-def bounded_float(
-    low: float, high: float, *, low_inclusive: bool = True
-) -> Callable[[str], float]:
+def bounded_float(low: float, high: float, *, low_inclusive: bool = True) -> Callable[[str], float]:
     def parse(raw: str) -> float:
         try:
             value = float(raw)
         except ValueError:
             value = math.nan
-        ok = math.isfinite(value) and value <= high and (
-            value >= low if low_inclusive else value > low
-        )
+        ok = math.isfinite(value) and value <= high and (value >= low if low_inclusive else value > low)
         if not ok:
             if not math.isfinite(high):
                 allowed = f"{low:g} or more" if low_inclusive else f"greater than {low:g}"
@@ -130,9 +125,7 @@ def bounded_float(
 def parse_url(raw: str) -> str:
     parts = urllib.parse.urlsplit(raw.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise argparse.ArgumentTypeError(
-            f"must be an http:// or https:// URL with a host, got {raw!r}"
-        )
+        raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL with a host, got {raw!r}")
     return raw.strip()
 
 
@@ -223,22 +216,18 @@ def verdict(summary: Summary, expect: float | None) -> tuple[int, str | None]:
         return EXIT_OK, f"PASS: expected {expect:g}% lies inside the 95% interval {where}"
     return (
         EXIT_OUTSIDE,
-        f"FAIL: expected {expect:g}% lies outside the 95% interval {where} "
-        f"(observed {pct(summary.share or 0.0)})",
+        f"FAIL: expected {expect:g}% lies outside the 95% interval {where} (observed {pct(summary.share or 0.0)})",
     )
 
 
 def report_lines(summary: Summary) -> list[str]:
     lines = [
-        f"requests: {summary.answered + summary.failed} sent, "
-        f"{summary.answered} answered, {summary.failed} failed"
+        f"requests: {summary.answered + summary.failed} sent, {summary.answered} answered, {summary.failed} failed"
     ]
     for commit, count in summary.counts.items():
         lines.append(f"commit {commit}: {count}")
     if summary.errors:
-        lines.append(
-            "errors: " + "; ".join(f"{reason} x{count}" for reason, count in summary.errors.items())
-        )
+        lines.append("errors: " + "; ".join(f"{reason} x{count}" for reason, count in summary.errors.items()))
     if summary.interval is not None:
         low, high = summary.interval
         lines.append(
@@ -254,9 +243,7 @@ def report_lines(summary: Summary) -> list[str]:
 
 def fetch(url: str, timeout: float) -> tuple[str, str]:
     """One GET; returns ("ok", commit) or ("error", reason)."""
-    request = urllib.request.Request(
-        url, headers={"Accept": "application/json", "User-Agent": "canary-verify"}
-    )
+    request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "canary-verify"})
     try:
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -274,7 +261,7 @@ def fetch(url: str, timeout: float) -> tuple[str, str]:
         if isinstance(reason, (socket.timeout, TimeoutError)):
             return "error", f"timed out after {timeout:g}s"
         return "error", f"cannot connect: {one_line(reason)}"
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         return "error", f"timed out after {timeout:g}s"
     except (http.client.HTTPException, OSError, ValueError) as err:
         return "error", f"connection failed: {one_line(err) or type(err).__name__}"
@@ -380,39 +367,50 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Failed requests (unreachable, timeout, non-200, not the service's JSON) are "
-            "reported and left out of the share. Up to %d%% of the requests (at least 1) may "
-            "fail; more, or no answer at all, stops the run with exit 2. Exit codes: 0 ok, 1 "
-            "expected weight "
-            "outside the interval, 2 error, 130 interrupted." % round(MAX_ERROR_FRACTION * 100)
+            f"reported and left out of the share. Up to {round(MAX_ERROR_FRACTION * 100)}% of the requests "
+            "(at least 1) may fail; more, or no answer at all, stops the run with exit 2. Exit codes: "
+            "0 ok, 1 expected weight outside the interval, 2 error, 130 interrupted."
         ),
     )
     parser.add_argument("url", type=parse_url, metavar="URL", help="base URL of the service")
     parser.add_argument(
-        "--requests", type=bounded_int(1, MAX_REQUESTS), default=DEFAULT_REQUESTS, metavar="N",
+        "--requests",
+        type=bounded_int(1, MAX_REQUESTS),
+        default=DEFAULT_REQUESTS,
+        metavar="N",
         help=f"number of requests, 1..{MAX_REQUESTS} (default {DEFAULT_REQUESTS})",
     )
     parser.add_argument(
-        "--expect", type=bounded_float(0, 100), default=None, metavar="W",
+        "--expect",
+        type=bounded_float(0, 100),
+        default=None,
+        metavar="W",
         help="expected canary share in percent, 0..100",
     )
     parser.add_argument(
-        "--concurrency", type=bounded_int(1, MAX_CONCURRENCY), default=DEFAULT_CONCURRENCY,
-        metavar="C", help=f"parallel requests, 1..{MAX_CONCURRENCY} (default {DEFAULT_CONCURRENCY})",
+        "--concurrency",
+        type=bounded_int(1, MAX_CONCURRENCY),
+        default=DEFAULT_CONCURRENCY,
+        metavar="C",
+        help=f"parallel requests, 1..{MAX_CONCURRENCY} (default {DEFAULT_CONCURRENCY})",
     )
     parser.add_argument(
-        "--timeout", type=bounded_float(0, MAX_TIMEOUT, low_inclusive=False),
-        default=DEFAULT_TIMEOUT, metavar="S",
+        "--timeout",
+        type=bounded_float(0, MAX_TIMEOUT, low_inclusive=False),
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
         help=f"per-request timeout in seconds (default {DEFAULT_TIMEOUT:g})",
     )
     parser.add_argument(
-        "--canary-commit", default=DEFAULT_CANARY_COMMIT, metavar="CANARY",
+        "--canary-commit",
+        default=DEFAULT_CANARY_COMMIT,
+        metavar="CANARY",
         help=f"commit value that identifies the canary (default {DEFAULT_CANARY_COMMIT})",
     )
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
-         stderr: TextIO | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     parser = build_parser()
@@ -429,9 +427,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
 
     target = api_url(args.url)
     try:
-        outcomes = run_requests(
-            target, args.requests, args.concurrency, args.timeout, Progress(args.requests, err)
-        )
+        outcomes = run_requests(target, args.requests, args.concurrency, args.timeout, Progress(args.requests, err))
     except KeyboardInterrupt:
         err.write("verify: interrupted\n")
         return EXIT_INTERRUPTED
@@ -440,9 +436,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     if summary.too_many_errors:
         reason, _ = next(iter(summary.errors.items()))
         if summary.answered == 0:
-            err.write(
-                f"verify: error: {target}: {reason} (no answer to any of {summary.failed} requests)\n"
-            )
+            err.write(f"verify: error: {target}: {reason} (no answer to any of {summary.failed} requests)\n")
         else:
             err.write(
                 f"verify: error: {target}: {summary.failed} of {summary.failed + summary.answered} "

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
-
 from synthesis import Synthesis, synthesize
 
 

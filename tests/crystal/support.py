@@ -110,5 +110,3 @@ class ServerProcess:
             self.proc.wait(timeout=5)
         if self._log is not subprocess.DEVNULL:
             self._log.close()
-
-

@@ -186,7 +186,11 @@ def metadata():
         fake.close()
 
 
-TASK = {"Cluster": "demo", "TaskARN": "arn:aws:ecs:us-east-1:111111111111:task/demo/abc", "AvailabilityZone": "us-east-1c"}
+TASK = {
+    "Cluster": "demo",
+    "TaskARN": "arn:aws:ecs:us-east-1:111111111111:task/demo/abc",
+    "AvailabilityZone": "us-east-1c",
+}
 
 
 def az_of(server) -> str:

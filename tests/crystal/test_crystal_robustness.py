@@ -79,7 +79,7 @@ def read_reply(sock: socket.socket, timeout: float = 3.0) -> bytes:
                 break  # one complete response; the connection may stay open (keep-alive)
     except ConnectionResetError:
         pass
-    except socket.timeout:
+    except TimeoutError:
         pass
     return data
 
@@ -272,7 +272,9 @@ def test_sigterm_drains_in_flight_requests(start_server):
 
     before_kill = [outcome for sent, outcome in results if sent < kill_at[0]]
     failed = [outcome for outcome in before_kill if outcome != "ok"]
-    print(f"sigterm: {len(before_kill)} requests sent before SIGTERM, {len(failed)} failed, exit {exit_code} after {exit_after:.2f}s")
+    print(
+        f"sigterm: {len(before_kill)} requests sent before SIGTERM, {len(failed)} failed, exit {exit_code} after {exit_after:.2f}s"
+    )
     assert len(before_kill) > 100
     assert not failed, failed[:5]
     assert exit_code == 0

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from synthesis import ROOT
 
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
@@ -16,7 +15,11 @@ CDK = ROOT / "node_modules" / ".bin" / "cdk"
 
 def run(argv: list[str], **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        argv, cwd=ROOT, capture_output=True, text=True, timeout=240,
+        argv,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
         env={**os.environ, "CDK_DISABLE_CLI_TELEMETRY": "true", **env},
     )
 

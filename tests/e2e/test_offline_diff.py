@@ -10,17 +10,22 @@ import sys
 from pathlib import Path
 
 import pytest
+from synthesis import ROOT
 
 from canary_stack import offline_diff
-from synthesis import ROOT
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
     # No AWS_* at all (no credentials, profile or region) and a HOME without ~/.aws.
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     return subprocess.run(
-        [sys.executable, "-m", "canary_stack.offline_diff", *args], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "canary_stack.offline_diff", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -56,10 +61,15 @@ def test_weight_step_diff_shows_the_route_weights_and_nothing_else(step_10_to_50
     [
         (["--from", "10", "--to", "101"], "error: canaryWeight must be a whole number from 0 to 100, got '101'"),
         (["--from", "abc", "--to", "10"], "error: canaryWeight must be a whole number from 0 to 100, got 'abc'"),
-        (["--from", "10", "--to", "20", "-c", "trafficRouter=linkerd"],
-         "error: trafficRouter must be one of appmesh, alb, got 'linkerd'"),
+        (
+            ["--from", "10", "--to", "20", "-c", "trafficRouter=linkerd"],
+            "error: trafficRouter must be one of appmesh, alb, got 'linkerd'",
+        ),
         (["--from", "10"], "error: --from and --to go together"),
-        (["--base", "no-such-revision"], "error: --base must be a git revision of this repository, got 'no-such-revision'"),
+        (
+            ["--base", "no-such-revision"],
+            "error: --base must be a git revision of this repository, got 'no-such-revision'",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line_before_synthesizing(args, line):
@@ -77,7 +87,9 @@ def test_stack_name_is_the_apps():
 
 
 def test_cli_environment_cannot_reach_an_aws_account():
-    env = offline_diff.offline_env({"AWS_PROFILE": "prod", "AWS_ACCESS_KEY_ID": "AKIA", "CDK_CONTEXT_JSON": "{}", "PATH": "/bin"})
+    env = offline_diff.offline_env(
+        {"AWS_PROFILE": "prod", "AWS_ACCESS_KEY_ID": "AKIA", "CDK_CONTEXT_JSON": "{}", "PATH": "/bin"}
+    )
     assert env["PATH"] == "/bin"
     assert not {"AWS_PROFILE", "AWS_ACCESS_KEY_ID", "CDK_CONTEXT_JSON"} & set(env)
     assert env["AWS_EC2_METADATA_DISABLED"] == "true"

@@ -16,7 +16,11 @@ def ref_name(node: dict) -> str:
 
 
 def logical_id(resources: dict, type_: str, **properties) -> str:
-    hits = [k for k, v in resources.items() if v["Type"] == type_ and all(v["Properties"].get(p) == x for p, x in properties.items())]
+    hits = [
+        k
+        for k, v in resources.items()
+        if v["Type"] == type_ and all(v["Properties"].get(p) == x for p, x in properties.items())
+    ]
     assert len(hits) == 1, f"{type_} with {properties}: {hits}"
     return hits[0]
 
@@ -40,7 +44,9 @@ def test_weighted_route_splits_100_minus_w_and_w(synth, weight):
 
 
 def test_committed_weight_is_what_synth_deploys_without_c(synth):
-    committed = json.loads((__import__("pathlib").Path(__file__).parents[2] / "cdk.json").read_text())["context"]["canaryWeight"]
+    committed = json.loads((__import__("pathlib").Path(__file__).parents[2] / "cdk.json").read_text())["context"][
+        "canaryWeight"
+    ]
     assert synth().template["Outputs"]["CanaryWeight"]["Value"] == str(committed)
 
 
@@ -56,12 +62,19 @@ def test_virtual_node_listener_and_workshop_health_check(w10, name):
     (listener,) = node["Spec"]["Listeners"]
     assert listener["PortMapping"] == {"Port": 3000, "Protocol": "http"}
     assert listener["HealthCheck"] == {
-        "Path": "/health", "Protocol": "http", "Port": 3000, "IntervalMillis": 10000,
-        "TimeoutMillis": 5000, "HealthyThreshold": 3, "UnhealthyThreshold": 3,
+        "Path": "/health",
+        "Protocol": "http",
+        "Port": 3000,
+        "IntervalMillis": 10000,
+        "TimeoutMillis": 5000,
+        "HealthyThreshold": 3,
+        "UnhealthyThreshold": 3,
     }
     # Cloud Map discovery under the node's own name, as the workshop named them.
     discovery = node["Spec"]["ServiceDiscovery"]["AWSCloudMap"]
-    assert resources[ref_name({"Fn::GetAtt": [discovery["ServiceName"]["Fn::GetAtt"][0]]})]["Properties"]["Name"] == name
+    assert (
+        resources[ref_name({"Fn::GetAtt": [discovery["ServiceName"]["Fn::GetAtt"][0]]})]["Properties"]["Name"] == name
+    )
 
 
 def test_router_and_virtual_service_resolving_in_the_vpc(w10):
@@ -84,7 +97,9 @@ def test_router_and_virtual_service_resolving_in_the_vpc(w10):
 
 def test_header_route_reaches_canary_at_any_weight(synth):
     resources = synth(canaryWeight="0").template["Resources"]
-    route = resources[logical_id(resources, "AWS::AppMesh::Route", RouteName="crystal-route-canary-header")]["Properties"]
+    route = resources[logical_id(resources, "AWS::AppMesh::Route", RouteName="crystal-route-canary-header")][
+        "Properties"
+    ]
     http = route["Spec"]["HttpRoute"]
     assert http["Match"]["Headers"] == [{"Invert": False, "Match": {"Exact": "true"}, "Name": "canary_fleet"}]
     (target,) = http["Action"]["WeightedTargets"]
@@ -117,8 +132,11 @@ def test_envoy_sidecar_proxy_configuration_and_start_order(w10, version, node):
     assert proxy["Type"] == "APPMESH" and proxy["ContainerName"] == "envoy"
     props = {p["Name"]: p["Value"] for p in proxy["ProxyConfigurationProperties"]}
     assert props == {
-        "AppPorts": "3000", "ProxyIngressPort": "15000", "ProxyEgressPort": "15001",
-        "IgnoredUID": "1337", "EgressIgnoredIPs": "169.254.170.2,169.254.169.254",
+        "AppPorts": "3000",
+        "ProxyIngressPort": "15000",
+        "ProxyEgressPort": "15001",
+        "IgnoredUID": "1337",
+        "EgressIgnoredIPs": "169.254.170.2,169.254.169.254",
     }
     containers = {c["Name"]: c for c in task["ContainerDefinitions"]}
     # cwagent exports Envoy's stats for the canary alarms (tests/stack/test_observability.py).
@@ -167,8 +185,11 @@ def test_task_roles_stream_only_their_own_node_or_gateway(w10):
         target = resources[ref_name(statement["Resource"])]["Properties"]
         names.add(target.get("VirtualNodeName") or target.get("VirtualGatewayName"))
         # Each role is the task role of exactly the task that runs that Envoy.
-        task = next(t["Properties"] for t in w10.resources("AWS::ECS::TaskDefinition").values()
-                    if ref_name(t["Properties"]["TaskRoleArn"]) == role)
+        task = next(
+            t["Properties"]
+            for t in w10.resources("AWS::ECS::TaskDefinition").values()
+            if ref_name(t["Properties"]["TaskRoleArn"]) == role
+        )
         envoy = next(c for c in task["ContainerDefinitions"] if c["Name"] == "envoy")
         assert envoy["Environment"][0]["Value"] == {"Ref": ref_name(statement["Resource"])}
     assert names == {"crystal-sd-vanilla", "crystal-sd-epoch", "crystal-gateway"}
@@ -208,9 +229,15 @@ def test_cluster_has_container_insights_and_vpc_two_azs(w10):
 
 
 def test_synth_warns_that_app_mesh_reached_end_of_support(w10):
-    manifest = json.loads((w10.outdir / "CrystalCanary.metadata.json").read_text()) if (w10.outdir / "CrystalCanary.metadata.json").exists() else None
+    manifest = (
+        json.loads((w10.outdir / "CrystalCanary.metadata.json").read_text())
+        if (w10.outdir / "CrystalCanary.metadata.json").exists()
+        else None
+    )
     if manifest is None:
         manifest = json.loads((w10.outdir / "manifest.json").read_text())["artifacts"]["CrystalCanary"]["metadata"]
-    warnings = [entry["data"] for entries in manifest.values() for entry in entries if entry["type"] == "aws:cdk:warning"]
+    warnings = [
+        entry["data"] for entries in manifest.values() for entry in entries if entry["type"] == "aws:cdk:warning"
+    ]
     assert any(APP_MESH_END_OF_SUPPORT in str(w) for w in warnings)
     assert "2026-09-30" in APP_MESH_END_OF_SUPPORT

@@ -74,18 +74,28 @@ def test_same_tag_for_canary_and_production_is_refused():
 
 def test_promotion_needs_weight_zero():
     assert parse(productionImage="canary", canaryWeight="0").promote is True
-    with pytest.raises(ConfigError, match="productionImage=canary promotes the canary and needs canaryWeight=0, got canaryWeight=10"):
+    with pytest.raises(
+        ConfigError, match="productionImage=canary promotes the canary and needs canaryWeight=0, got canaryWeight=10"
+    ):
         parse(productionImage="canary", canaryWeight="10")
 
 
 def test_unknown_parameter_is_a_typo_not_silence():
-    with pytest.raises(ConfigError, match="^unknown context parameter 'canaryweight'; known parameters: canaryWeight, "):
+    with pytest.raises(
+        ConfigError, match="^unknown context parameter 'canaryweight'; known parameters: canaryWeight, "
+    ):
         parse(canaryweight="10")
 
 
 def test_cdk_owned_keys_are_not_ours_to_check():
-    config = parse(**{"@aws-cdk/core:newStyleStackSynthesis": True, "aws:cdk:enable-path-metadata": True,
-                      "acknowledged-issue-numbers": [1], "canaryWeight": "5"})
+    config = parse(
+        **{
+            "@aws-cdk/core:newStyleStackSynthesis": True,
+            "aws:cdk:enable-path-metadata": True,
+            "acknowledged-issue-numbers": [1],
+            "canaryWeight": "5",
+        }
+    )
     assert config.canary_weight == 5
 
 
@@ -94,10 +104,15 @@ def test_pipeline_needs_a_real_connection_and_repository():
     config = parse(pipeline="true", pipelineConnectionArn=arn, pipelineRepository="acme/crystal-canary")
     assert config.pipeline is not None
     assert (config.pipeline.connection_arn, config.pipeline.repository, config.pipeline.branch) == (
-        arn, "acme/crystal-canary", "main")
+        arn,
+        "acme/crystal-canary",
+        "main",
+    )
     with pytest.raises(ConfigError, match="^pipelineConnectionArn must be the ARN of a CodeConnections connection"):
         parse(pipeline="true", pipelineRepository="acme/x")
-    with pytest.raises(ConfigError, match="^pipelineRepository must be owner/name of the source repository, got 'nope'"):
+    with pytest.raises(
+        ConfigError, match="^pipelineRepository must be owner/name of the source repository, got 'nope'"
+    ):
         parse(pipeline="true", pipelineConnectionArn=arn, pipelineRepository="nope")
 
 

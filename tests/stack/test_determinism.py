@@ -9,10 +9,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from synthesis import CLI_CONTEXT, cdk_json_context, synthesize
 
 import app as cdk_app
 from canary_stack.constants import CRYSTAL_SRC
-from synthesis import CLI_CONTEXT, cdk_json_context, synthesize
 
 
 def changed(a: dict, b: dict) -> list[str]:
@@ -95,7 +95,9 @@ def test_changed_image_reruns_the_copy_and_rolls_only_the_canary(image_variants)
     old = before["Resources"]["CanaryImageCopy"]["Properties"]["ImageContentHash"]
     new = after["Resources"]["CanaryImageCopy"]["Properties"]["ImageContentHash"]
     assert old != new and re.fullmatch(r"[0-9a-f]{64}", new)
-    canary_task = next(k for k in diff if k.startswith("CanaryTask") and before["Resources"][k]["Type"] == "AWS::ECS::TaskDefinition")
+    canary_task = next(
+        k for k in diff if k.startswith("CanaryTask") and before["Resources"][k]["Type"] == "AWS::ECS::TaskDefinition"
+    )
     labels = [c.get("DockerLabels", {}) for c in after["Resources"][canary_task]["Properties"]["ContainerDefinitions"]]
     assert {"org.opencontainers.image.revision": new} in labels
     # Production never changes with crystal_src/; neither does the route.
@@ -113,9 +115,13 @@ def test_promotion_copies_the_canary_image_to_production_and_rolls_production(sy
     assert resources["PromotionImageCopy"]["Properties"]["ImageContentHash"] == canary_hash
     project = next(v for k, v in resources.items() if k.startswith("ImagesPromotionCopyDockerImageDeployProject"))
     assert ":vanilla" in json.dumps(project["Properties"]["Source"]["BuildSpec"])
-    production = next(v for k, v in resources.items() if k.startswith("ProductionService") and v["Type"] == "AWS::ECS::Service")
+    production = next(
+        v for k, v in resources.items() if k.startswith("ProductionService") and v["Type"] == "AWS::ECS::Service"
+    )
     assert "PromotionImageCopy" in production["DependsOn"]
-    task = next(v for k, v in resources.items() if k.startswith("ProductionTask") and v["Type"] == "AWS::ECS::TaskDefinition")
+    task = next(
+        v for k, v in resources.items() if k.startswith("ProductionTask") and v["Type"] == "AWS::ECS::TaskDefinition"
+    )
     app = next(c for c in task["Properties"]["ContainerDefinitions"] if c["Name"] == "app")
     assert app["DockerLabels"] == {"org.opencontainers.image.revision": canary_hash}
     # Promotion does not touch the canary's tasks or its weight.

@@ -11,7 +11,9 @@ def w10(synth):
 
 
 def containers(s) -> list[dict]:
-    return [c for t in s.resources("AWS::ECS::TaskDefinition").values() for c in t["Properties"]["ContainerDefinitions"]]
+    return [
+        c for t in s.resources("AWS::ECS::TaskDefinition").values() for c in t["Properties"]["ContainerDefinitions"]
+    ]
 
 
 def test_every_container_is_non_root_read_only_without_capabilities(w10):
@@ -32,7 +34,9 @@ def test_envoy_writes_only_to_its_scratch_volume(w10):
         props = task["Properties"]
         envoy = [c for c in props["ContainerDefinitions"] if c["Name"] == "envoy"]
         if envoy:
-            assert envoy[0]["MountPoints"] == [{"ContainerPath": "/tmp", "ReadOnly": False, "SourceVolume": "envoy-tmp"}]
+            assert envoy[0]["MountPoints"] == [
+                {"ContainerPath": "/tmp", "ReadOnly": False, "SourceVolume": "envoy-tmp"}
+            ]
             assert {"Name": "envoy-tmp"} in props["Volumes"]
 
 
@@ -48,10 +52,22 @@ def test_every_log_group_has_a_retention(w10):
 def test_only_the_needed_ports_are_open(w10):
     resources = w10.template["Resources"]
     ingress = [r["Properties"] for r in w10.resources("AWS::EC2::SecurityGroupIngress").values()]
-    inline = [rule for sg in w10.resources("AWS::EC2::SecurityGroup").values() for rule in sg["Properties"].get("SecurityGroupIngress", [])]
+    inline = [
+        rule
+        for sg in w10.resources("AWS::EC2::SecurityGroup").values()
+        for rule in sg["Properties"].get("SecurityGroupIngress", [])
+    ]
     # From the internet: port 80 on the load balancer only.
     public = [r for r in inline + ingress if "CidrIp" in r]
-    assert public == [{"CidrIp": "0.0.0.0/0", "Description": "HTTP from 0.0.0.0/0 (allowedCidr)", "FromPort": 80, "IpProtocol": "tcp", "ToPort": 80}]
+    assert public == [
+        {
+            "CidrIp": "0.0.0.0/0",
+            "Description": "HTTP from 0.0.0.0/0 (allowedCidr)",
+            "FromPort": 80,
+            "IpProtocol": "tcp",
+            "ToPort": 80,
+        }
+    ]
     # Between security groups: the gateway's listener from the LB, the app port from the gateway.
     assert sorted((r["FromPort"], r["ToPort"]) for r in ingress) == [(3000, 3000), (3000, 3000), (8080, 8080)]
     for rule in ingress:
@@ -60,7 +76,12 @@ def test_only_the_needed_ports_are_open(w10):
 
 def test_allowed_cidr_narrows_the_public_entrypoint(synth):
     s = synth(canaryWeight="10", allowedCidr="203.0.113.0/24")
-    public = [rule for sg in s.resources("AWS::EC2::SecurityGroup").values() for rule in sg["Properties"].get("SecurityGroupIngress", []) if "CidrIp" in rule]
+    public = [
+        rule
+        for sg in s.resources("AWS::EC2::SecurityGroup").values()
+        for rule in sg["Properties"].get("SecurityGroupIngress", [])
+        if "CidrIp" in rule
+    ]
     assert [(r["CidrIp"], r["FromPort"]) for r in public] == [("203.0.113.0/24", 80)]
 
 
@@ -73,8 +94,10 @@ def test_routes_retry_a_bounded_number_of_times_with_timeouts(w10):
     for route in w10.resources("AWS::AppMesh::Route").values():
         http = route["Properties"]["Spec"]["HttpRoute"]
         assert http["RetryPolicy"] == {
-            "HttpRetryEvents": ["server-error", "gateway-error"], "TcpRetryEvents": ["connection-error"],
-            "MaxRetries": 2, "PerRetryTimeout": {"Unit": "ms", "Value": 2000},
+            "HttpRetryEvents": ["server-error", "gateway-error"],
+            "TcpRetryEvents": ["connection-error"],
+            "MaxRetries": 2,
+            "PerRetryTimeout": {"Unit": "ms", "Value": 2000},
         }
         assert http["Timeout"] == {"PerRequest": {"Unit": "ms", "Value": 15000}}
 
@@ -83,8 +106,10 @@ def test_nodes_eject_tasks_that_answer_5xx(w10):
     for node in w10.resources("AWS::AppMesh::VirtualNode").values():
         (listener,) = node["Properties"]["Spec"]["Listeners"]
         assert listener["OutlierDetection"] == {
-            "BaseEjectionDuration": {"Unit": "ms", "Value": 30000}, "Interval": {"Unit": "ms", "Value": 10000},
-            "MaxEjectionPercent": 50, "MaxServerErrors": 5,
+            "BaseEjectionDuration": {"Unit": "ms", "Value": 30000},
+            "Interval": {"Unit": "ms", "Value": 10000},
+            "MaxEjectionPercent": 50,
+            "MaxServerErrors": 5,
         }
         assert listener["Timeout"]["HTTP"]["PerRequest"] == {"Unit": "ms", "Value": 15000}
 

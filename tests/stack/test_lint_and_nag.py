@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from aws_cdk import aws_s3 as s3
+from synthesis import CLI_CONTEXT, ROOT, cdk_json_context
 
 import app as cdk_app
-from synthesis import CLI_CONTEXT, ROOT, cdk_json_context
 from stack.test_pipeline import PIPELINE_CONTEXT
 
 CONFIGURATIONS = [
@@ -27,7 +27,10 @@ def test_cfn_lint_finds_no_errors_and_no_unlisted_warnings(synth):
     assert len(templates) == len(CONFIGURATIONS) + 1
     result = subprocess.run(
         [str(Path(sys.executable).with_name("cfn-lint")), "--format", "parseable", *templates],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     # .cfnlintrc.yaml in the project root lists the ignored warnings with their reasons.
     assert result.returncode == 0, result.stdout + result.stderr

@@ -27,8 +27,9 @@ def alarms(s) -> dict[str, dict]:
 def metric_stats(alarm: dict) -> dict[str, dict]:
     """Metric id -> metric (namespace, name, dimensions) of an alarm, math or single-metric."""
     if "Metrics" not in alarm:
-        return {"m": {"Namespace": alarm["Namespace"], "MetricName": alarm["MetricName"],
-                      "Dimensions": alarm["Dimensions"]}}
+        return {
+            "m": {"Namespace": alarm["Namespace"], "MetricName": alarm["MetricName"], "Dimensions": alarm["Dimensions"]}
+        }
     return {m["Id"]: m["MetricStat"]["Metric"] for m in alarm["Metrics"] if "MetricStat" in m}
 
 
@@ -37,14 +38,18 @@ def dimension(metric: dict, name: str):
 
 
 def version_of(s, router: str, metric: dict) -> str:
-    """"Production" or "Canary": whose metric this is."""
+    """ "Production" or "Canary": whose metric this is."""
     resources = s.template["Resources"]
     if metric["Namespace"] == "ECS/ContainerInsights":
         service = dimension(metric, "ServiceName")["Fn::GetAtt"][0]
     elif router == "alb":
         group = dimension(metric, "TargetGroup")["Fn::GetAtt"][0]
-        service = next(k for k, v in resources.items() if v["Type"] == "AWS::ECS::Service"
-                       and any(lb["TargetGroupArn"] == {"Ref": group} for lb in v["Properties"].get("LoadBalancers", [])))
+        service = next(
+            k
+            for k, v in resources.items()
+            if v["Type"] == "AWS::ECS::Service"
+            and any(lb["TargetGroupArn"] == {"Ref": group} for lb in v["Properties"].get("LoadBalancers", []))
+        )
     else:
         node = dimension(metric, "appmesh.virtual_node")
         return {"crystal-sd-vanilla": "Production", "crystal-sd-epoch": "Canary"}[node]
@@ -56,8 +61,15 @@ def test_every_canary_alarm_follows_the_rollout_contract(routed):
     found = alarms(s)
     assert sorted(found) == sorted(PREFIX + n for n in ("5xx", "p99-latency", "p99-vs-production", "running-tasks"))
     # The other side of the contract: the prefix rollout.py lists alarms by.
-    rollout = Rollout(args=argparse.Namespace(stack_name=STACK_NAME), runner=None, cloudwatch=None,
-                      sleep=None, monotonic=None, out=None, err=None)
+    rollout = Rollout(
+        args=argparse.Namespace(stack_name=STACK_NAME),
+        runner=None,
+        cloudwatch=None,
+        sleep=None,
+        monotonic=None,
+        out=None,
+        err=None,
+    )
     assert all(name.startswith(rollout.prefix) for name in found)
     output = s.template["Outputs"]["CanaryAlarms"]["Value"]
     assert sorted(output.split(",")) == sorted(found)
@@ -140,11 +152,16 @@ def test_alarms_and_dashboard_do_not_move_with_the_weight(synth):
 @pytest.mark.parametrize("version", ["Production", "Canary"])
 def test_app_mesh_exports_envoy_stats_with_a_pinned_agent(synth, version):
     s = synth(canaryWeight="10")
-    task = next(v["Properties"] for k, v in s.resources("AWS::ECS::TaskDefinition").items() if k.startswith(f"{version}Task"))
+    task = next(
+        v["Properties"] for k, v in s.resources("AWS::ECS::TaskDefinition").items() if k.startswith(f"{version}Task")
+    )
     containers = {c["Name"]: c for c in task["ContainerDefinitions"]}
     env = {e["Name"]: e["Value"] for e in containers["envoy"]["Environment"]}
     assert {k: env[k] for k in ("ENABLE_ENVOY_STATS_TAGS", "ENABLE_ENVOY_DOG_STATSD", "STATSD_PORT")} == {
-        "ENABLE_ENVOY_STATS_TAGS": "1", "ENABLE_ENVOY_DOG_STATSD": "1", "STATSD_PORT": "8125"}
+        "ENABLE_ENVOY_STATS_TAGS": "1",
+        "ENABLE_ENVOY_DOG_STATSD": "1",
+        "STATSD_PORT": "8125",
+    }
     agent = containers["cwagent"]
     assert agent["Image"] == CLOUDWATCH_AGENT_IMAGE and ":latest" not in agent["Image"]
     # Envoy's user, so App Mesh's iptables rules let its calls to CloudWatch past the proxy.
@@ -157,9 +174,12 @@ def test_app_mesh_exports_envoy_stats_with_a_pinned_agent(synth, version):
 
 def test_app_mesh_agent_may_put_metrics_into_its_namespace_only(synth):
     s = synth(canaryWeight="10")
-    statements = [st for p in s.resources("AWS::IAM::Policy").values()
-                  for st in p["Properties"]["PolicyDocument"]["Statement"]
-                  if "cloudwatch" in json.dumps(st["Action"])]
+    statements = [
+        st
+        for p in s.resources("AWS::IAM::Policy").values()
+        for st in p["Properties"]["PolicyDocument"]["Statement"]
+        if "cloudwatch" in json.dumps(st["Action"])
+    ]
     assert len(statements) == 2  # one per version's task role
     for statement in statements:
         assert statement["Action"] == "cloudwatch:PutMetricData"

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-
 CONNECTION = "arn:aws:codeconnections:eu-west-1:123456789012:connection/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 PIPELINE_CONTEXT = {
     "pipeline": "true",
@@ -72,26 +71,38 @@ def test_codepipeline_v2_deploys_the_checked_out_committed_weight_by_default(tem
     assert variable["DefaultValue"] == "committed"
     commands = buildspec(project_of(template, action(pipeline, "Deploy")))["phases"]["build"]["commands"]
     resolve = commands[0]
-    assert 'json.load(open(\"cdk.json\"))[\"context\"].get(\"canaryWeight\", 0)' in resolve
+    assert 'json.load(open("cdk.json"))["context"].get("canaryWeight", 0)' in resolve
     assert 'if [ "$WEIGHT" = committed ]; then WEIGHT="$COMMITTED_WEIGHT"; fi' in resolve
 
 
 def test_the_weight_resolution_runs_in_bash_as_intended(template, pipeline, tmp_path):
     import subprocess
+
     resolve = buildspec(project_of(template, action(pipeline, "Deploy")))["phases"]["build"]["commands"][0]
     (tmp_path / "cdk.json").write_text('{"context": {"canaryWeight": 25}}')
     (tmp_path / ".venv" / "bin").mkdir(parents=True)
     (tmp_path / ".venv" / "bin" / "python").symlink_to(sys.executable)
     for variable, expected in (("committed", "25"), ("40", "40")):
-        out = subprocess.run(["bash", "-c", resolve + '; echo "$WEIGHT"'], cwd=tmp_path, capture_output=True,
-                             text=True, env={"CANARY_WEIGHT": variable, "PATH": "/usr/bin:/bin"}, check=True)
+        out = subprocess.run(
+            ["bash", "-c", resolve + '; echo "$WEIGHT"'],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={"CANARY_WEIGHT": variable, "PATH": "/usr/bin:/bin"},
+            check=True,
+        )
         assert out.stdout.strip() == expected
 
 
 def test_stages_in_order_source_test_and_diff_approval_deploy(pipeline):
     assert [s["Name"] for s in pipeline["Stages"]] == ["Source", "TestAndDiff", "Approval", "Deploy"]
-    assert [action(pipeline, s)["ActionTypeId"]["Provider"] for s in ("Source", "TestAndDiff", "Approval", "Deploy")] == [
-        "CodeStarSourceConnection", "CodeBuild", "Manual", "CodeBuild",
+    assert [
+        action(pipeline, s)["ActionTypeId"]["Provider"] for s in ("Source", "TestAndDiff", "Approval", "Deploy")
+    ] == [
+        "CodeStarSourceConnection",
+        "CodeBuild",
+        "Manual",
+        "CodeBuild",
     ]
 
 

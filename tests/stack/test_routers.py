@@ -28,8 +28,12 @@ def ref_name(node: dict) -> str:
 
 def service_of_target_group(resources: dict, target_group: str) -> str:
     """Which version ("Production" or "Canary") the target group's ECS service belongs to."""
-    owners = [k for k, v in resources.items() if v["Type"] == "AWS::ECS::Service"
-              and any(ref_name(lb["TargetGroupArn"]) == target_group for lb in v["Properties"].get("LoadBalancers", []))]
+    owners = [
+        k
+        for k, v in resources.items()
+        if v["Type"] == "AWS::ECS::Service"
+        and any(ref_name(lb["TargetGroupArn"]) == target_group for lb in v["Properties"].get("LoadBalancers", []))
+    ]
     assert len(owners) == 1, owners
     return "Canary" if owners[0].startswith("Canary") else "Production"
 
@@ -38,15 +42,20 @@ def shares(s, router: str) -> dict[str, int]:
     """Weight per version, as the router's template has it."""
     resources = s.template["Resources"]
     if router == "appmesh":
-        route = next(v for v in s.resources("AWS::AppMesh::Route").values()
-                     if v["Properties"]["RouteName"] == "crystal-route")
+        route = next(
+            v for v in s.resources("AWS::AppMesh::Route").values() if v["Properties"]["RouteName"] == "crystal-route"
+        )
         nodes = {"crystal-sd-vanilla": "Production", "crystal-sd-epoch": "Canary"}
-        return {nodes[resources[ref_name(t["VirtualNode"])]["Properties"]["VirtualNodeName"]]: t["Weight"]
-                for t in route["Properties"]["Spec"]["HttpRoute"]["Action"]["WeightedTargets"]}
+        return {
+            nodes[resources[ref_name(t["VirtualNode"])]["Properties"]["VirtualNodeName"]]: t["Weight"]
+            for t in route["Properties"]["Spec"]["HttpRoute"]["Action"]["WeightedTargets"]
+        }
     (action,) = s.one("AWS::ElasticLoadBalancingV2::Listener")["Properties"]["DefaultActions"]
     assert action["Type"] == "forward"
-    return {service_of_target_group(resources, ref_name(g["TargetGroupArn"])): g["Weight"]
-            for g in action["ForwardConfig"]["TargetGroups"]}
+    return {
+        service_of_target_group(resources, ref_name(g["TargetGroupArn"])): g["Weight"]
+        for g in action["ForwardConfig"]["TargetGroups"]
+    }
 
 
 @pytest.mark.parametrize("router", ROUTERS)
@@ -66,8 +75,11 @@ def test_weights_reach_the_right_versions_exactly(synth, router, weight):
 def test_header_route_reaches_only_the_canary_at_weight_zero(synth, router):
     s = synth_for(synth, router, 0)
     if router == "appmesh":
-        route = next(v for v in s.resources("AWS::AppMesh::Route").values()
-                     if v["Properties"]["RouteName"] == "crystal-route-canary-header")["Properties"]
+        route = next(
+            v
+            for v in s.resources("AWS::AppMesh::Route").values()
+            if v["Properties"]["RouteName"] == "crystal-route-canary-header"
+        )["Properties"]
         assert route["Spec"]["HttpRoute"]["Match"]["Headers"][0]["Name"] == "canary_fleet"
         (target,) = route["Spec"]["HttpRoute"]["Action"]["WeightedTargets"]
         node = s.template["Resources"][ref_name(target["VirtualNode"])]["Properties"]["VirtualNodeName"]
@@ -110,8 +122,11 @@ def test_url_output_is_the_internet_facing_load_balancer(synth, router):
 
 def warnings(s) -> list[str]:
     path = s.outdir / "CrystalCanary.metadata.json"
-    metadata = (json.loads(path.read_text()) if path.exists()
-                else json.loads((s.outdir / "manifest.json").read_text())["artifacts"]["CrystalCanary"]["metadata"])
+    metadata = (
+        json.loads(path.read_text())
+        if path.exists()
+        else json.loads((s.outdir / "manifest.json").read_text())["artifacts"]["CrystalCanary"]["metadata"]
+    )
     return [str(e["data"]) for entries in metadata.values() for e in entries if e["type"] == "aws:cdk:warning"]
 
 
@@ -149,12 +164,19 @@ def test_alb_services_accept_the_app_port_from_the_load_balancer_only(synth):
     resources = s.template["Resources"]
     lb_group = ref_name(s.one("AWS::ElasticLoadBalancingV2::LoadBalancer")["Properties"]["SecurityGroups"][0])
     for version in ("Production", "Canary"):
-        group = next(k for k, v in resources.items() if v["Type"] == "AWS::EC2::SecurityGroup" and k.startswith(version))
+        group = next(
+            k for k, v in resources.items() if v["Type"] == "AWS::EC2::SecurityGroup" and k.startswith(version)
+        )
         inline = resources[group]["Properties"].get("SecurityGroupIngress", [])
-        separate = [v["Properties"] for v in s.resources("AWS::EC2::SecurityGroupIngress").values()
-                    if ref_name(v["Properties"]["GroupId"]) == group]
+        separate = [
+            v["Properties"]
+            for v in s.resources("AWS::EC2::SecurityGroupIngress").values()
+            if ref_name(v["Properties"]["GroupId"]) == group
+        ]
         assert inline == []
-        assert [(ref_name(r["SourceSecurityGroupId"]), r["FromPort"], r["ToPort"]) for r in separate] == [(lb_group, 3000, 3000)]
+        assert [(ref_name(r["SourceSecurityGroupId"]), r["FromPort"], r["ToPort"]) for r in separate] == [
+            (lb_group, 3000, 3000)
+        ]
 
 
 def test_alb_stickiness_only_when_asked_for(synth):

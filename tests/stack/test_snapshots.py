@@ -14,7 +14,6 @@ import json
 import os
 
 import pytest
-
 from synthesis import ROOT
 
 SNAPSHOTS = ROOT / "snapshots"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterator
 
 import pytest
 
@@ -18,9 +18,7 @@ Answer = Callable[[int], tuple[int, str, bytes]]
 
 
 def crystal_json(commit: str) -> bytes:
-    return json.dumps(
-        {"from": "Crystal backend", "message": "us-east-1a", "commit": commit}
-    ).encode()
+    return json.dumps({"from": "Crystal backend", "message": "us-east-1a", "commit": commit}).encode()
 
 
 def every_nth_canary(n: int) -> Answer:
@@ -79,8 +77,7 @@ class _Server:
 
         self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True
-        )
+        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     def close(self) -> None:

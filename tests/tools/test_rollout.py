@@ -9,8 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import pytest
 
@@ -22,12 +22,30 @@ ALARM_LATENCY = f"{STACK}-canary-latency"
 
 
 def deploy(weight: int) -> list[str]:
-    return ["node_modules/.bin/cdk", "deploy", STACK, "--require-approval", "never",
-            "--no-notices", "-c", f"canaryWeight={weight}"]
+    return [
+        "node_modules/.bin/cdk",
+        "deploy",
+        STACK,
+        "--require-approval",
+        "never",
+        "--no-notices",
+        "-c",
+        f"canaryWeight={weight}",
+    ]
 
 
-PROMOTE = ["node_modules/.bin/cdk", "deploy", STACK, "--require-approval", "never",
-           "--no-notices", "-c", "canaryWeight=0", "-c", "productionImage=canary"]
+PROMOTE = [
+    "node_modules/.bin/cdk",
+    "deploy",
+    STACK,
+    "--require-approval",
+    "never",
+    "--no-notices",
+    "-c",
+    "canaryWeight=0",
+    "-c",
+    "productionImage=canary",
+]
 
 
 class RecordingRunner:
@@ -86,8 +104,14 @@ def run_rollout(argv, *, runner, cloudwatch=None, clock=None, repo_root=None):
     clock = clock or FakeClock()
     out, err = io.StringIO(), io.StringIO()
     code = rollout.main(
-        [str(a) for a in argv], runner=runner, cloudwatch=cloudwatch, sleep=clock.sleep,
-        monotonic=clock.monotonic, repo_root=repo_root, stdout=out, stderr=err,
+        [str(a) for a in argv],
+        runner=runner,
+        cloudwatch=cloudwatch,
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+        repo_root=repo_root,
+        stdout=out,
+        stderr=err,
     )
     return code, out.getvalue(), err.getvalue()
 
@@ -101,8 +125,9 @@ def fire(cloudwatch, name: str) -> None:
 
 def test_success_deploys_each_step_in_order_with_exact_argv(canary_alarms):
     runner, clock = RecordingRunner(), FakeClock()
-    code, out, err = run_rollout(["--steps", "10,25,50,100", "--bake", 60, "--poll", 25],
-                                 runner=runner, cloudwatch=canary_alarms, clock=clock)
+    code, out, err = run_rollout(
+        ["--steps", "10,25,50,100", "--bake", 60, "--poll", 25], runner=runner, cloudwatch=canary_alarms, clock=clock
+    )
     assert code == 0, out + err
     assert runner.calls == [deploy(10), deploy(25), deploy(50), deploy(100)]
     # every bake of 60 s polled at 25 s intervals: 25 + 25 + 10, four times
@@ -115,8 +140,7 @@ def test_success_deploys_each_step_in_order_with_exact_argv(canary_alarms):
 
 def test_zero_bake_still_checks_alarms_once_per_step(canary_alarms):
     runner, clock = RecordingRunner(), FakeClock()
-    code, out, _ = run_rollout(["--steps", "50,100", "--bake", 0], runner=runner,
-                               cloudwatch=canary_alarms, clock=clock)
+    code, out, _ = run_rollout(["--steps", "50,100", "--bake", 0], runner=runner, cloudwatch=canary_alarms, clock=clock)
     assert code == 0
     assert clock.sleeps == []
     assert out.count("alarms: ") == 2
@@ -124,8 +148,7 @@ def test_zero_bake_still_checks_alarms_once_per_step(canary_alarms):
 
 def test_promote_at_100_runs_the_promotion_deploy_last(canary_alarms):
     runner = RecordingRunner()
-    code, out, _ = run_rollout(["--steps", "50,100", "--bake", 0, "--promote"],
-                               runner=runner, cloudwatch=canary_alarms)
+    code, out, _ = run_rollout(["--steps", "50,100", "--bake", 0, "--promote"], runner=runner, cloudwatch=canary_alarms)
     assert code == 0
     assert runner.calls == [deploy(50), deploy(100), PROMOTE]
     assert "promoting" in out and "productionImage=canary" in out
@@ -145,8 +168,9 @@ def test_alarm_during_bake_at_25_rolls_back_to_0(canary_alarms):
                 fire(canary_alarms, ALARM_5XX)
 
     clock = FakeClock(on_sleep)
-    code, out, _ = run_rollout(["--steps", "10,25,50,100", "--bake", 120, "--poll", 30],
-                               runner=runner, cloudwatch=canary_alarms, clock=clock)
+    code, out, _ = run_rollout(
+        ["--steps", "10,25,50,100", "--bake", 120, "--poll", 30], runner=runner, cloudwatch=canary_alarms, clock=clock
+    )
     assert code == 1
     assert runner.calls == [deploy(10), deploy(25), deploy(0)]
     assert sleeps_at_25 == [30, 30]  # detected at the next poll, without waiting out the bake
@@ -157,8 +181,7 @@ def test_alarm_during_bake_at_25_rolls_back_to_0(canary_alarms):
 
 def test_alarm_with_promote_never_promotes(canary_alarms):
     runner = RecordingRunner(lambda argv: fire(canary_alarms, ALARM_LATENCY) if argv == deploy(100) else None)
-    code, out, _ = run_rollout(["--steps", "50,100", "--bake", 0, "--promote"],
-                               runner=runner, cloudwatch=canary_alarms)
+    code, out, _ = run_rollout(["--steps", "50,100", "--bake", 0, "--promote"], runner=runner, cloudwatch=canary_alarms)
     assert code == 1
     assert runner.calls == [deploy(50), deploy(100), deploy(0)]
     assert ALARM_LATENCY in out
@@ -170,7 +193,8 @@ def test_verify_failure_rolls_back(canary_alarms, http_server, answers):
     runner = RecordingRunner()
     code, out, err = run_rollout(
         ["--steps", "10,25,50", "--bake", 0, "--url", server.url, "--verify-requests", 200],
-        runner=runner, cloudwatch=canary_alarms,
+        runner=runner,
+        cloudwatch=canary_alarms,
     )
     assert code == 1, out + err
     assert runner.calls == [deploy(10), deploy(25), deploy(0)]
@@ -183,7 +207,8 @@ def test_unreachable_verify_url_rolls_back(canary_alarms, dead_url):
     runner = RecordingRunner()
     code, out, err = run_rollout(
         ["--steps", "10,25", "--bake", 0, "--url", dead_url, "--verify-requests", 20],
-        runner=runner, cloudwatch=canary_alarms,
+        runner=runner,
+        cloudwatch=canary_alarms,
     )
     assert code == 1
     assert runner.calls == [deploy(10), deploy(0)]
@@ -197,8 +222,7 @@ def test_failed_deploy_rolls_back_and_stops(canary_alarms):
         return None
 
     runner = RecordingRunner(on_run)
-    code, out, _ = run_rollout(["--steps", "10,25,50,100", "--bake", 0], runner=runner,
-                               cloudwatch=canary_alarms)
+    code, out, _ = run_rollout(["--steps", "10,25,50,100", "--bake", 0], runner=runner, cloudwatch=canary_alarms)
     assert code == 1
     assert runner.calls == [deploy(10), deploy(25), deploy(50), deploy(0)]
     assert "deploy of 50 failed (exit 1)" in out
@@ -212,8 +236,9 @@ def test_failed_rollback_says_state_is_unknown(canary_alarms):
             return subprocess.CompletedProcess(argv, 1, "", "")
         return None
 
-    code, out, _ = run_rollout(["--steps", "10,25", "--bake", 0], runner=RecordingRunner(on_run),
-                               cloudwatch=canary_alarms)
+    code, out, _ = run_rollout(
+        ["--steps", "10,25", "--bake", 0], runner=RecordingRunner(on_run), cloudwatch=canary_alarms
+    )
     assert code == 1
     assert "ROLLBACK FAILED" in out and "make deploy WEIGHT=0" in out
 
@@ -228,8 +253,12 @@ def test_ctrl_c_during_bake_names_last_good_weight_and_deploys_nothing_more(cana
         if runner.deployed[-1] == "25":
             raise KeyboardInterrupt
 
-    code, out, _ = run_rollout(["--steps", "10,25,50,100", "--bake", 60, "--poll", 30],
-                               runner=runner, cloudwatch=canary_alarms, clock=FakeClock(on_sleep))
+    code, out, _ = run_rollout(
+        ["--steps", "10,25,50,100", "--bake", 60, "--poll", 30],
+        runner=runner,
+        cloudwatch=canary_alarms,
+        clock=FakeClock(on_sleep),
+    )
     assert code == 130
     assert runner.calls == [deploy(10), deploy(25)]
     last = out.splitlines()[-1]
@@ -243,8 +272,7 @@ def test_ctrl_c_during_deploy_says_state_unknown_and_what_to_run(canary_alarms):
         return None
 
     runner = RecordingRunner(on_run)
-    code, out, _ = run_rollout(["--steps", "10,25,50,100", "--bake", 0], runner=runner,
-                               cloudwatch=canary_alarms)
+    code, out, _ = run_rollout(["--steps", "10,25,50,100", "--bake", 0], runner=runner, cloudwatch=canary_alarms)
     assert code == 130
     assert runner.calls == [deploy(10), deploy(25), deploy(50)]  # no rollback deploy started
     last = out.splitlines()[-1]
@@ -256,8 +284,9 @@ def test_ctrl_c_during_first_deploy_advises_weight_0(canary_alarms):
     def on_run(argv):
         raise KeyboardInterrupt
 
-    code, out, _ = run_rollout(["--steps", "10,25", "--bake", 0], runner=RecordingRunner(on_run),
-                               cloudwatch=canary_alarms)
+    code, out, _ = run_rollout(
+        ["--steps", "10,25", "--bake", 0], runner=RecordingRunner(on_run), cloudwatch=canary_alarms
+    )
     assert code == 130
     assert "unknown: deploy of 10 was interrupted" in out and "make deploy WEIGHT=0" in out
 
@@ -271,8 +300,7 @@ def test_ctrl_c_during_rollback_advises_weight_0_not_the_failed_weight(canary_al
         return None
 
     runner = RecordingRunner(on_run)
-    code, out, _ = run_rollout(["--steps", "10,25", "--bake", 0], runner=runner,
-                               cloudwatch=canary_alarms)
+    code, out, _ = run_rollout(["--steps", "10,25", "--bake", 0], runner=runner, cloudwatch=canary_alarms)
     assert code == 130
     assert runner.calls == [deploy(10), deploy(25), deploy(0)]
     assert "unknown: deploy of 0 was interrupted" in out and "make deploy WEIGHT=0" in out
@@ -293,7 +321,8 @@ def test_ctrl_c_during_verify_is_an_interrupt_not_a_rollback(canary_alarms, http
     runner = RecordingRunner()
     code, out, err = run_rollout(
         ["--steps", "10,20,50", "--bake", 0, "--url", server.url, "--verify-requests", 10],
-        runner=runner, cloudwatch=canary_alarms,
+        runner=runner,
+        cloudwatch=canary_alarms,
     )
     assert at_step_2.is_set()
     assert code == 130, out + err
@@ -311,8 +340,9 @@ def test_no_canary_alarms_is_an_error_before_any_deploy(aws, put_alarm):
     code, out, err = run_rollout(["--steps", "10,100", "--bake", 0], runner=runner, cloudwatch=aws)
     assert code == 2
     assert runner.calls == []
-    assert err.strip() == (f"rollout: error: no canary alarms found for prefix {STACK}-canary-; "
-                           "an unmonitored rollout must not proceed")
+    assert err.strip() == (
+        f"rollout: error: no canary alarms found for prefix {STACK}-canary-; an unmonitored rollout must not proceed"
+    )
 
 
 def test_alarm_prefix_follows_stack_name(aws, put_alarm):
@@ -320,8 +350,7 @@ def test_alarm_prefix_follows_stack_name(aws, put_alarm):
     runner = RecordingRunner()
     code, _, err = run_rollout(["--steps", "10", "--bake", 0], runner=runner, cloudwatch=aws)
     assert code == 2 and "CrystalCanary-canary-" in err
-    code, _, _ = run_rollout(["--steps", "10", "--bake", 0, "--stack-name", "Other"],
-                             runner=runner, cloudwatch=aws)
+    code, _, _ = run_rollout(["--steps", "10", "--bake", 0, "--stack-name", "Other"], runner=runner, cloudwatch=aws)
     assert code == 0
     assert runner.calls[0][2] == "Other"
 
@@ -329,8 +358,7 @@ def test_alarm_prefix_follows_stack_name(aws, put_alarm):
 def test_alarm_already_firing_refuses_to_start(canary_alarms):
     fire(canary_alarms, ALARM_LATENCY)
     runner = RecordingRunner()
-    code, _, err = run_rollout(["--steps", "10,100", "--bake", 0], runner=runner,
-                               cloudwatch=canary_alarms)
+    code, _, err = run_rollout(["--steps", "10,100", "--bake", 0], runner=runner, cloudwatch=canary_alarms)
     assert code == 2
     assert runner.calls == []
     assert ALARM_LATENCY in err and "already in state ALARM" in err
@@ -346,13 +374,18 @@ def write_cdk_json(root: Path, weight) -> Path:
 
 def test_dry_run_records_only_diffs_from_committed_weight(tmp_path):
     runner = RecordingRunner()
-    code, out, err = run_rollout(["--steps", "25,50,100", "--bake", 300, "--dry-run", "--promote"],
-                                 runner=runner, repo_root=write_cdk_json(tmp_path, 10))
+    code, out, err = run_rollout(
+        ["--steps", "25,50,100", "--bake", 300, "--dry-run", "--promote"],
+        runner=runner,
+        repo_root=write_cdk_json(tmp_path, 10),
+    )
     assert code == 0, err
     diff = [sys.executable, "-m", "canary_stack.offline_diff"]
-    assert runner.calls == [diff + ["--from", "10", "--to", "25"],
-                            diff + ["--from", "25", "--to", "50"],
-                            diff + ["--from", "50", "--to", "100"]]
+    assert runner.calls == [
+        diff + ["--from", "10", "--to", "25"],
+        diff + ["--from", "25", "--to", "50"],
+        diff + ["--from", "50", "--to", "100"],
+    ]
     assert runner.deployed == []
     assert "committed weight (cdk.json): 10" in out
     assert "step 1/3: canaryWeight=25, bake 300s" in out
@@ -363,8 +396,7 @@ def test_dry_run_records_only_diffs_from_committed_weight(tmp_path):
 def test_dry_run_without_weight_in_cdk_json_starts_from_0(tmp_path):
     (tmp_path / "cdk.json").write_text('{"app": "x", "context": {}}')
     runner = RecordingRunner()
-    code, _, _ = run_rollout(["--steps", "10", "--bake", 0, "--dry-run"], runner=runner,
-                             repo_root=tmp_path)
+    code, _, _ = run_rollout(["--steps", "10", "--bake", 0, "--dry-run"], runner=runner, repo_root=tmp_path)
     assert code == 0
     assert runner.calls[0][-4:] == ["--from", "0", "--to", "10"]
 
@@ -376,16 +408,20 @@ def test_dry_run_diff_failure_prints_its_stderr_and_exits_2(tmp_path):
         return None
 
     runner = RecordingRunner(on_run)
-    code, _, err = run_rollout(["--steps", "10,50,100", "--bake", 0, "--dry-run"], runner=runner,
-                               repo_root=write_cdk_json(tmp_path, 0))
+    code, _, err = run_rollout(
+        ["--steps", "10,50,100", "--bake", 0, "--dry-run"], runner=runner, repo_root=write_cdk_json(tmp_path, 0)
+    )
     assert code == 2
     assert len(runner.calls) == 2
     assert "synth failed: boom" in err and "offline diff 10 -> 50 failed (exit 1)" in err
 
 
 def test_dry_run_rejects_bad_committed_weight(tmp_path):
-    code, _, err = run_rollout(["--steps", "10", "--bake", 0, "--dry-run"], runner=RecordingRunner(),
-                               repo_root=write_cdk_json(tmp_path, "lots"))
+    code, _, err = run_rollout(
+        ["--steps", "10", "--bake", 0, "--dry-run"],
+        runner=RecordingRunner(),
+        repo_root=write_cdk_json(tmp_path, "lots"),
+    )
     assert code == 2 and "canaryWeight" in err and "'lots'" in err
 
 
@@ -406,8 +442,7 @@ def test_dry_run_rejects_bad_committed_weight(tmp_path):
         (["--steps", "10,50", "--bake", "0", "--promote"], ["--promote", "100", "50"]),
         (["--steps", "10", "--bake", "0", "--url", "http://x"], ["--url", "--verify-requests"]),
         (["--steps", "10", "--bake", "0", "--verify-requests", "5"], ["--verify-requests", "--url"]),
-        (["--steps", "10", "--bake", "0", "--url", "http://x", "--verify-requests", "0"],
-         ["--verify-requests", "'0'"]),
+        (["--steps", "10", "--bake", "0", "--url", "http://x", "--verify-requests", "0"], ["--verify-requests", "'0'"]),
         (["--steps", "10", "--bake", "0", "--stack-name", "bad name"], ["--stack-name", "'bad name'"]),
         (["--bake", "0"], ["--steps"]),
     ],

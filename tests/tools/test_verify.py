@@ -70,8 +70,8 @@ def test_classify_returns_commit_of_service_answer(answers):
         (200, b"<html><body>hello</body></html>", "not JSON"),
         (200, b"[1, 2]", "not a JSON object"),
         (200, b'{"from":"nginx","commit":"x"}', "nginx"),
-        (200, b'{"from":"Crystal backend","message":"a"}', "no \"commit\""),
-        (200, b'{"from":"Crystal backend","commit":""}', "no \"commit\""),
+        (200, b'{"from":"Crystal backend","message":"a"}', 'no "commit"'),
+        (200, b'{"from":"Crystal backend","commit":""}', 'no "commit"'),
     ],
 )
 def test_classify_rejects_what_is_not_the_service(status, body, reason):
@@ -120,8 +120,7 @@ def test_ten_percent_router_accepts_expect_10(http_server, answers, capsys):
 
 def test_ten_percent_router_rejects_expect_60(http_server, answers, capsys):
     server = http_server(answers.every_nth_canary(10))
-    code, out, err = run(capsys, server.url + "/", "--requests", 200, "--expect", 60,
-                         "--concurrency", 16)
+    code, out, err = run(capsys, server.url + "/", "--requests", 200, "--expect", 60, "--concurrency", 16)
     assert code == 1
     assert server.paths[0] == "/crystal/api"  # the trailing slash is not doubled
     verdict = out.splitlines()[-1]
@@ -146,8 +145,7 @@ def test_zero_share_accepts_0_and_rejects_5(http_server, answers, capsys):
 
 def test_custom_canary_commit(http_server, answers, capsys):
     server = http_server(lambda n: (200, "application/json", answers.json("abc123")))
-    code, out, _ = run(capsys, server.url, "--requests", 20, "--canary-commit", "abc123",
-                       "--expect", 100)
+    code, out, _ = run(capsys, server.url, "--requests", 20, "--canary-commit", "abc123", "--expect", 100)
     assert code == 0
     assert "canary share (abc123): 100.0%" in out
 
@@ -217,8 +215,7 @@ def test_timeout_is_an_error(http_server, answers, capsys):
 
     server = http_server(slow)
     started = time.monotonic()
-    code, _, err = run(capsys, server.url, "--requests", 100, "--timeout", 0.2,
-                       "--concurrency", 4)
+    code, _, err = run(capsys, server.url, "--requests", 100, "--timeout", 0.2, "--concurrency", 4)
     assert code == 2
     assert_one_line_error(err, "timed out after 0.2s")
     assert time.monotonic() - started < 3  # gave up early instead of 100 timeouts
