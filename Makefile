@@ -53,7 +53,7 @@ test: setup system-deps
 ## diff: offline, no AWS credentials. `make diff FROM=10 TO=50 [ROUTER=alb]`: one weight step;
 ## `make diff [BASE=<git rev>]`: what the working tree changes against main (or BASE)
 diff: setup
-	$(PY) -m canary_stack.offline_diff $(diff_args) $(router_ctx)
+	$(PY) -m canary_stack.ops.offline_diff $(diff_args) $(router_ctx)
 
 ## deploy: `make deploy WEIGHT=10 [ROUTER=alb]`; without WEIGHT, the weight committed in cdk.json.
 ## The app rejects a bad WEIGHT before anything is deployed; any failure exits non-zero.

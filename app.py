@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
+from canary_stack.constants import PROJECT_ROOT as ROOT  # imports nothing heavy
 
 
 def prepare_toolchain(environ: os._Environ[str] | dict[str, str] = os.environ) -> None:

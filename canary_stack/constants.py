@@ -1,10 +1,12 @@
-"""Fixed facts of the deployment, one place. What users may change is in config.py instead."""
+"""Fixed facts of the deployment, one place. What users may change is in config.py instead.
+
+The constructs and the operator tools (canary_stack/ops) both read these names, so this module
+imports nothing heavy: a tool must not start Node.js (jsii) for a name.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-from aws_cdk import aws_logs as logs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CRYSTAL_SRC = PROJECT_ROOT / "crystal_src"
@@ -36,6 +38,14 @@ GATEWAY_NAME = "crystal-gateway"
 CANARY_HEADER = "canary_fleet"
 CANARY_HEADER_VALUE = "true"
 
-LOG_RETENTION = logs.RetentionDays.ONE_MONTH  # every log group: long enough to compare a canary
 STACK_NAME = "CrystalCanary"
 PIPELINE_STACK_NAME = "CrystalCanaryPipeline"
+
+# The project's pinned CDK CLI (package-lock.json), relative to PROJECT_ROOT: the tools run it
+# from there, as `make` does.
+CDK_CLI = "node_modules/.bin/cdk"
+
+
+def canary_alarm_prefix(stack_name: str) -> str:
+    """Every canary alarm's name starts with this; the rollout watches exactly these alarms."""
+    return f"{stack_name}-canary-"

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_appmesh as appmesh
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from canary_stack.constants import GATEWAY_PORT, HEALTH_PATH, LOG_RETENTION
+from canary_stack.constants import GATEWAY_PORT, HEALTH_PATH
 from canary_stack.ingress import PublicEntrypoint
+from canary_stack.log_groups import log_group
 from canary_stack.service import acknowledge_task_findings, envoy_container, private_fargate_service
 
 
@@ -29,7 +29,7 @@ class MeshGateway(Construct):
         desired_count: int = 1,
     ) -> None:
         super().__init__(scope, id)
-        self.log_group = logs.LogGroup(self, "Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY)
+        self.log_group = log_group(self, "Logs")
         self.task_definition = ecs.FargateTaskDefinition(self, "Task", cpu=256, memory_limit_mib=512)
         self.envoy = envoy_container(
             self.task_definition,

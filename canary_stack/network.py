@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_servicediscovery as servicediscovery
 from constructs import Construct
 
-from canary_stack.constants import LOG_RETENTION, NAMESPACE_NAME
+from canary_stack.constants import NAMESPACE_NAME
+from canary_stack.log_groups import log_group
 
 
 class Network(Construct):
@@ -31,12 +30,7 @@ class Network(Construct):
                 ec2.SubnetConfiguration(name="Private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=24),
             ],
         )
-        flow_logs = logs.LogGroup(
-            self,
-            "FlowLogs",
-            retention=LOG_RETENTION,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        flow_logs = log_group(self, "FlowLogs")
         self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
 
         self.cluster = ecs.Cluster(

@@ -23,7 +23,7 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from canary_stack.constants import ENVOY_UID
+from canary_stack.constants import ENVOY_UID, canary_alarm_prefix
 from canary_stack.nag import acknowledge
 from canary_stack.service import CrystalService, no_capabilities
 
@@ -201,7 +201,7 @@ class CanaryObservability(Construct):
         router: str,
     ) -> None:
         super().__init__(scope, id)
-        prefix = f"{Stack.of(self).stack_name}-canary-"
+        prefix = canary_alarm_prefix(Stack.of(self).stack_name)
 
         def rate(signals: VersionSignals) -> cloudwatch.MathExpression:
             # FILL: both metrics are absent in a minute without traffic (or without a 5xx).

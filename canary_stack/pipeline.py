@@ -10,16 +10,15 @@ and the offline CloudFormation diff from the committed weight to the weight abou
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Aws, DefaultStackSynthesizer, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, Aws, DefaultStackSynthesizer, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_codepipeline_actions as actions
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from canary_stack.config import PipelineConfig
-from canary_stack.constants import LOG_RETENTION
+from canary_stack.log_groups import log_group
 
 WEIGHT_VARIABLE = "canaryWeight"
 # The CDK bootstrap roles a `cdk deploy` assumes; the deploy role's CloudFormation execution role,
@@ -93,7 +92,7 @@ class PipelineStack(Stack):
                 "make test",
                 _RESOLVE_WEIGHT,
                 'echo "committed canaryWeight: $COMMITTED_WEIGHT; deploying canaryWeight: $WEIGHT"',
-                '.venv/bin/python -m canary_stack.offline_diff --from "$COMMITTED_WEIGHT" --to "$WEIGHT"',
+                '.venv/bin/python -m canary_stack.ops.offline_diff --from "$COMMITTED_WEIGHT" --to "$WEIGHT"',
             ),
         )
 
@@ -222,7 +221,9 @@ class PipelineStack(Stack):
     def _logging(self, id: str) -> codebuild.LoggingOptions:
         # Build logs are kept as long as the canary's own logs, not forever.
         return codebuild.LoggingOptions(
-            cloud_watch=codebuild.CloudWatchLoggingOptions(log_group=logs.LogGroup(self, id, retention=LOG_RETENTION))
+            cloud_watch=codebuild.CloudWatchLoggingOptions(
+                log_group=log_group(self, id, removal_policy=RemovalPolicy.RETAIN)
+            )
         )
 
 

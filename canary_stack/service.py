@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_appmesh as appmesh
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
@@ -20,8 +20,8 @@ from canary_stack.constants import (
     ENVOY_IMAGE,
     ENVOY_INGRESS_PORT,
     ENVOY_UID,
-    LOG_RETENTION,
 )
+from canary_stack.log_groups import log_group
 from canary_stack.nag import acknowledge
 
 ENVOY_SCRATCH_VOLUME = "envoy-tmp"
@@ -150,7 +150,7 @@ class CrystalService(Construct):
         super().__init__(scope, id)
         self.version = version
 
-        self.log_group = logs.LogGroup(self, "Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY)
+        self.log_group = log_group(self, "Logs")
 
         proxy = None
         if mesh is not None:

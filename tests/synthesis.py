@@ -8,16 +8,13 @@ the CLI's own switches (path and asset metadata, version reporting), and `-c` va
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import app as cdk_app  # noqa: E402  (sets up the Node.js toolchain before aws_cdk loads)
+import app as cdk_app  # sets up the Node.js toolchain before aws_cdk loads (pytest.ini puts . on the path)
+from canary_stack.constants import PROJECT_ROOT as ROOT
+from canary_stack.constants import STACK_NAME
 
 # What the CDK CLI adds to the context of every `cdk synth` (its defaults for --path-metadata,
 # --asset-metadata, --version-reporting and the stacks to bundle).
@@ -42,12 +39,12 @@ class Synthesis:
 
     @property
     def template(self) -> dict:
-        return self.templates["CrystalCanary"]
+        return self.templates[STACK_NAME]
 
-    def resources(self, type_: str, stack: str = "CrystalCanary") -> dict[str, dict]:
+    def resources(self, type_: str, stack: str = STACK_NAME) -> dict[str, dict]:
         return {k: v for k, v in self.templates[stack]["Resources"].items() if v["Type"] == type_}
 
-    def one(self, type_: str, stack: str = "CrystalCanary") -> dict:
+    def one(self, type_: str, stack: str = STACK_NAME) -> dict:
         found = self.resources(type_, stack)
         assert len(found) == 1, f"expected one {type_}, found {sorted(found)}"
         return next(iter(found.values()))

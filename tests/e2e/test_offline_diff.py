@@ -1,4 +1,4 @@
-"""`python -m canary_stack.offline_diff`: the real CDK CLI's diff of a weight step, with no AWS
+"""`python -m canary_stack.ops.offline_diff`: the real CDK CLI's diff of a weight step, with no AWS
 credentials; bad input exits 2 with synthesis' one-line error; the base worktree is always removed."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from synthesis import ROOT
 
-from canary_stack import offline_diff
+from canary_stack.ops import offline_diff
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
     # No AWS_* at all (no credentials, profile or region) and a HOME without ~/.aws.
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     return subprocess.run(
-        [sys.executable, "-m", "canary_stack.offline_diff", *args],
+        [sys.executable, "-m", "canary_stack.ops.offline_diff", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -59,16 +59,22 @@ def test_weight_step_diff_shows_the_route_weights_and_nothing_else(step_10_to_50
 @pytest.mark.parametrize(
     "args, line",
     [
-        (["--from", "10", "--to", "101"], "error: canaryWeight must be a whole number from 0 to 100, got '101'"),
-        (["--from", "abc", "--to", "10"], "error: canaryWeight must be a whole number from 0 to 100, got 'abc'"),
+        (
+            ["--from", "10", "--to", "101"],
+            "offline_diff: error: canaryWeight must be a whole number from 0 to 100, got '101'",
+        ),
+        (
+            ["--from", "abc", "--to", "10"],
+            "offline_diff: error: canaryWeight must be a whole number from 0 to 100, got 'abc'",
+        ),
         (
             ["--from", "10", "--to", "20", "-c", "trafficRouter=linkerd"],
-            "error: trafficRouter must be one of appmesh, alb, got 'linkerd'",
+            "offline_diff: error: trafficRouter must be one of appmesh, alb, got 'linkerd'",
         ),
-        (["--from", "10"], "error: --from and --to go together"),
+        (["--from", "10"], "offline_diff: error: --from and --to go together"),
         (
             ["--base", "no-such-revision"],
-            "error: --base must be a git revision of this repository, got 'no-such-revision'",
+            "offline_diff: error: --base must be a git revision of this repository, got 'no-such-revision'",
         ),
     ],
 )
@@ -78,12 +84,6 @@ def test_bad_input_exits_2_with_one_line_before_synthesizing(args, line):
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(line), result.stderr
-
-
-def test_stack_name_is_the_apps():
-    from canary_stack.constants import STACK_NAME
-
-    assert offline_diff.STACK == STACK_NAME
 
 
 def test_cli_environment_cannot_reach_an_aws_account():

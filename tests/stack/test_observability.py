@@ -9,7 +9,7 @@ import pytest
 
 from canary_stack.constants import STACK_NAME
 from canary_stack.observability import CLOUDWATCH_AGENT_IMAGE
-from canary_stack.rollout import Rollout
+from canary_stack.ops.rollout import Rollout
 
 ROUTERS = {"appmesh": {}, "alb": {"trafficRouter": "alb"}}
 PREFIX = "CrystalCanary-canary-"

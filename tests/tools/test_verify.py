@@ -1,4 +1,4 @@
-"""canary_stack.verify against real HTTP servers on 127.0.0.1, plus its pure parts."""
+"""canary_stack.ops.verify against real HTTP servers on 127.0.0.1, plus its pure parts."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from canary_stack import verify
-from canary_stack.stats import wilson_interval
-from canary_stack.verify import NotTheService, classify, main, summarize
+from canary_stack.ops import verify
+from canary_stack.ops.stats import wilson_interval
+from canary_stack.ops.verify import NotTheService, classify, main, summarize
 
 # ----------------------------------------------------------------- Wilson
 

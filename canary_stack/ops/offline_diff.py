@@ -1,7 +1,7 @@
 """The CloudFormation change of a weight step or of a working tree, offline, with the real CDK CLI.
 
-    python -m canary_stack.offline_diff --from A --to B [-c key=value ...]
-    python -m canary_stack.offline_diff [--base REV] [-c key=value ...]
+    python -m canary_stack.ops.offline_diff --from A --to B [-c key=value ...]
+    python -m canary_stack.ops.offline_diff [--base REV] [-c key=value ...]
 
 With --from/--to: synthesizes the app at canaryWeight=A and at canaryWeight=B (both with the same
 extra -c context) and prints `cdk diff` of B against A's template. `rollout --dry-run` calls this
@@ -36,17 +36,21 @@ from pathlib import Path
 from typing import TextIO
 
 from canary_stack.config import CanaryConfig, ConfigError
-from canary_stack.verify import OneLineArgumentParser, UsageError, one_line
+from canary_stack.constants import CDK_CLI, PROJECT_ROOT, STACK_NAME
+from canary_stack.ops.cli import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    OneLineArgumentParser,
+    UsageError,
+    one_line,
+    usage_line,
+)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CDK = "node_modules/.bin/cdk"
-# canary_stack.constants.STACK_NAME; not imported, because constants loads aws_cdk, and starting
-# jsii costs seconds on every rollout step for a name (tests/e2e/test_offline_diff.py checks they agree).
-STACK = "CrystalCanary"
 # The main tree's toolchain, reused by the base worktree instead of reinstalling it.
 SHARED_TOOLCHAIN = (".venv", "node_modules")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SYNTH_TIMEOUT = 900  # a cold synth bundles Lambda handlers; far below this
 DIFF_TIMEOUT = 300
 
@@ -103,7 +107,7 @@ def validate(root: Path, context: Mapping[str, str]) -> None:
 
 
 def synth_argv(outdir: Path, context: Mapping[str, str]) -> list[str]:
-    argv = [CDK, "synth", "--quiet", "--no-notices", "--output", str(outdir)]
+    argv = [CDK_CLI, "synth", "--quiet", "--no-notices", "--output", str(outdir)]
     for key, value in context.items():
         argv += ["--context", f"{key}={value}"]
     return argv
@@ -113,7 +117,17 @@ def diff_argv(new_assembly: Path, old_template: Path) -> list[str]:
     # --app with an assembly directory: no synthesis; --template: compare with a file, not with
     # a deployed stack, so no CloudFormation call is made.
     # --no-ci: with CI=true the CLI would print the synthesis warnings into the diff on stdout.
-    return [CDK, "diff", "--no-notices", "--no-ci", "--app", str(new_assembly), "--template", str(old_template), STACK]
+    return [
+        CDK_CLI,
+        "diff",
+        "--no-notices",
+        "--no-ci",
+        "--app",
+        str(new_assembly),
+        "--template",
+        str(old_template),
+        STACK_NAME,
+    ]
 
 
 class Synths:
@@ -146,7 +160,7 @@ class Synths:
                 output, _ = process.communicate()
                 failures.append((label, f"timed out after {SYNTH_TIMEOUT}s", output))
                 continue
-            template = outdir / f"{STACK}.template.json"
+            template = outdir / f"{STACK_NAME}.template.json"
             if process.returncode != 0 or not template.is_file():
                 failures.append((label, f"cdk synth exit {process.returncode}", output))
         self.running = []
@@ -179,7 +193,7 @@ def run_diff(
     # step; `cdk synth` shows them too), then the diff from the "Stack NAME" line on.
     text = result.stdout + result.stderr
     lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.startswith(f"Stack {STACK}")), 0)
+    start = next((i for i, line in enumerate(lines) if line.startswith(f"Stack {STACK_NAME}")), 0)
     err.write("".join(lines[:start]))
     if result.returncode != 0:
         err.write("".join(lines[start:]))
@@ -239,8 +253,8 @@ def diff_weights(root: Path, previous: str, weight: str, context: Mapping[str, s
             synths.wait()
         finally:
             synths.kill()
-        out.write(f"{STACK}: canaryWeight {previous} -> {weight}{describe(context)}\n")
-        run_diff(new, old / f"{STACK}.template.json", env, root, out, err)
+        out.write(f"{STACK_NAME}: canaryWeight {previous} -> {weight}{describe(context)}\n")
+        run_diff(new, old / f"{STACK_NAME}.template.json", env, root, out, err)
 
 
 def diff_working_tree(root: Path, rev: str, context: Mapping[str, str], out: TextIO, err: TextIO) -> None:
@@ -256,13 +270,13 @@ def diff_working_tree(root: Path, rev: str, context: Mapping[str, str], out: Tex
                 synths.wait()
             finally:
                 synths.kill()
-        out.write(f"{STACK}: {rev} ({commit[:12]}) -> working tree{describe(context)}\n")
-        run_diff(new, old / f"{STACK}.template.json", env, root, out, err)
+        out.write(f"{STACK_NAME}: {rev} ({commit[:12]}) -> working tree{describe(context)}\n")
+        run_diff(new, old / f"{STACK_NAME}.template.json", env, root, out, err)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineArgumentParser(
-        prog="python -m canary_stack.offline_diff",
+        prog="python -m canary_stack.ops.offline_diff",
         description="Print the CloudFormation diff between two canary weights (--from/--to), or "
         "between a git revision (--base, default main) and the working tree. Offline: no AWS "
         "account or credentials are used.",
@@ -293,7 +307,7 @@ def _raise_interrupt(signum, frame):  # SIGTERM from CI: clean up the worktree l
 def main(
     argv: Sequence[str] | None = None,
     *,
-    root: Path = REPO_ROOT,
+    root: Path = PROJECT_ROOT,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
 ) -> int:
@@ -312,11 +326,8 @@ def main(
             validate(root, {**context, "canaryWeight": args.weight})
         else:
             validate(root, context)
-    except ConfigError as exc:
-        err.write(f"error: {exc}\n")
-        return EXIT_USAGE
-    except UsageError as exc:
-        err.write(f"{exc}\n" if str(exc).startswith("python -m") else f"error: {exc}\n")
+    except (ConfigError, UsageError) as exc:
+        err.write(usage_line("offline_diff", exc))
         return EXIT_USAGE
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
@@ -328,10 +339,10 @@ def main(
         else:
             diff_working_tree(root, args.base or "main", context, out, err)
     except UsageError as exc:
-        err.write(f"error: {exc}\n")
+        err.write(usage_line("offline_diff", exc))
         return EXIT_USAGE
     except (Failed, subprocess.TimeoutExpired, OSError) as exc:
-        err.write(f"error: {one_line(exc)}\n")
+        err.write(f"offline_diff: error: {one_line(exc)}\n")
         return EXIT_FAILED
     except KeyboardInterrupt:
         err.write("interrupted: nothing was deployed\n")

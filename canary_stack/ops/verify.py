@@ -1,6 +1,6 @@
 """Measure the canary's share of live traffic and compare it with the expected weight.
 
-    python -m canary_stack.verify URL [--requests N] [--expect W]
+    python -m canary_stack.ops.verify URL [--requests N] [--expect W]
         [--concurrency C] [--timeout S] [--canary-commit CANARY]
 
 Sends N GET requests to URL/crystal/api and classifies each answer by the
@@ -46,7 +46,19 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TextIO
 
-from canary_stack.stats import wilson_interval
+from canary_stack.ops.cli import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    OneLineArgumentParser,
+    UsageError,
+    bounded_float,
+    bounded_int,
+    one_line,
+    usage_line,
+)
+from canary_stack.ops.stats import wilson_interval
 
 API_PATH = "crystal/api"
 SERVICE_NAME = "Crystal backend"
@@ -63,63 +75,12 @@ MAX_ERROR_FRACTION = 0.05
 # Answers larger than this are certainly not the service's small JSON document.
 MAX_BODY_BYTES = 64 * 1024
 
-EXIT_OK = 0
-EXIT_OUTSIDE = 1
-EXIT_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_OUTSIDE = EXIT_FAILED  # the expected weight lies outside the measured interval
+EXIT_ERROR = EXIT_USAGE  # bad arguments, or an endpoint that cannot be measured
 
 
 class NotTheService(Exception):
     """An answer arrived, but it is not the Crystal service's JSON."""
-
-
-class UsageError(Exception):
-    """A bad argument; the message is one line naming parameter, value and allowed range."""
-
-
-class OneLineArgumentParser(argparse.ArgumentParser):
-    """argparse, but a usage error raises UsageError("PROG: error: ...") as one line
-    instead of printing the usage block, so main() decides where it goes (exit 2)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: error: {one_line(message)}")
-
-
-def one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def bounded_int(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw.strip(), 10)
-        except ValueError:
-            value = None
-        if value is None or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, got {raw!r}")
-        return value
-
-    return parse
-
-
-def bounded_float(low: float, high: float, *, low_inclusive: bool = True) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
-        ok = math.isfinite(value) and value <= high and (value >= low if low_inclusive else value > low)
-        if not ok:
-            if not math.isfinite(high):
-                allowed = f"{low:g} or more" if low_inclusive else f"greater than {low:g}"
-            elif low_inclusive:
-                allowed = f"from {low:g} to {high:g}"
-            else:
-                allowed = f"greater than {low:g} and at most {high:g}"
-            raise argparse.ArgumentTypeError(f"must be a number {allowed}, got {raw!r}")
-        return value
-
-    return parse
 
 
 def parse_url(raw: str) -> str:
@@ -359,7 +320,7 @@ def run_requests(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineArgumentParser(
-        prog="python -m canary_stack.verify",
+        prog="python -m canary_stack.ops.verify",
         description=(
             "Send N GETs to URL/crystal/api, count answers per commit and report the canary's "
             "share with a 95% Wilson interval. With --expect W, exit 1 unless W lies inside "
@@ -417,12 +378,12 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     try:
         args = parser.parse_args(argv)
     except UsageError as exc:
-        err.write(f"{exc}\n")
+        err.write(usage_line("verify", exc))
         return EXIT_ERROR
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     if not args.canary_commit.strip():
-        err.write(f"{parser.prog}: error: argument --canary-commit: must not be empty, got ''\n")
+        err.write(usage_line("verify", UsageError("argument --canary-commit: must not be empty, got ''")))
         return EXIT_ERROR
 
     target = api_url(args.url)

@@ -1,6 +1,6 @@
 """Step the canary through traffic weights, watching its alarms, rolling back on trouble.
 
-    python -m canary_stack.rollout --steps 10,25,50,100 --bake SECONDS
+    python -m canary_stack.ops.rollout --steps 10,25,50,100 --bake SECONDS
         [--verify-requests N --url URL] [--promote] [--dry-run]
         [--stack-name CrystalCanary] [--poll SECONDS] [--canary-commit CANARY]
 
@@ -12,7 +12,7 @@ For each weight W in --steps:
             (CloudWatch alarms whose names start with "STACK-canary-") and
             print their states;
 3. verify:  with --url and --verify-requests, measure the live split with
-            canary_stack.verify --expect W.
+            canary_stack.ops.verify --expect W.
 
 An alarm in state ALARM, a failed verify, a failed deploy or alarms that
 cannot be read at the end of a bake roll the canary back (deploy with
@@ -26,7 +26,7 @@ with -c canaryWeight=0 -c productionImage=canary, making the canary image
 production and taking the canary out of the traffic path.
 
 --dry-run: print the plan and, for each step, the CloudFormation diff from
-`python -m canary_stack.offline_diff --from PREV --to W`, where PREV starts
+`python -m canary_stack.ops.offline_diff --from PREV --to W`, where PREV starts
 at the weight committed in cdk.json (context canaryWeight, default 0).
 Nothing is deployed and AWS is not contacted.
 
@@ -52,21 +52,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from canary_stack import verify
 from canary_stack.config import CanaryConfig, ConfigError
-from canary_stack.offline_diff import committed_context
-from canary_stack.verify import OneLineArgumentParser, bounded_float, bounded_int, one_line
-from canary_stack.verify import UsageError as ArgumentsError
+from canary_stack.constants import CDK_CLI, PROJECT_ROOT, STACK_NAME, canary_alarm_prefix
+from canary_stack.ops import verify
+from canary_stack.ops.cli import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    OneLineArgumentParser,
+    UsageError,
+    bounded_float,
+    bounded_int,
+    one_line,
+    usage_line,
+)
+from canary_stack.ops.offline_diff import committed_context
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CDK = "node_modules/.bin/cdk"
-DEFAULT_STACK = "CrystalCanary"
 DEFAULT_POLL = 30.0
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 ALARM = "ALARM"
 
@@ -89,7 +92,7 @@ class SubprocessRunner:
 
 
 def deploy_argv(stack: str, weight: int) -> list[str]:
-    return [CDK, "deploy", stack, "--require-approval", "never", "--no-notices", "-c", f"canaryWeight={weight}"]
+    return [CDK_CLI, "deploy", stack, "--require-approval", "never", "--no-notices", "-c", f"canaryWeight={weight}"]
 
 
 def promote_argv(stack: str) -> list[str]:
@@ -97,14 +100,10 @@ def promote_argv(stack: str) -> list[str]:
 
 
 def diff_argv(previous: int, weight: int) -> list[str]:
-    return [sys.executable, "-m", "canary_stack.offline_diff", "--from", str(previous), "--to", str(weight)]
+    return [sys.executable, "-m", "canary_stack.ops.offline_diff", "--from", str(previous), "--to", str(weight)]
 
 
 # ------------------------------------------------------------ validation
-
-
-class UsageError(Exception):
-    """Bad arguments or an unmet precondition: exit 2, nothing deployed."""
 
 
 class CheckFailed(Exception):
@@ -148,7 +147,7 @@ def committed_weight(repo_root: Path) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineArgumentParser(
-        prog="python -m canary_stack.rollout",
+        prog="python -m canary_stack.ops.rollout",
         description="Deploy the canary at increasing weights, bake each step while watching "
         "its CloudWatch alarms (and optionally the measured split), roll back to weight 0 on "
         "a firing alarm or failed check.",
@@ -200,9 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--stack-name",
         type=parse_stack_name,
-        default=DEFAULT_STACK,
+        default=STACK_NAME,
         metavar="NAME",
-        help=f"stack to deploy (default {DEFAULT_STACK})",
+        help=f"stack to deploy (default {STACK_NAME})",
     )
     return parser
 
@@ -237,7 +236,7 @@ class Rollout:
 
     @property
     def prefix(self) -> str:
-        return f"{self.args.stack_name}-canary-"
+        return canary_alarm_prefix(self.args.stack_name)
 
     def say(self, line: str) -> None:
         self.out.write(line + "\n")
@@ -462,12 +461,12 @@ def main(
     parser = build_parser()
     try:
         args = parse_args(parser, argv)
-    except ArgumentsError as exc:
-        err.write(f"{exc}\n")
+    except UsageError as exc:
+        err.write(usage_line("rollout", exc))
         return EXIT_USAGE
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    root = repo_root or REPO_ROOT
+    root = repo_root or PROJECT_ROOT
     rollout = Rollout(
         args=args,
         runner=runner or SubprocessRunner(root),
@@ -489,7 +488,7 @@ def main(
                 raise UsageError(f"cannot create a CloudWatch client: {one_line(exc)}") from None
         return rollout.run()
     except UsageError as exc:
-        err.write(f"rollout: error: {exc}\n")
+        err.write(usage_line("rollout", exc))
         return EXIT_USAGE
     except KeyboardInterrupt:
         if args.dry_run:

@@ -1,0 +1,67 @@
+"""What every operator tool's command line shares: one-line usage errors, exit codes, number parsers."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # verify: the expected weight lies outside the interval; rollout: rolled back
+EXIT_USAGE = 2  # bad input or an unmet precondition: nothing was changed
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM, as a shell reports it
+
+
+class UsageError(Exception):
+    """Bad input or an unmet precondition; the message is one line for the user (exit 2)."""
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error raises UsageError(message) as one line instead of printing the
+    usage block and exiting, so main() reports it like every other usage error (`usage_line`)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(one_line(message))
+
+
+def usage_line(tool: str, error: Exception) -> str:
+    """The one line a tool prints for bad input: `TOOL: error: MESSAGE`."""
+    return f"{tool}: error: {one_line(error)}\n"
+
+
+def one_line(text: object) -> str:
+    """Any message (an exception included) folded onto one line."""
+    return " ".join(str(text).split())
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value: int | None = int(raw.strip(), 10)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def bounded_float(low: float, high: float, *, low_inclusive: bool = True) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        ok = math.isfinite(value) and value <= high and (value >= low if low_inclusive else value > low)
+        if not ok:
+            if not math.isfinite(high):
+                allowed = f"{low:g} or more" if low_inclusive else f"greater than {low:g}"
+            elif low_inclusive:
+                allowed = f"from {low:g} to {high:g}"
+            else:
+                allowed = f"greater than {low:g} and at most {high:g}"
+            raise argparse.ArgumentTypeError(f"must be a number {allowed}, got {raw!r}")
+        return value
+
+    return parse
