@@ -1,14 +1,22 @@
 """Measure the canary's share of live traffic and compare it with the expected weight.
 
     python -m canary_stack.ops.verify URL [--requests N] [--expect W]
-        [--concurrency C] [--timeout S] [--canary-commit CANARY]
+        [--concurrency C] [--timeout S] [--deadline S] [--canary-commit CANARY]
 
 Sends N GET requests to URL/crystal/api and classifies each answer by the
 ``commit`` field of the service's JSON
 (``{"from": "Crystal backend", "message": ..., "commit": ...}``).  Prints the
 number of answers per commit, the observed canary share and its 95 % Wilson
 score interval.  With ``--expect W`` the verdict is whether W lies inside that
-interval (bounds inclusive).
+interval (bounds inclusive). A canary commit that no answer carries is said so,
+with the commits that did answer (a mistyped --canary-commit would otherwise read
+as a 0 % share); with --expect above 0 that is a FAIL.
+
+Time is bounded: --timeout S bounds each whole request (connect, headers and
+body: a server that sends a byte every few seconds cannot hold a request past
+S), so a run takes at most ceil(N / C) x S; --deadline D bounds the whole run
+more tightly (exit 2 when it is reached before every answer arrived). Ctrl-C
+stops at once (open connections are closed) and exits 130.
 
 Failed requests (connection errors, timeouts, non-200 status, a body that is
 not the service's JSON) are counted and reported, and left out of the share.
@@ -37,6 +45,7 @@ import math
 import socket
 import sys
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -59,6 +68,7 @@ from canary_stack.ops.cli import (
     usage_line,
 )
 from canary_stack.ops.stats import wilson_interval
+from canary_stack.text import shorten
 
 API_PATH = "crystal/api"
 SERVICE_NAME = "Crystal backend"
@@ -70,6 +80,7 @@ DEFAULT_CONCURRENCY = 8
 MAX_CONCURRENCY = 64
 DEFAULT_TIMEOUT = 5.0
 MAX_TIMEOUT = 300.0
+MAX_DEADLINE = 24 * 3600.0
 # Largest share of failed requests that still yields a measurement.
 MAX_ERROR_FRACTION = 0.05
 # Answers larger than this are certainly not the service's small JSON document.
@@ -84,10 +95,34 @@ class NotTheService(Exception):
 
 
 def parse_url(raw: str) -> str:
-    parts = urllib.parse.urlsplit(raw.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL with a host, got {raw!r}")
-    return raw.strip()
+    """The service's base URL: http(s), a host, an optional port (1-65535) and path; requests go to
+    URL/crystal/api, so a query or fragment would end up in the middle of that path: refused."""
+    allowed = "an http:// or https:// URL with a host, an optional port from 1 to 65535 and path, no query or fragment"
+    url = raw.strip()
+    if not url or any(not c.isprintable() or c.isspace() for c in url):
+        raise argparse.ArgumentTypeError(f"must be {allowed}, got {shorten(raw)}")
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port in (-1, 0):
+        raise argparse.ArgumentTypeError(f"must be {allowed}, got {shorten(raw)}")
+    if "?" in url or "#" in url:
+        raise argparse.ArgumentTypeError(
+            f"must have no query or fragment (requests go to URL/{API_PATH}), got {shorten(raw)}"
+        )
+    return url
+
+
+def parse_commit(raw: str) -> str:
+    """The commit value the canary's answers carry: any non-blank printable text."""
+    value = raw.strip()
+    if not value or any(not c.isprintable() for c in value):
+        raise argparse.ArgumentTypeError(
+            f"must be the canary's commit value (printable, not blank), got {shorten(raw)}"
+        )
+    return value
 
 
 def api_url(base: str) -> str:
@@ -167,7 +202,17 @@ def pct(fraction: float) -> str:
     return f"{fraction * 100:.1f}%"
 
 
+def seen(summary: Summary) -> str:
+    return ", ".join(f"{shorten(commit)} ({count})" for commit, count in summary.counts.items())
+
+
 def verdict(summary: Summary, expect: float | None) -> tuple[int, str | None]:
+    if summary.canary == 0 and summary.answered and (expect is None or expect > 0):
+        # No answer carries the canary's commit: a wrong --canary-commit, or no canary at all.
+        line = f"canary commit {shorten(summary.canary_commit)} is in none of the {summary.answered} answers; commits seen: {seen(summary)}"
+        return (
+            (EXIT_OK, f"NOTE: {line}") if expect is None else (EXIT_OUTSIDE, f"FAIL: expected {expect:g}%, but {line}")
+        )
     if expect is None or summary.interval is None:
         return EXIT_OK, None
     low, high = summary.interval
@@ -189,7 +234,7 @@ def report_lines(summary: Summary) -> list[str]:
         lines.append(f"commit {commit}: {count}")
     if summary.errors:
         lines.append("errors: " + "; ".join(f"{reason} x{count}" for reason, count in summary.errors.items()))
-    if summary.interval is not None:
+    if summary.interval is not None and summary.canary:
         low, high = summary.interval
         lines.append(
             f"canary share ({summary.canary_commit}): {pct(summary.share or 0.0)} "
@@ -202,30 +247,124 @@ def report_lines(summary: Summary) -> list[str]:
 # ------------------------------------------------------------------ network
 
 
-def fetch(url: str, timeout: float) -> tuple[str, str]:
-    """One GET; returns ("ok", commit) or ("error", reason)."""
-    request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "canary-verify"})
+class Watchdog:
+    """Bounds one whole request: when its time is up it shuts the request's socket down, which
+    ends whatever read or write the worker thread is blocked in. (A socket timeout alone bounds
+    each read: a server dripping a byte every few seconds would hold the request forever.)"""
+
+    active: set[Watchdog] = set()  # every running request's, so Ctrl-C can end them all at once
+    _registry_lock = threading.Lock()
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(seconds, 0.0), self.expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Watchdog:
+        with Watchdog._registry_lock:
+            Watchdog.active.add(self)
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        with Watchdog._registry_lock:
+            Watchdog.active.discard(self)
+
+    def attach(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sock = sock
+            if self.expired:
+                _shutdown(sock)
+
+    def expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            if self._sock is not None:
+                _shutdown(self._sock)
+
+    @classmethod
+    def expire_all(cls) -> None:
+        with cls._registry_lock:
+            running = list(cls.active)
+        for watchdog in running:
+            watchdog.expire()
+
+
+def _shutdown(sock: socket.socket) -> None:
     try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+
+
+_current = threading.local()  # the watchdog of the request this worker thread is making
+
+
+class _WatchedHTTP(http.client.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _current.watchdog.attach(self.sock)
+
+
+class _WatchedHTTPS(http.client.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _current.watchdog.attach(self.sock)
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def do_open(self, http_class, req, **kwargs):  # type: ignore[no-untyped-def]
+        return super().do_open(_WatchedHTTP, req, **kwargs)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def do_open(self, http_class, req, **kwargs):  # type: ignore[no-untyped-def]
+        return super().do_open(_WatchedHTTPS, req, **kwargs)
+
+
+# urllib as usual (proxy variables included), with every connection under the thread's watchdog.
+_OPENER = urllib.request.build_opener(_HTTPHandler, _HTTPSHandler)
+
+
+def fetch(url: str, timeout: float, budget: float | None = None) -> tuple[str, str]:
+    """One GET, all of it within `timeout` seconds (or `budget`, the run's time left, if sooner);
+    returns ("ok", commit) or ("error", reason)."""
+    seconds = timeout if budget is None else min(timeout, budget)
+    request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "canary-verify"})
+    with Watchdog(seconds) as watchdog:
+        _current.watchdog = watchdog
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                status, body = response.status, response.read(MAX_BODY_BYTES + 1)
-        except urllib.error.HTTPError as err:  # a non-2xx answer is still an answer
-            status, body = err.code, b""
-            err.close()
-        if len(body) > MAX_BODY_BYTES:
-            raise NotTheService(f"answer is larger than {MAX_BODY_BYTES} bytes")
-        return "ok", classify(status, body)
-    except NotTheService as err:
-        return "error", f"not the Crystal service: {err}"
-    except urllib.error.URLError as err:
-        reason = err.reason
-        if isinstance(reason, (socket.timeout, TimeoutError)):
-            return "error", f"timed out after {timeout:g}s"
-        return "error", f"cannot connect: {one_line(reason)}"
-    except TimeoutError:
-        return "error", f"timed out after {timeout:g}s"
-    except (http.client.HTTPException, OSError, ValueError) as err:
-        return "error", f"connection failed: {one_line(err) or type(err).__name__}"
+            try:
+                with _OPENER.open(request, timeout=max(seconds, 0.001)) as response:
+                    status, body = response.status, response.read(MAX_BODY_BYTES + 1)
+            except urllib.error.HTTPError as err:  # a non-2xx answer is still an answer
+                status, body = err.code, b""
+                err.close()
+            if watchdog.expired:
+                raise TimeoutError
+            if len(body) > MAX_BODY_BYTES:
+                raise NotTheService(f"answer is larger than {MAX_BODY_BYTES} bytes")
+            return "ok", classify(status, body)
+        except Exception as err:
+            if watchdog.expired or isinstance(err, TimeoutError) or _timed_out(err):
+                return "error", f"timed out after {seconds:g}s"
+            if isinstance(err, NotTheService):
+                return "error", f"not the Crystal service: {err}"
+            if isinstance(err, urllib.error.URLError):
+                return "error", f"cannot connect: {one_line(err.reason)}"
+            if isinstance(err, (http.client.HTTPException, OSError, ValueError)):
+                return "error", f"connection failed: {one_line(err) or type(err).__name__}"
+            raise
+        finally:
+            _current.watchdog = None
+
+
+def _timed_out(err: Exception) -> bool:
+    return isinstance(err, urllib.error.URLError) and isinstance(err.reason, (socket.timeout, TimeoutError))
 
 
 class Progress:
@@ -260,27 +399,37 @@ class Progress:
             self.stream.flush()
 
 
+class DeadlineReached(Exception):
+    """The run's --deadline passed before every request was answered."""
+
+
 def run_requests(
     url: str,
     requests: int,
     concurrency: int,
     timeout: float,
     progress: Progress | None = None,
-    fetcher: Callable[[str, float], tuple[str, str]] = fetch,
+    fetcher: Callable[[str, float, float | None], tuple[str, str]] = fetch,
+    deadline: float | None = None,
 ) -> list[tuple[str, str]]:
     """Send up to `requests` GETs with `concurrency` workers.
 
     Stops early once more requests failed than the error budget allows:
     the result can no longer be used, so there is no point waiting for
-    further timeouts.
+    further timeouts. With `deadline` (seconds for the whole run), raises
+    DeadlineReached when it passes first. Any exit (Ctrl-C included) shuts
+    the open connections, so no worker thread outlives the run.
     """
     budget = max_errors(requests)
     outcomes: list[tuple[str, str]] = []
     failed = 0
     stop = threading.Event()
+    ends = None if deadline is None else time.monotonic() + deadline
 
     def one() -> tuple[str, str] | None:
-        return None if stop.is_set() else fetcher(url, timeout)
+        if stop.is_set():
+            return None
+        return fetcher(url, timeout, None if ends is None else ends - time.monotonic())
 
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="verify")
     try:
@@ -294,7 +443,12 @@ def run_requests(
                 submitted += 1
             if not pending:
                 break
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            left = None if ends is None else ends - time.monotonic()
+            if left is not None and left <= 0:
+                raise DeadlineReached(
+                    f"the run's deadline of {deadline:g}s passed after {len(outcomes)} of {requests} answers"
+                )
+            done, pending = wait(pending, timeout=left, return_when=FIRST_COMPLETED)
             for future in done:
                 outcome = future.result()
                 if outcome is None:
@@ -310,6 +464,7 @@ def run_requests(
     finally:
         stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
+        Watchdog.expire_all()  # requests still in flight end now, not at their timeout
         if progress:
             progress.close()
     return outcomes
@@ -360,10 +515,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=bounded_float(0, MAX_TIMEOUT, low_inclusive=False),
         default=DEFAULT_TIMEOUT,
         metavar="S",
-        help=f"per-request timeout in seconds (default {DEFAULT_TIMEOUT:g})",
+        help=f"bound on each whole request (connect, headers, body) in seconds (default {DEFAULT_TIMEOUT:g}); "
+        "a run takes at most ceil(N/C) times this",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=bounded_float(0, MAX_DEADLINE, low_inclusive=False),
+        default=None,
+        metavar="S",
+        help="bound on the whole run in seconds (default: none beyond ceil(N/C) x --timeout); "
+        "reaching it before every answer arrived exits 2",
     )
     parser.add_argument(
         "--canary-commit",
+        type=parse_commit,
         default=DEFAULT_CANARY_COMMIT,
         metavar="CANARY",
         help=f"commit value that identifies the canary (default {DEFAULT_CANARY_COMMIT})",
@@ -374,6 +539,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     out = stdout or sys.stdout
     err = stderr or sys.stderr
+    try:
+        return measure(argv, out, err)
+    except KeyboardInterrupt:  # wherever it lands: no traceback, no further request
+        Watchdog.expire_all()
+        err.write("verify: interrupted\n")
+        return EXIT_INTERRUPTED
+
+
+def measure(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -382,18 +556,22 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         return EXIT_ERROR
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    if not args.canary_commit.strip():
-        err.write(usage_line("verify", UsageError("argument --canary-commit: must not be empty, got ''")))
-        return EXIT_ERROR
 
     target = api_url(args.url)
     try:
-        outcomes = run_requests(target, args.requests, args.concurrency, args.timeout, Progress(args.requests, err))
-    except KeyboardInterrupt:
-        err.write("verify: interrupted\n")
-        return EXIT_INTERRUPTED
+        outcomes = run_requests(
+            target,
+            args.requests,
+            args.concurrency,
+            args.timeout,
+            Progress(args.requests, err),
+            deadline=args.deadline,
+        )
+    except DeadlineReached as exc:
+        err.write(f"verify: error: {target}: {exc}\n")
+        return EXIT_ERROR
 
-    summary = summarize(outcomes, args.requests, args.canary_commit.strip())
+    summary = summarize(outcomes, args.requests, args.canary_commit)
     if summary.too_many_errors:
         reason, _ = next(iter(summary.errors.items()))
         if summary.answered == 0:

@@ -101,6 +101,60 @@ def http_server() -> Iterator[Callable[[Answer], _Server]]:
         server.close()
 
 
+class _DripServer:
+    """Answers every connection with a valid HTTP response, one byte every `interval` seconds,
+    forever: each socket read gets data long before any per-read timeout."""
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self.connections = 0
+        self._closed = threading.Event()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self._sock.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: socket.socket) -> None:
+        payload = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: " + b"a" * 100_000
+        with conn:
+            for byte in payload:
+                if self._closed.wait(self.interval):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self._closed.set()
+        self._sock.close()
+
+
+@pytest.fixture
+def drip_server() -> Iterator[Callable[[float], _DripServer]]:
+    """Factory: a server that sends its answer one byte every `interval` seconds and never ends."""
+    servers: list[_DripServer] = []
+
+    def start(interval: float) -> _DripServer:
+        servers.append(_DripServer(interval))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
 @pytest.fixture
 def dead_url() -> Iterator[str]:
     """A URL whose port is bound (so nobody else takes it) but not listening: refused."""

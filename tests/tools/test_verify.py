@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
+from canary_stack.constants import PROJECT_ROOT as ROOT
 from canary_stack.ops import verify
 from canary_stack.ops.stats import wilson_interval
 from canary_stack.ops.verify import NotTheService, classify, main, summarize
@@ -135,12 +141,29 @@ def test_without_expect_only_measures(http_server, answers, capsys):
     assert "PASS" not in out and "FAIL" not in out
 
 
-def test_zero_share_accepts_0_and_rejects_5(http_server, answers, capsys):
+def test_zero_share_accepts_0_and_names_the_commits_seen_when_5_was_expected(http_server, answers, capsys):
     server = http_server(lambda n: (200, "application/json", answers.json("ed106ce")))
-    assert run(capsys, server.url, "--requests", 100, "--expect", 0)[0] == 0
+    code, out, _ = run(capsys, server.url, "--requests", 100, "--expect", 0)
+    assert code == 0
+    assert out.splitlines()[-1] == "PASS: expected 0% lies inside the 95% interval [0.0%, 3.7%]"
     code, out, _ = run(capsys, server.url, "--requests", 100, "--expect", 5)
     assert code == 1
-    assert "[0.0%, 3.7%]" in out
+    assert out.splitlines()[-1] == (
+        "FAIL: expected 5%, but canary commit 'CANARY' is in none of the 100 answers; commits seen: 'ed106ce' (100)"
+    )
+    assert "0.0%" not in out  # not a "0 %" share of a commit that never answered
+
+
+def test_a_canary_commit_no_answer_carries_is_named_not_measured_as_0_percent(http_server, answers, capsys):
+    server = http_server(answers.every_nth_canary(4))  # the canary answers as CANARY
+    code, out, _ = run(capsys, server.url, "--requests", 40, "--canary-commit", "CANRAY")
+    assert code == 0  # no --expect: a measurement, with the mistake stated
+    assert "canary share" not in out
+    assert out.splitlines()[-1] == (
+        "NOTE: canary commit 'CANRAY' is in none of the 40 answers; commits seen: 'CANARY' (10), 'ed106ce' (30)"
+    )
+    code, out, _ = run(capsys, server.url, "--requests", 40, "--canary-commit", "CANRAY", "--expect", 25)
+    assert code == 1 and out.splitlines()[-1].startswith("FAIL: expected 25%, but canary commit 'CANRAY'")
 
 
 def test_custom_canary_commit(http_server, answers, capsys):
@@ -207,8 +230,6 @@ def test_too_many_failures_exit_2(http_server, answers, capsys):
 
 
 def test_timeout_is_an_error(http_server, answers, capsys):
-    import time
-
     def slow(n):
         time.sleep(1.0)
         return 200, "application/json", answers.json("ed106ce")
@@ -219,6 +240,54 @@ def test_timeout_is_an_error(http_server, answers, capsys):
     assert code == 2
     assert_one_line_error(err, "timed out after 0.2s")
     assert time.monotonic() - started < 3  # gave up early instead of 100 timeouts
+
+
+def test_timeout_bounds_the_whole_request_against_a_server_that_drips_a_byte_at_a_time(drip_server, capsys):
+    # A byte every 0.2 s: a per-read timeout of 1 s would never fire and the request would never end.
+    server = drip_server(0.2)
+    started = time.monotonic()
+    code, out, err = run(capsys, server.url, "--requests", 4, "--timeout", 1, "--concurrency", 2)
+    elapsed = time.monotonic() - started
+    assert code == 2 and out == ""
+    assert_one_line_error(err, "timed out after 1s")
+    assert 0.9 < elapsed < 3.5  # two requests in flight, each cut at 1 s; budget exceeded after the second
+    assert server.connections >= 2
+
+
+def test_deadline_bounds_the_whole_run(http_server, answers, capsys):
+    def slow(n):
+        time.sleep(0.3)
+        return 200, "application/json", answers.json("ed106ce")
+
+    server = http_server(slow)
+    started = time.monotonic()
+    code, _, err = run(capsys, server.url, "--requests", 100, "--concurrency", 1, "--deadline", 1)
+    assert code == 2
+    assert_one_line_error(err, "deadline of 1s passed after", "of 100 answers")
+    assert time.monotonic() - started < 2.5
+    assert server.count < 10
+
+
+def test_ctrl_c_stops_at_once_without_a_traceback(drip_server):
+    server = drip_server(0.2)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "canary_stack.ops.verify", server.url, "--requests", "50", "--timeout", "60"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if "proxy" not in k.lower()},
+    )
+    deadline = time.monotonic() + 10
+    while server.connections < 8 and time.monotonic() < deadline:  # all 8 workers are held by the server
+        time.sleep(0.05)
+    assert server.connections >= 8
+    interrupted = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=10)
+    assert time.monotonic() - interrupted < 1.5  # not after the 60 s timeout of the requests in flight
+    assert process.returncode == 130
+    assert err == "verify: interrupted\n" and out == ""
 
 
 class TtyStream(io.StringIO):
