@@ -15,21 +15,28 @@ Both synthesize with `cdk synth` of the project's CLI, so the templates are the 
 would send. No AWS account is needed or contacted: credentials, profiles and the instance metadata
 endpoint are hidden from the CLI (it would otherwise look up a default account on every synth).
 
+--stack-name NAME diffs that stack of the app (default CrystalCanary), as rollout deploys it.
+
 The diff goes to stdout; the CLI's synthesis warnings go to stderr. Exit codes: 0 diff printed
 (differences or not), 1 synthesis or diff failed, 2 bad input (the same one-line error as
-`cdk synth`), 130 interrupted.
+`cdk synth`), 130 interrupted (Ctrl-C or SIGTERM).
+
+Interrupted, it stops every `cdk synth`/`cdk diff` it started with everything they started (each
+runs in its own process group: the CLI starts the Python app), removes its temporary folders and
+the base worktree, and exits 130, whichever step it was in.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,12 +54,54 @@ from canary_stack.ops.cli import (
     one_line,
     usage_line,
 )
+from canary_stack.ops.committed import committed_context
+from canary_stack.text import shorten
 
 # The main tree's toolchain, reused by the base worktree instead of reinstalling it.
 SHARED_TOOLCHAIN = (".venv", "node_modules")
 
 SYNTH_TIMEOUT = 900  # a cold synth bundles Lambda handlers; far below this
 DIFF_TIMEOUT = 300
+STOP_GRACE = 5.0  # seconds a stopped process group gets to exit before SIGKILL
+POLL = 0.2  # how often a wait for a child looks whether the run was interrupted
+
+
+class Interruption:
+    """SIGTERM (from CI, `timeout`, a process manager) and SIGINT stop a run like Ctrl-C.
+
+    The handler only notes the signal; the waits for children look at it every POLL seconds and
+    raise KeyboardInterrupt there. An exception raised at an arbitrary point could instead land
+    between starting a child and recording it, or in the middle of the clean-up (killing the
+    synths, removing the worktree and the temporary folders). `happened` stays true, so a synth
+    that died of the same signal (sent to the whole process group) reads as an interruption, not
+    as a failed synthesis: the exit code is 130 every time.
+    """
+
+    def __init__(self) -> None:
+        self.happened = False
+        self._previous: dict[int, object] = {}
+
+    def handler(self, signum: int, frame: object) -> None:
+        self.happened = True
+
+    def check(self) -> None:
+        if self.happened:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> Interruption:
+        self.happened = False
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self.handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)  # type: ignore[arg-type]
+        self._previous = {}
+
+
+INTERRUPTION = Interruption()
 
 
 class Failed(Exception):
@@ -84,16 +133,9 @@ def parse_context(items: Sequence[str]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UsageError(f"-c must be key=value, got {item!r}")
+            raise UsageError(f"-c must be key=value, got {shorten(item)}")
         context[key] = value
     return context
-
-
-def committed_context(root: Path) -> dict:
-    try:
-        return json.loads((root / "cdk.json").read_text(encoding="utf-8")).get("context", {})
-    except (OSError, ValueError, AttributeError) as err:
-        raise UsageError(f"cannot read cdk.json: {one_line(err)}") from None
 
 
 def validate(root: Path, context: Mapping[str, str]) -> None:
@@ -106,6 +148,52 @@ def validate(root: Path, context: Mapping[str, str]) -> None:
     CanaryConfig.from_context(merged.get, keys=list(merged))
 
 
+def parse_stack_name(raw: str) -> str:
+    """A CloudFormation stack name: a letter, then letters, digits or '-', 128 at most."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,127}", raw):
+        raise argparse.ArgumentTypeError(
+            f"must be a CloudFormation stack name (a letter, then up to 127 letters, digits or '-'), got {shorten(raw)}"
+        )
+    return raw
+
+
+def start(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], **kwargs) -> subprocess.Popen:
+    """Starts a CLI command in a process group of its own, so `stop` reaches what it starts too
+    (`cdk synth` runs the Python app, which runs Node.js through jsii and esbuild)."""
+    return subprocess.Popen(
+        list(argv), cwd=cwd, env=dict(env), text=True, stdin=subprocess.DEVNULL, start_new_session=True, **kwargs
+    )
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Ends a process started by `start` and everything in its group: SIGTERM, then SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            break  # the whole group is gone
+        if sig == signal.SIGTERM:
+            try:
+                process.wait(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                pass
+    process.wait()
+
+
+def communicate(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """`process.communicate(timeout)`, but raising KeyboardInterrupt within POLL seconds of a signal."""
+    waited = 0.0
+    while True:
+        INTERRUPTION.check()
+        try:
+            stdout, stderr = process.communicate(timeout=min(POLL, max(timeout - waited, 0.001)))
+            return stdout or "", stderr or ""
+        except subprocess.TimeoutExpired:
+            waited += POLL
+            if waited >= timeout:
+                raise
+
+
 def synth_argv(outdir: Path, context: Mapping[str, str]) -> list[str]:
     argv = [CDK_CLI, "synth", "--quiet", "--no-notices", "--output", str(outdir)]
     for key, value in context.items():
@@ -113,7 +201,7 @@ def synth_argv(outdir: Path, context: Mapping[str, str]) -> list[str]:
     return argv
 
 
-def diff_argv(new_assembly: Path, old_template: Path) -> list[str]:
+def diff_argv(new_assembly: Path, old_template: Path, stack: str = STACK_NAME) -> list[str]:
     # --app with an assembly directory: no synthesis; --template: compare with a file, not with
     # a deployed stack, so no CloudFormation call is made.
     # --no-ci: with CI=true the CLI would print the synthesis warnings into the diff on stdout.
@@ -126,27 +214,22 @@ def diff_argv(new_assembly: Path, old_template: Path) -> list[str]:
         str(new_assembly),
         "--template",
         str(old_template),
-        STACK_NAME,
+        stack,
     ]
 
 
 class Synths:
     """Runs `cdk synth`s in parallel (each is mostly a single-threaded Node/Python start-up)."""
 
-    def __init__(self, env: Mapping[str, str], err: TextIO):
+    def __init__(self, env: Mapping[str, str], err: TextIO, stack: str = STACK_NAME):
         self.env = dict(env)
         self.err = err
+        self.stack = stack
         self.running: list[tuple[str, Path, subprocess.Popen]] = []
 
     def start(self, label: str, cwd: Path, outdir: Path, context: Mapping[str, str]) -> None:
-        process = subprocess.Popen(
-            synth_argv(outdir, context),
-            cwd=cwd,
-            env=self.env,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+        process = start(
+            synth_argv(outdir, context), cwd=cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         self.running.append((label, outdir, process))
 
@@ -154,15 +237,16 @@ class Synths:
         failures = []
         for label, outdir, process in self.running:
             try:
-                output, _ = process.communicate(timeout=SYNTH_TIMEOUT)
+                output, _ = communicate(process, SYNTH_TIMEOUT)
             except subprocess.TimeoutExpired:
-                process.kill()
+                stop(process)
                 output, _ = process.communicate()
                 failures.append((label, f"timed out after {SYNTH_TIMEOUT}s", output))
                 continue
-            template = outdir / f"{STACK_NAME}.template.json"
-            if process.returncode != 0 or not template.is_file():
+            if process.returncode != 0:
                 failures.append((label, f"cdk synth exit {process.returncode}", output))
+            elif not (outdir / f"{self.stack}.template.json").is_file():
+                failures.append((label, f"the app has no stack {self.stack}", output))
         self.running = []
         if failures:
             for label, why, output in failures:
@@ -171,34 +255,35 @@ class Synths:
 
     def kill(self) -> None:
         for _, _, process in self.running:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            stop(process)  # even when the CLI has exited, the app it started may not have
         self.running = []
 
 
 def run_diff(
-    new_assembly: Path, old_template: Path, env: Mapping[str, str], cwd: Path, out: TextIO, err: TextIO
+    new_assembly: Path,
+    old_template: Path,
+    env: Mapping[str, str],
+    cwd: Path,
+    out: TextIO,
+    err: TextIO,
+    stack: str = STACK_NAME,
 ) -> None:
-    result = subprocess.run(
-        diff_argv(new_assembly, old_template),
-        cwd=cwd,
-        env=dict(env),
-        text=True,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=DIFF_TIMEOUT,
+    process = start(
+        diff_argv(new_assembly, old_template, stack), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
+    try:
+        stdout, stderr = communicate(process, DIFF_TIMEOUT)
+    finally:
+        stop(process)
     # The CLI writes everything to stderr: first the assembly's warnings (the same on every
     # step; `cdk synth` shows them too), then the diff from the "Stack NAME" line on.
-    text = result.stdout + result.stderr
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.startswith(f"Stack {STACK_NAME}")), 0)
-    err.write("".join(lines[:start]))
-    if result.returncode != 0:
-        err.write("".join(lines[start:]))
-        raise Failed(f"cdk diff exit {result.returncode} (output above)")
-    out.write("".join(lines[start:]).rstrip() + "\n")
+    lines = (stdout + stderr).splitlines(keepends=True)
+    first = next((i for i, line in enumerate(lines) if line.startswith(f"Stack {stack}")), 0)
+    err.write("".join(lines[:first]))
+    if process.returncode != 0:
+        err.write("".join(lines[first:]))
+        raise Failed(f"cdk diff exit {process.returncode} (output above)")
+    out.write("".join(lines[first:]).rstrip() + "\n")
 
 
 def git(root: Path, *args: str) -> str:
@@ -209,12 +294,12 @@ def git(root: Path, *args: str) -> str:
 
 
 def resolve_base(root: Path, rev: str) -> str:
-    if rev.startswith("-"):
-        raise UsageError(f"--base must be a git revision, got {rev!r}")
+    if rev.startswith("-") or not rev.strip() or any(not c.isprintable() for c in rev):
+        raise UsageError(f"--base must be a git revision, got {shorten(rev)}")
     try:
-        return git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+        return git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
     except Failed:
-        raise UsageError(f"--base must be a git revision of this repository, got {rev!r}") from None
+        raise UsageError(f"--base must be a git revision of this repository, got {shorten(rev)}") from None
 
 
 @contextmanager
@@ -242,9 +327,17 @@ def describe(context: Mapping[str, str]) -> str:
     return "".join(f" -c {k}={v}" for k, v in context.items())
 
 
-def diff_weights(root: Path, previous: str, weight: str, context: Mapping[str, str], out: TextIO, err: TextIO) -> None:
+def diff_weights(
+    root: Path,
+    previous: str,
+    weight: str,
+    context: Mapping[str, str],
+    out: TextIO,
+    err: TextIO,
+    stack: str = STACK_NAME,
+) -> None:
     env = offline_env(os.environ)
-    synths = Synths(env, err)
+    synths = Synths(env, err, stack)
     with tempfile.TemporaryDirectory(prefix="offline-diff-") as tmp:
         old, new = Path(tmp) / "from", Path(tmp) / "to"
         try:
@@ -253,14 +346,16 @@ def diff_weights(root: Path, previous: str, weight: str, context: Mapping[str, s
             synths.wait()
         finally:
             synths.kill()
-        out.write(f"{STACK_NAME}: canaryWeight {previous} -> {weight}{describe(context)}\n")
-        run_diff(new, old / f"{STACK_NAME}.template.json", env, root, out, err)
+        out.write(f"{stack}: canaryWeight {previous} -> {weight}{describe(context)}\n")
+        run_diff(new, old / f"{stack}.template.json", env, root, out, err, stack)
 
 
-def diff_working_tree(root: Path, rev: str, context: Mapping[str, str], out: TextIO, err: TextIO) -> None:
+def diff_working_tree(
+    root: Path, rev: str, context: Mapping[str, str], out: TextIO, err: TextIO, stack: str = STACK_NAME
+) -> None:
     commit = resolve_base(root, rev)
     env = offline_env(os.environ)
-    synths = Synths(env, err)
+    synths = Synths(env, err, stack)
     with tempfile.TemporaryDirectory(prefix="offline-diff-") as tmp:
         old, new = Path(tmp) / "base.out", Path(tmp) / "work.out"
         with base_worktree(root, commit, Path(tmp)) as base:
@@ -270,8 +365,8 @@ def diff_working_tree(root: Path, rev: str, context: Mapping[str, str], out: Tex
                 synths.wait()
             finally:
                 synths.kill()
-        out.write(f"{STACK_NAME}: {rev} ({commit[:12]}) -> working tree{describe(context)}\n")
-        run_diff(new, old / f"{STACK_NAME}.template.json", env, root, out, err)
+        out.write(f"{stack}: {rev} ({commit[:12]}) -> working tree{describe(context)}\n")
+        run_diff(new, old / f"{stack}.template.json", env, root, out, err, stack)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -297,11 +392,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="more context for both sides, as for cdk synth (e.g. trafficRouter=alb)",
     )
+    parser.add_argument(
+        "--stack-name",
+        type=parse_stack_name,
+        default=STACK_NAME,
+        metavar="NAME",
+        help=f"the app's stack to diff (default {STACK_NAME})",
+    )
     return parser
-
-
-def _raise_interrupt(signum, frame):  # SIGTERM from CI: clean up the worktree like on Ctrl-C
-    raise KeyboardInterrupt
 
 
 def main(
@@ -312,6 +410,18 @@ def main(
     stderr: TextIO | None = None,
 ) -> int:
     out, err = stdout or sys.stdout, stderr or sys.stderr
+    with INTERRUPTION:  # from the start: a SIGTERM at any point exits 130 after cleaning up
+        try:
+            return run(argv, root, out, err)
+        except KeyboardInterrupt:
+            err.write(INTERRUPTED)
+            return EXIT_INTERRUPTED
+
+
+INTERRUPTED = "offline_diff: interrupted: nothing was deployed; temporary files removed\n"
+
+
+def run(argv: Sequence[str] | None, root: Path, out: TextIO, err: TextIO) -> int:
     try:
         args = build_parser().parse_args(argv)
         context = parse_context(args.context)
@@ -332,24 +442,19 @@ def main(
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
 
-    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt) if argv is None else None
     try:
         if args.previous is not None:
-            diff_weights(root, args.previous.strip(), args.weight.strip(), context, out, err)
+            diff_weights(root, args.previous.strip(), args.weight.strip(), context, out, err, args.stack_name)
         else:
-            diff_working_tree(root, args.base or "main", context, out, err)
+            diff_working_tree(root, args.base or "main", context, out, err, args.stack_name)
+        INTERRUPTION.check()  # a signal during the last clean-up still means "interrupted"
     except UsageError as exc:
         err.write(usage_line("offline_diff", exc))
         return EXIT_USAGE
     except (Failed, subprocess.TimeoutExpired, OSError) as exc:
+        INTERRUPTION.check()  # e.g. the synth died of the same SIGTERM first: still "interrupted"
         err.write(f"offline_diff: error: {one_line(exc)}\n")
         return EXIT_FAILED
-    except KeyboardInterrupt:
-        err.write("interrupted: nothing was deployed\n")
-        return EXIT_INTERRUPTED
-    finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
     return EXIT_OK
 
 
