@@ -1,13 +1,18 @@
 """Step the canary through traffic weights, watching its alarms, rolling back on trouble.
 
     python -m canary_stack.ops.rollout --steps 10,25,50,100 --bake SECONDS
-        [--verify-requests N --url URL] [--promote] [--dry-run]
+        [--verify-requests N --url URL] [--dry-run] [-c KEY=VALUE ...]
         [--stack-name CrystalCanary] [--poll SECONDS] [--canary-commit CANARY]
+
+Every argument, the committed cdk.json and the -c context are checked before
+anything runs (exit 2, one line); so is the router: App Mesh reached its end of
+service on 2026-09-30, and trafficRouter=appmesh is refused.
 
 For each weight W in --steps:
 
 1. deploy:  node_modules/.bin/cdk deploy STACK --require-approval never
-            --no-notices -c canaryWeight=W        (run from the repo root)
+            --no-notices -c canaryWeight=W [-c KEY=VALUE ...]
+                                                  (run from the repo root)
 2. bake:    for --bake seconds, every --poll seconds, read the canary alarms
             (CloudWatch alarms whose names start with "STACK-canary-") and
             print their states;
@@ -16,19 +21,26 @@ For each weight W in --steps:
 
 An alarm in state ALARM, a failed verify, a failed deploy or alarms that
 cannot be read at the end of a bake roll the canary back (deploy with
-canaryWeight=0) and exit 1.
+canaryWeight=0) and exit 1. A deploy that failed before it reached
+CloudFormation (no credentials, a synthesis error: the stack's status and
+last update time are the same after it as before) changed nothing: there is
+nothing to roll back, the tool says so and exits 1.
 
 Before the first deploy the alarms must exist (else exit 2: an unmonitored
 rollout must not start) and none may already be in ALARM (exit 2).
 
---promote (the last step must be 100): after the last step passed, deploy
-with -c canaryWeight=0 -c productionImage=canary, making the canary image
-production and taking the canary out of the traffic path.
+A rollout whose steps all passed and whose last step is 100 leaves the canary
+serving all traffic and prints what finishes the release: `make promote`
+(production := the canary's image, weight 0, in cdk.json), review, commit,
+merge or deploy. Production changes only through git.
 
 --dry-run: print the plan and, for each step, the CloudFormation diff from
 `python -m canary_stack.ops.offline_diff --from PREV --to W`, where PREV starts
 at the weight committed in cdk.json (context canaryWeight, default 0).
 Nothing is deployed and AWS is not contacted.
+
+AWS calls use the region of AWS_REGION when it is set, as the CDK CLI does
+(boto3 alone would read only AWS_DEFAULT_REGION and the profile).
 
 Ctrl-C never starts another deploy: the tool says which weight the stack is
 at (or that a deploy was interrupted and the state is unknown, with the
@@ -43,6 +55,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import os
 import re
 import subprocess
 import sys
@@ -52,8 +65,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from canary_stack.config import CanaryConfig, ConfigError
-from canary_stack.constants import CDK_CLI, PROJECT_ROOT, STACK_NAME, canary_alarm_prefix
+from canary_stack.config import ConfigError
+from canary_stack.constants import PROJECT_ROOT, STACK_NAME, canary_alarm_prefix
 from canary_stack.ops import verify
 from canary_stack.ops.cli import (
     EXIT_FAILED,
@@ -67,11 +80,23 @@ from canary_stack.ops.cli import (
     one_line,
     usage_line,
 )
-from canary_stack.ops.offline_diff import committed_context
+from canary_stack.ops.committed import committed_config
+from canary_stack.ops.deployable import deploy_argv as cdk_deploy_argv
+from canary_stack.ops.deployable import deploy_config
+from canary_stack.ops.offline_diff import parse_context, parse_stack_name
+from canary_stack.text import shorten
 
 DEFAULT_POLL = 30.0
 
 ALARM = "ALARM"
+
+# What finishes a release once the canary serves everything: production changes only through git.
+NEXT_STEPS = (
+    "the canary serves 100% of the traffic; production still runs its old image, which now serves nothing",
+    "next: `make promote` (cdk.json: productionImage := the canary's image, canaryWeight := 0; prints the diff),",
+    "      review that diff, `git commit` it, then merge the pull request (the pipeline deploys it)",
+    "      or `make deploy`: production rolls onto the canary's exact image before the weight returns to 0",
+)
 
 
 class Runner(Protocol):
@@ -91,16 +116,17 @@ class SubprocessRunner:
 # --------------------------------------------------------------- commands
 
 
-def deploy_argv(stack: str, weight: int) -> list[str]:
-    return [CDK_CLI, "deploy", stack, "--require-approval", "never", "--no-notices", "-c", f"canaryWeight={weight}"]
+def deploy_argv(stack: str, weight: int, context: dict[str, str] | None = None) -> list[str]:
+    return cdk_deploy_argv(stack, {"canaryWeight": str(weight), **(context or {})})
 
 
-def promote_argv(stack: str) -> list[str]:
-    return deploy_argv(stack, 0) + ["-c", "productionImage=canary"]
-
-
-def diff_argv(previous: int, weight: int) -> list[str]:
-    return [sys.executable, "-m", "canary_stack.ops.offline_diff", "--from", str(previous), "--to", str(weight)]
+def diff_argv(previous: int, weight: int, stack: str = STACK_NAME, context: dict[str, str] | None = None) -> list[str]:
+    argv = [sys.executable, "-m", "canary_stack.ops.offline_diff", "--from", str(previous), "--to", str(weight)]
+    if stack != STACK_NAME:
+        argv += ["--stack-name", stack]
+    for key, value in (context or {}).items():
+        argv += ["-c", f"{key}={value}"]
+    return argv
 
 
 # ------------------------------------------------------------ validation
@@ -114,35 +140,36 @@ class DeployFailed(Exception):
     pass
 
 
+class NothingChanged(DeployFailed):
+    """The deploy failed before CloudFormation changed the stack: there is nothing to roll back."""
+
+
 def parse_steps(raw: str) -> list[int]:
     allowed = "comma-separated whole numbers from 0 to 100, strictly increasing"
     items = [item.strip() for item in raw.split(",")]
     steps: list[int] = []
     for item in items:
         if not re.fullmatch(r"[0-9]{1,3}", item) or int(item) > 100:
-            raise argparse.ArgumentTypeError(f"must be {allowed}; {item!r} is not, in {raw!r}")
+            raise argparse.ArgumentTypeError(f"must be {allowed}; {shorten(item)} is not, in {shorten(raw)}")
         steps.append(int(item))
     for before, after in itertools.pairwise(steps):
         if after <= before:
-            raise argparse.ArgumentTypeError(f"must be {allowed}; {after} follows {before}, in {raw!r}")
+            raise argparse.ArgumentTypeError(f"must be {allowed}; {after} follows {before}, in {shorten(raw)}")
     return steps
 
 
-def parse_stack_name(raw: str) -> str:
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,127}", raw):
-        raise argparse.ArgumentTypeError(
-            f"must be a CloudFormation stack name (a letter, then up to 127 letters, digits or '-'), got {raw!r}"
-        )
-    return raw
-
-
 def committed_weight(repo_root: Path) -> int:
-    """context.canaryWeight of cdk.json in the repo root, parsed by the app's own parser."""
-    context = committed_context(repo_root) if (repo_root / "cdk.json").exists() else {}
+    """context.canaryWeight of cdk.json in the repo root, read and parsed as `cdk deploy` would."""
     try:
-        return CanaryConfig.from_context(context.get).canary_weight
+        return committed_config(repo_root).canary_weight
     except ConfigError as err:
-        raise UsageError(f"cdk.json: {err}") from None
+        raise UsageError(str(err)) from None
+
+
+def aws_region(environ: dict[str, str] | os._Environ[str] = os.environ) -> str | None:
+    """The region the CDK CLI deploys to: AWS_REGION first (the JavaScript SDK's variable), then
+    AWS_DEFAULT_REGION; None lets boto3 take the profile's."""
+    return environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,12 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--canary-commit",
+        type=verify.parse_commit,
         default=verify.DEFAULT_CANARY_COMMIT,
         metavar="CANARY",
         help="commit value of the canary, passed to verify",
     )
     parser.add_argument(
-        "--promote", action="store_true", help="after the last step (must be 100), make the canary image production"
+        "-c",
+        "--context",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="more context for every deploy and diff, as for cdk deploy (e.g. trafficRouter=alb)",
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="print the plan and the offline diff of each step; deploy nothing"
@@ -206,13 +239,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None, root: Path) -> argparse.Namespace:
+    """Every argument, the -c context and the committed cdk.json, checked before anything runs."""
     args = parser.parse_args(argv)
     if (args.url is None) != (args.verify_requests is None):
         given, missing = ("--url", "--verify-requests") if args.url else ("--verify-requests", "--url")
         parser.error(f"argument {given}: needs {missing} as well")
-    if args.promote and args.steps[-1] != 100:
-        parser.error(f"argument --promote: the last step must be 100, got {args.steps[-1]}")
+    args.context = parse_context(args.context)
+    if "canaryWeight" in args.context:
+        raise UsageError("-c canaryWeight conflicts with --steps; the steps set it")
+    try:
+        # Each step's configuration as `cdk deploy` will build it, the rollback's (weight 0) too.
+        for weight in {0, *args.steps}:
+            deploy_config(root, {**args.context, "canaryWeight": str(weight)})
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
     return args
 
 
@@ -230,8 +271,8 @@ class Rollout:
     err: TextIO
     last_good: int | None = None  # weight of the last deploy that completed successfully
     deploying: str | None = None  # what is being deployed right now
+    cloudformation: Any = None
     rolling_back: bool = False
-    promoted: bool = False
     alarm_names: list[str] = field(default_factory=list)
 
     @property
@@ -252,22 +293,54 @@ class Rollout:
                 states.append((alarm["AlarmName"], alarm["StateValue"]))
         return sorted(states)
 
+    def stack_state(self) -> tuple[str, str] | None:
+        """(StackStatus, time of the last change) of the stack, or None when it cannot be read.
+
+        An update CloudFormation started moves both; a deploy that failed before (no credentials,
+        an asset that did not build, a synthesis error) leaves them as they were."""
+        if self.cloudformation is None:
+            return None
+        try:
+            (stack,) = self.cloudformation.describe_stacks(StackName=self.args.stack_name)["Stacks"]
+        except Exception:  # botocore raises many unrelated types; all mean "unknown"
+            return None
+        changed = stack.get("LastUpdatedTime") or stack.get("CreationTime")
+        return str(stack.get("StackStatus")), str(changed)
+
     # -- deploys -------------------------------------------------------------
 
     def deploy(self, argv: list[str], what: str) -> None:
         self.say("$ " + " ".join(argv))
+        before = self.stack_state()
         self.deploying = what
         try:
             result = self.runner.run(argv)
         except OSError as err:
-            raise DeployFailed(f"deploy of {what} could not start: {one_line(err)}") from None
+            raise NothingChanged(f"deploy of {what} could not start: {one_line(err)}") from None
         if result.returncode != 0:
+            after = self.stack_state()
+            if before is not None and after == before:
+                self.deploying = None
+                raise NothingChanged(
+                    f"deploy of {what} failed (exit {result.returncode}) before CloudFormation changed the stack "
+                    f"(still {before[0]}, last changed {before[1]})"
+                )
             raise DeployFailed(f"deploy of {what} failed (exit {result.returncode})")
         self.deploying = None
 
     def deploy_weight(self, weight: int) -> None:
-        self.deploy(deploy_argv(self.args.stack_name, weight), str(weight))
+        self.deploy(deploy_argv(self.args.stack_name, weight, self.args.context), str(weight))
         self.last_good = weight
+
+    def nothing_changed(self, reason: str) -> int:
+        where = (
+            f"canary weight {self.last_good} (the last step that passed)"
+            if self.last_good is not None
+            else "the weight it had before this rollout"
+        )
+        self.say(f"STOPPED: {reason}")
+        self.say(f"nothing changed, so nothing is rolled back: the stack is still at {where}")
+        return EXIT_FAILED
 
     def rollback(self, reason: str) -> int:
         self.say(f"ROLLBACK: {reason}")
@@ -275,6 +348,11 @@ class Rollout:
         self.rolling_back = True
         try:
             self.deploy_weight(0)
+        except NothingChanged as err:
+            self.say(
+                f"ROLLBACK FAILED: {err}; the stack is unchanged since the failed step, run `make deploy WEIGHT=0`"
+            )
+            return EXIT_FAILED
         except DeployFailed as err:
             self.say(f"ROLLBACK FAILED: {err}; the stack's weight is unknown, run `make deploy WEIGHT=0`")
             return EXIT_FAILED
@@ -331,7 +409,9 @@ class Rollout:
         if code == verify.EXIT_INTERRUPTED:
             raise KeyboardInterrupt
         if code == verify.EXIT_OUTSIDE:
-            raise CheckFailed(f"verify at weight {weight}: the measured canary share does not match {weight}%")
+            raise CheckFailed(
+                f"verify at weight {weight}: the measured canary share does not match {weight}% (verify's FAIL line above)"
+            )
         if code != verify.EXIT_OK:
             raise CheckFailed(f"verify at weight {weight}: the service could not be measured (verify exit {code})")
 
@@ -356,6 +436,8 @@ class Rollout:
         self.say(f"rollout plan for stack {a.stack_name}" + (" (dry run: nothing is deployed)" if dry_run else ""))
         if committed is not None:
             self.say(f"  committed weight (cdk.json): {committed}")
+        if a.context:
+            self.say("  context for every deploy:" + "".join(f" -c {k}={v}" for k, v in a.context.items()))
         watched = ", ".join(self.alarm_names) if self.alarm_names else f"{self.prefix}*"
         checks = f"alarms {watched} every {a.poll:g}s"
         if a.url:
@@ -365,16 +447,16 @@ class Rollout:
                 f"  step {i}/{len(a.steps)}: canaryWeight={weight}, bake {a.bake:g}s, "
                 f"checks: {checks.replace('W%', f'{weight}%')}"
             )
-        if a.promote:
-            self.say("  then promote: canaryWeight=0 with productionImage=canary")
         self.say("  on a firing alarm, failed verify or failed deploy: deploy canaryWeight=0 and stop")
+        if a.steps[-1] == 100:
+            self.say("  after the last step: `make promote` makes the canary's image production, through git")
 
     def dry_run(self, repo_root: Path) -> int:
         committed = committed_weight(repo_root)
         self.print_plan(dry_run=True, committed=committed)
         previous, total = committed, len(self.args.steps)
         for i, weight in enumerate(self.args.steps, 1):
-            argv = diff_argv(previous, weight)
+            argv = diff_argv(previous, weight, self.args.stack_name, self.args.context)
             self.say(f"--- step {i}/{total}: diff canaryWeight {previous} -> {weight} ---")
             try:
                 result = self.runner.run(argv, capture_output=True)
@@ -387,8 +469,6 @@ class Rollout:
             if result.stdout:
                 self.out.write(result.stdout if result.stdout.endswith("\n") else result.stdout + "\n")
             previous = weight
-        if self.args.promote:
-            self.say("--- promotion (productionImage=canary) is not diffed: offline_diff compares weights ---")
         return EXIT_OK
 
     def run(self) -> int:
@@ -402,28 +482,14 @@ class Rollout:
                 self.bake(i, len(steps), weight)
                 self.verify(weight)
                 self.say(f"step {i}/{len(steps)} passed: canary weight {weight}%")
-        except DeployFailed as err:
+        except NothingChanged as err:
+            return self.nothing_changed(str(err))
+        except (DeployFailed, CheckFailed) as err:
             return self.rollback(str(err))
-        except CheckFailed as err:
-            return self.rollback(str(err))
-        if self.args.promote:
-            self.say(
-                "promoting: deploying the canary image as production (productionImage=canary) "
-                "and setting canary weight back to 0"
-            )
-            try:
-                self.deploy(promote_argv(self.args.stack_name), "the promotion")
-            except DeployFailed as err:
-                self.say(
-                    f"PROMOTION FAILED: {err}; CloudFormation rolls a failed update back, so "
-                    "the stack should still be at canary weight 100 with the old production image"
-                )
-                return EXIT_FAILED
-            self.promoted = True
-            self.last_good = 0
-            self.say("promoted: production runs the canary image, canary weight 0")
-        else:
-            self.say(f"rollout complete: the stack is at canary weight {steps[-1]}%")
+        self.say(f"rollout complete: the stack is at canary weight {steps[-1]}%")
+        if steps[-1] == 100:
+            for line in NEXT_STEPS:
+                self.say(line)
         return EXIT_OK
 
     def interrupted(self) -> int:
@@ -437,10 +503,9 @@ class Rollout:
         elif self.last_good is None:
             self.say("INTERRUPTED before any deploy: the stack was not changed")
         else:
-            state = " (promoted)" if self.promoted else ""
             self.say(
                 f"INTERRUPTED: no further deploy started; the stack is at canary weight "
-                f"{self.last_good}{state} (last completed deploy). To take the canary out "
+                f"{self.last_good} (last completed deploy). To take the canary out "
                 "of traffic: `make deploy WEIGHT=0`"
             )
         return EXIT_INTERRUPTED
@@ -451,6 +516,7 @@ def main(
     *,
     runner: Runner | None = None,
     cloudwatch: Any = None,
+    cloudformation: Any = None,
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
     repo_root: Path | None = None,
@@ -459,18 +525,19 @@ def main(
 ) -> int:
     out, err = stdout or sys.stdout, stderr or sys.stderr
     parser = build_parser()
+    root = repo_root or PROJECT_ROOT
     try:
-        args = parse_args(parser, argv)
+        args = parse_args(parser, argv, root)
     except UsageError as exc:
         err.write(usage_line("rollout", exc))
         return EXIT_USAGE
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    root = repo_root or PROJECT_ROOT
     rollout = Rollout(
         args=args,
         runner=runner or SubprocessRunner(root),
         cloudwatch=cloudwatch,
+        cloudformation=cloudformation,
         sleep=sleep,
         monotonic=monotonic,
         out=out,
@@ -483,9 +550,11 @@ def main(
             try:
                 import boto3
 
-                rollout.cloudwatch = boto3.client("cloudwatch")
+                region = aws_region()
+                rollout.cloudwatch = boto3.client("cloudwatch", region_name=region)
+                rollout.cloudformation = boto3.client("cloudformation", region_name=region)
             except Exception as exc:
-                raise UsageError(f"cannot create a CloudWatch client: {one_line(exc)}") from None
+                raise UsageError(f"cannot create the AWS clients: {one_line(exc)}") from None
         return rollout.run()
     except UsageError as exc:
         err.write(usage_line("rollout", exc))

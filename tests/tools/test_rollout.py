@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import signal
@@ -34,20 +35,6 @@ def deploy(weight: int) -> list[str]:
     ]
 
 
-PROMOTE = [
-    "node_modules/.bin/cdk",
-    "deploy",
-    STACK,
-    "--require-approval",
-    "never",
-    "--no-notices",
-    "-c",
-    "canaryWeight=0",
-    "-c",
-    "productionImage=canary",
-]
-
-
 class RecordingRunner:
     """Stand-in for the deploy/diff command: records argv, optionally reacts."""
 
@@ -66,12 +53,8 @@ class RecordingRunner:
 
     @property
     def deployed(self) -> list[str]:
-        """The canaryWeight of every deploy, in order ('promote' for the promotion)."""
-        weights = []
-        for argv in self.calls:
-            if argv[:2] == ["node_modules/.bin/cdk", "deploy"]:
-                weights.append("promote" if "productionImage=canary" in argv else argv[-1].split("=")[1])
-        return weights
+        """The canaryWeight of every deploy, in order."""
+        return [argv[7].split("=")[1] for argv in self.calls if argv[:2] == ["node_modules/.bin/cdk", "deploy"]]
 
 
 class FakeClock:
@@ -100,16 +83,35 @@ def canary_alarms(aws, put_alarm):
     return aws
 
 
-def run_rollout(argv, *, runner, cloudwatch=None, clock=None, repo_root=None):
+@pytest.fixture(autouse=True)
+def alb_checkout(tmp_path_factory) -> Path:
+    """A checkout whose cdk.json commits the ALB router (App Mesh cannot be deployed) at weight 0."""
+    root = tmp_path_factory.mktemp("checkout")
+    write_cdk_json(root, 0)
+    CHECKOUT[:] = [root]
+    return root
+
+
+CHECKOUT: list[Path] = []
+
+
+def write_cdk_json(root: Path, weight, **more) -> Path:
+    context = {"canaryWeight": weight, "trafficRouter": "alb", **more}
+    (root / "cdk.json").write_text(json.dumps({"app": "x", "context": context}, indent=2) + "\n")
+    return root
+
+
+def run_rollout(argv, *, runner, cloudwatch=None, cloudformation=None, clock=None, repo_root=None):
     clock = clock or FakeClock()
     out, err = io.StringIO(), io.StringIO()
     code = rollout.main(
         [str(a) for a in argv],
         runner=runner,
         cloudwatch=cloudwatch,
+        cloudformation=cloudformation,
         sleep=clock.sleep,
         monotonic=clock.monotonic,
-        repo_root=repo_root,
+        repo_root=repo_root or CHECKOUT[0],
         stdout=out,
         stderr=err,
     )
@@ -136,6 +138,25 @@ def test_success_deploys_each_step_in_order_with_exact_argv(canary_alarms):
     assert f"{ALARM_5XX}=OK" in out
     assert "production-5xx" not in out  # only canary-prefixed alarms are watched
     assert "the stack is at canary weight 100%" in out
+    # Production changes only through git: the rollout says how, and deploys nothing more.
+    assert "the canary serves 100% of the traffic" in out
+    assert "next: `make promote`" in out and "`git commit`" in out
+
+
+def test_a_rollout_that_stops_below_100_does_not_suggest_promote(canary_alarms):
+    code, out, _ = run_rollout(["--steps", "10,50", "--bake", 0], runner=RecordingRunner(), cloudwatch=canary_alarms)
+    assert code == 0
+    assert out.splitlines()[-1] == "rollout complete: the stack is at canary weight 50%"
+    assert "`make promote`" not in out
+
+
+def test_context_goes_to_every_deploy_and_the_rollback(canary_alarms):
+    runner = RecordingRunner(lambda argv: fire(canary_alarms, ALARM_5XX) if argv[7] == "canaryWeight=50" else None)
+    code, _, _ = run_rollout(
+        ["--steps", "10,50", "--bake", 0, "-c", "stickySeconds=30"], runner=runner, cloudwatch=canary_alarms
+    )
+    assert code == 1
+    assert runner.calls == [deploy(w) + ["-c", "stickySeconds=30"] for w in (10, 50, 0)]
 
 
 def test_zero_bake_still_checks_alarms_once_per_step(canary_alarms):
@@ -144,14 +165,6 @@ def test_zero_bake_still_checks_alarms_once_per_step(canary_alarms):
     assert code == 0
     assert clock.sleeps == []
     assert out.count("alarms: ") == 2
-
-
-def test_promote_at_100_runs_the_promotion_deploy_last(canary_alarms):
-    runner = RecordingRunner()
-    code, out, _ = run_rollout(["--steps", "50,100", "--bake", 0, "--promote"], runner=runner, cloudwatch=canary_alarms)
-    assert code == 0
-    assert runner.calls == [deploy(50), deploy(100), PROMOTE]
-    assert "promoting" in out and "productionImage=canary" in out
 
 
 # ------------------------------------------------------------------ rollback
@@ -176,15 +189,15 @@ def test_alarm_during_bake_at_25_rolls_back_to_0(canary_alarms):
     assert sleeps_at_25 == [30, 30]  # detected at the next poll, without waiting out the bake
     assert f"alarm {ALARM_5XX} is in state ALARM" in out
     assert "rolled back: the stack is at canary weight 0" in out
-    assert "--promote" not in out and "PROMOT" not in out
+    assert "next: `make promote`" not in out
 
 
-def test_alarm_with_promote_never_promotes(canary_alarms):
+def test_alarm_at_100_rolls_back_and_never_suggests_promote(canary_alarms):
     runner = RecordingRunner(lambda argv: fire(canary_alarms, ALARM_LATENCY) if argv == deploy(100) else None)
-    code, out, _ = run_rollout(["--steps", "50,100", "--bake", 0, "--promote"], runner=runner, cloudwatch=canary_alarms)
+    code, out, _ = run_rollout(["--steps", "50,100", "--bake", 0], runner=runner, cloudwatch=canary_alarms)
     assert code == 1
     assert runner.calls == [deploy(50), deploy(100), deploy(0)]
-    assert ALARM_LATENCY in out
+    assert ALARM_LATENCY in out and "next: `make promote`" not in out
 
 
 def test_verify_failure_rolls_back(canary_alarms, http_server, answers):
@@ -367,15 +380,10 @@ def test_alarm_already_firing_refuses_to_start(canary_alarms):
 # ------------------------------------------------------------------ dry run
 
 
-def write_cdk_json(root: Path, weight) -> Path:
-    (root / "cdk.json").write_text(json.dumps({"app": "x", "context": {"canaryWeight": weight}}))
-    return root
-
-
 def test_dry_run_records_only_diffs_from_committed_weight(tmp_path):
     runner = RecordingRunner()
     code, out, err = run_rollout(
-        ["--steps", "25,50,100", "--bake", 300, "--dry-run", "--promote"],
+        ["--steps", "25,50,100", "--bake", 300, "--dry-run"],
         runner=runner,
         repo_root=write_cdk_json(tmp_path, 10),
     )
@@ -390,11 +398,33 @@ def test_dry_run_records_only_diffs_from_committed_weight(tmp_path):
     assert "committed weight (cdk.json): 10" in out
     assert "step 1/3: canaryWeight=25, bake 300s" in out
     assert "diff 10 -> 25\n" in out and "diff 50 -> 100\n" in out  # the diff output is shown
-    assert "promote" in out
+    assert "after the last step: `make promote`" in out
+
+
+def test_dry_run_diffs_the_rolled_out_stack_with_the_same_context(tmp_path):
+    runner = RecordingRunner()
+    code, _, err = run_rollout(
+        ["--steps", "10", "--bake", 0, "--dry-run", "--stack-name", "Other", "-c", "stickySeconds=30"],
+        runner=runner,
+        repo_root=write_cdk_json(tmp_path, 0),
+    )
+    assert code == 0, err
+    assert runner.calls == [
+        [sys.executable, "-m", "canary_stack.ops.offline_diff", "--from", "0", "--to", "10"]
+        + ["--stack-name", "Other", "-c", "stickySeconds=30"]
+    ]
+
+
+def test_dry_run_of_a_committed_10_0_starts_at_10_as_the_cli_hands_it_over(tmp_path):
+    (tmp_path / "cdk.json").write_text('{"context": {"canaryWeight": 10.0, "trafficRouter": "alb"}}\n')
+    runner = RecordingRunner()
+    code, _, err = run_rollout(["--steps", "50", "--bake", 0, "--dry-run"], runner=runner, repo_root=tmp_path)
+    assert code == 0, err
+    assert runner.calls[0][-4:] == ["--from", "10", "--to", "50"]
 
 
 def test_dry_run_without_weight_in_cdk_json_starts_from_0(tmp_path):
-    (tmp_path / "cdk.json").write_text('{"app": "x", "context": {}}')
+    (tmp_path / "cdk.json").write_text('{"app": "x", "context": {"trafficRouter": "alb"}}')
     runner = RecordingRunner()
     code, _, _ = run_rollout(["--steps", "10", "--bake", 0, "--dry-run"], runner=runner, repo_root=tmp_path)
     assert code == 0
@@ -439,7 +469,6 @@ def test_dry_run_rejects_bad_committed_weight(tmp_path):
         (["--steps", "", "--bake", "0"], ["--steps", "''"]),
         (["--steps", "10", "--bake", "-1"], ["--bake", "'-1'", "0 or more"]),
         (["--steps", "10", "--bake", "0", "--poll", "0"], ["--poll", "'0'", "greater than 0"]),
-        (["--steps", "10,50", "--bake", "0", "--promote"], ["--promote", "100", "50"]),
         (["--steps", "10", "--bake", "0", "--url", "http://x"], ["--url", "--verify-requests"]),
         (["--steps", "10", "--bake", "0", "--verify-requests", "5"], ["--verify-requests", "--url"]),
         (["--steps", "10", "--bake", "0", "--url", "http://x", "--verify-requests", "0"], ["--verify-requests", "'0'"]),
@@ -463,3 +492,123 @@ def test_subprocess_runner_runs_from_repo_root(tmp_path):
     result = runner.run([sys.executable, "-c", "import os; print(os.getcwd())"], capture_output=True)
     assert result.returncode == 0
     assert Path(result.stdout.strip()) == tmp_path
+
+
+# ------------------------------------------- a deploy that never reached CloudFormation
+
+
+def stack_page(status: str, changed: datetime.datetime) -> dict:
+    created = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)
+    stack = {"StackName": STACK, "StackStatus": status, "CreationTime": created, "LastUpdatedTime": changed}
+    return {"Stacks": [stack]}
+
+
+@pytest.fixture
+def cloudformation(aws):
+    """A real botocore CloudFormation client whose DescribeStacks answers are queued with Stubber
+    (it checks every request and answer against the API's model). moto's CloudFormation backend
+    needs packages the project does not install."""
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client("cloudformation", region_name="us-east-1")
+    with Stubber(client) as stubber:
+        client.stubber = stubber
+        yield client
+        stubber.assert_no_pending_responses()
+
+
+def queue_states(cloudformation, *states: tuple[str, int]) -> None:
+    for status, minute in states:
+        changed = datetime.datetime(2026, 11, 27, 2, minute, tzinfo=datetime.UTC)
+        cloudformation.stubber.add_response("describe_stacks", stack_page(status, changed), {"StackName": STACK})
+
+
+def test_a_deploy_that_failed_before_cloudformation_is_not_rolled_back(canary_alarms, cloudformation):
+    # e.g. no credentials: the CLI fails before any change set, the stack is as it was.
+    runner = RecordingRunner(lambda argv: subprocess.CompletedProcess(argv, 1) if argv == deploy(25) else None)
+    queue_states(cloudformation, ("UPDATE_COMPLETE", 1), ("UPDATE_COMPLETE", 5), ("UPDATE_COMPLETE", 5))
+    code, out, _ = run_rollout(
+        ["--steps", "10,25,50", "--bake", 0], runner=runner, cloudwatch=canary_alarms, cloudformation=cloudformation
+    )
+    assert code == 1
+    assert runner.calls == [deploy(10), deploy(25)]  # no rollback deploy that would fail the same way
+    assert "deploy of 25 failed (exit 1) before CloudFormation changed the stack (still UPDATE_COMPLETE" in out
+    assert out.splitlines()[-1] == (
+        "nothing changed, so nothing is rolled back: the stack is still at canary weight 10 (the last step that passed)"
+    )
+    assert "unknown" not in out
+
+
+def test_a_first_deploy_that_changed_nothing_leaves_the_weight_from_before(canary_alarms, cloudformation):
+    runner = RecordingRunner(lambda argv: subprocess.CompletedProcess(argv, 1))
+    queue_states(cloudformation, ("UPDATE_COMPLETE", 1), ("UPDATE_COMPLETE", 1))
+    code, out, _ = run_rollout(
+        ["--steps", "10,25", "--bake", 0], runner=runner, cloudwatch=canary_alarms, cloudformation=cloudformation
+    )
+    assert code == 1 and runner.calls == [deploy(10)]
+    assert out.splitlines()[-1].endswith("the stack is still at the weight it had before this rollout")
+
+
+def test_a_deploy_that_cloudformation_rolled_back_is_followed_by_the_rollback_to_0(canary_alarms, cloudformation):
+    runner = RecordingRunner(lambda argv: subprocess.CompletedProcess(argv, 1) if argv == deploy(25) else None)
+    queue_states(
+        cloudformation,
+        ("UPDATE_COMPLETE", 1),  # before 10
+        ("UPDATE_COMPLETE", 5),  # before 25
+        ("UPDATE_ROLLBACK_COMPLETE", 9),  # after 25 failed: CloudFormation did work
+        ("UPDATE_ROLLBACK_COMPLETE", 9),  # before the rollback deploy
+    )
+    code, out, _ = run_rollout(
+        ["--steps", "10,25", "--bake", 0], runner=runner, cloudwatch=canary_alarms, cloudformation=cloudformation
+    )
+    assert code == 1
+    assert runner.calls == [deploy(10), deploy(25), deploy(0)]
+    assert "ROLLBACK: deploy of 25 failed (exit 1)" in out and "rolled back: the stack is at canary weight 0" in out
+
+
+def test_region_comes_from_aws_region_as_for_the_cdk_cli(aws, monkeypatch):
+    # boto3 alone reads AWS_DEFAULT_REGION; the CLI deploys to AWS_REGION. The alarms live there.
+    import boto3
+
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    paris = boto3.client("cloudwatch", region_name="eu-west-3")
+    for name in (ALARM_5XX, ALARM_LATENCY):
+        paris.put_metric_alarm(
+            AlarmName=name,
+            Namespace="AWS/ApplicationELB",
+            MetricName="HTTPCode_Target_5XX_Count",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=5,
+            ComparisonOperator="GreaterThanThreshold",
+        )
+    runner = RecordingRunner()
+    code, out, err = run_rollout(["--steps", "10", "--bake", 0], runner=runner)  # the tool makes its own clients
+    assert code == 0, out + err
+    assert f"{ALARM_5XX}=OK" in out and runner.deployed == ["10"]
+    assert rollout.aws_region({"AWS_DEFAULT_REGION": "us-east-1"}) == "us-east-1"
+    assert rollout.aws_region({}) is None
+
+
+# ------------------------------------------------------------ App Mesh
+
+
+def test_app_mesh_committed_or_given_is_refused_before_anything_runs(aws, tmp_path):
+    committed_mesh = tmp_path / "mesh"
+    committed_mesh.mkdir()
+    (committed_mesh / "cdk.json").write_text('{"context": {"canaryWeight": 0}}')  # the app's default router
+    for argv, root in (
+        (["--steps", "10", "--bake", 0], committed_mesh),
+        (["--steps", "10", "--bake", 0, "-c", "trafficRouter=appmesh"], None),
+        (["--steps", "10", "--bake", 0, "--dry-run", "-c", "trafficRouter=appmesh"], None),
+    ):
+        runner = RecordingRunner()
+        code, out, err = run_rollout(argv, runner=runner, cloudwatch=aws, repo_root=root)
+        assert (code, out, runner.calls) == (2, "", [])
+        assert err == (
+            "rollout: error: trafficRouter=appmesh cannot be deployed: AWS App Mesh reached its end of service "
+            "on 2026-09-30; deploy the same canary with -c trafficRouter=alb\n"
+        )

@@ -1,0 +1,43 @@
+"""What may be deployed, checked the same way by `make deploy`, rollout and the pipeline.
+
+AWS App Mesh reached its end of service on 2026-09-30: the `appmesh` router stays a complete,
+synthesized and tested reproduction of the workshop, but a deploy of it cannot succeed, so every
+deploying tool refuses it before anything is built or uploaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from canary_stack.config import CanaryConfig, ConfigError
+from canary_stack.constants import CDK_CLI
+from canary_stack.ops.cli import UsageError
+from canary_stack.ops.committed import committed_context
+
+APP_MESH_REFUSAL = (
+    "trafficRouter=appmesh cannot be deployed: AWS App Mesh reached its end of service on 2026-09-30; "
+    "deploy the same canary with -c trafficRouter=alb"
+)
+
+
+def deploy_config(root: Path, context: Mapping[str, str]) -> CanaryConfig:
+    """The app's configuration for cdk.json's context overridden by `context` (the -c values), as
+    `cdk deploy` would build it. Raises ConfigError for a value the app refuses (the app's own line)
+    and UsageError for an unreadable cdk.json or a router that cannot be deployed."""
+    merged = {**committed_context(root), **context}
+    config = CanaryConfig.from_context(merged.get, keys=list(merged))
+    if config.traffic_router == "appmesh":
+        raise UsageError(APP_MESH_REFUSAL)
+    return config
+
+
+def deploy_argv(stack: str, context: Mapping[str, str]) -> list[str]:
+    """`cdk deploy` of one stack, no approval prompt (the caller decided), context as -c values."""
+    argv = [CDK_CLI, "deploy", stack, "--require-approval", "never", "--no-notices"]
+    for key, value in context.items():
+        argv += ["-c", f"{key}={value}"]
+    return argv
+
+
+__all__ = ["APP_MESH_REFUSAL", "ConfigError", "deploy_argv", "deploy_config"]
