@@ -7,7 +7,6 @@ the CLI's own switches (path and asset metadata, version reporting), and `-c` va
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import app as cdk_app  # sets up the Node.js toolchain before aws_cdk loads (pytest.ini puts . on the path)
 from canary_stack.constants import PROJECT_ROOT as ROOT
 from canary_stack.constants import STACK_NAME
+from canary_stack.ops.committed import committed_context
 
 # What the CDK CLI adds to the context of every `cdk synth` (its defaults for --path-metadata,
 # --asset-metadata, --version-reporting and the stacks to bundle).
@@ -27,7 +27,8 @@ CLI_CONTEXT: dict[str, Any] = {
 
 
 def cdk_json_context() -> dict[str, Any]:
-    return json.loads((ROOT / "cdk.json").read_text())["context"]
+    """cdk.json's context as the CDK CLI hands it to the app (the tools read it the same way)."""
+    return committed_context(ROOT)
 
 
 @dataclass(frozen=True)
