@@ -80,6 +80,7 @@ class Interruption:
     def __init__(self) -> None:
         self.happened = False
         self._previous: dict[int, object] = {}
+        self._depth = 0  # promote runs offline_diff inside its own run: the outermost one owns the handlers
 
     def handler(self, signum: int, frame: object) -> None:
         self.happened = True
@@ -89,16 +90,20 @@ class Interruption:
             raise KeyboardInterrupt
 
     def __enter__(self) -> Interruption:
-        self.happened = False
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self.handler)
+        self._depth += 1
+        if self._depth == 1:
+            self.happened = False
+            if threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    self._previous[sig] = signal.signal(sig, self.handler)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)  # type: ignore[arg-type]
-        self._previous = {}
+        self._depth -= 1
+        if self._depth == 0:
+            for sig, previous in self._previous.items():
+                signal.signal(sig, previous)  # type: ignore[arg-type]
+            self._previous = {}
 
 
 INTERRUPTION = Interruption()
