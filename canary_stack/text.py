@@ -12,16 +12,16 @@ MAX_SHOWN = 60  # characters of a value an error line shows before it is cut
 KEPT = 40  # characters kept of a value that is cut
 
 
-def shorten(value: object, limit: int = MAX_SHOWN) -> str:
+def shorten(value: object, limit: int = MAX_SHOWN, *, quote: bool = True) -> str:
     """A value for a one-line message: a string quoted (`'abc'`), anything else as JSON wrote it
     (`true`, `null`, `10.5`, `[1, 2]`: cdk.json's values, not Python's `True`/`None`).
 
     Longer than `limit` characters: the first ones, an ellipsis and the full length, e.g.
     `'aaaa…' (3000 characters)`. Line breaks and control characters show escaped, so the message
-    stays one line.
+    stays one line. `quote=False` leaves a string unquoted (a word inside a message).
     """
     if isinstance(value, str):
-        text, quote = value, True
+        text = value
     else:
         try:
             text, quote = json.dumps(value, ensure_ascii=False), False

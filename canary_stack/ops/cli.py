@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Callable
+
+from canary_stack.text import MAX_SHOWN, shorten
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # verify: the expected weight lies outside the interval; rollout: rolled back
@@ -21,7 +24,9 @@ class OneLineArgumentParser(argparse.ArgumentParser):
     usage block and exiting, so main() reports it like every other usage error (`usage_line`)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(one_line(message))
+        # argparse's own messages ("unrecognized arguments: ...") quote whole values: cut long ones.
+        long_word = re.compile(r"\S{" + str(MAX_SHOWN + 1) + ",}")
+        raise UsageError(long_word.sub(lambda m: shorten(m.group(0), quote=False), one_line(message)))
 
 
 def usage_line(tool: str, error: Exception) -> str:
@@ -30,8 +35,9 @@ def usage_line(tool: str, error: Exception) -> str:
 
 
 def one_line(text: object) -> str:
-    """Any message (an exception included) folded onto one line."""
-    return " ".join(str(text).split())
+    """Any message (an exception included) folded onto one line. Only line breaks fold: spaces
+    inside a message are kept, so a value it shows reads as the user wrote it."""
+    return re.sub(r"[ \t]*[\r\n]+[ \t]*", " ", str(text)).strip()
 
 
 def bounded_int(low: int, high: int) -> Callable[[str], int]:
@@ -41,7 +47,7 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
         except ValueError:
             value = None
         if value is None or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, got {raw!r}")
+            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, got {shorten(raw)}")
         return value
 
     return parse
@@ -61,7 +67,7 @@ def bounded_float(low: float, high: float, *, low_inclusive: bool = True) -> Cal
                 allowed = f"from {low:g} to {high:g}"
             else:
                 allowed = f"greater than {low:g} and at most {high:g}"
-            raise argparse.ArgumentTypeError(f"must be a number {allowed}, got {raw!r}")
+            raise argparse.ArgumentTypeError(f"must be a number {allowed}, got {shorten(raw)}")
         return value
 
     return parse

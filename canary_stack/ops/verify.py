@@ -558,6 +558,7 @@ def measure(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
         return int(exc.code or 0)
 
     target = api_url(args.url)
+    shown = shorten(target, quote=False)  # error lines name the URL, cut if it is long
     try:
         outcomes = run_requests(
             target,
@@ -568,17 +569,17 @@ def measure(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
             deadline=args.deadline,
         )
     except DeadlineReached as exc:
-        err.write(f"verify: error: {target}: {exc}\n")
+        err.write(f"verify: error: {shown}: {exc}\n")
         return EXIT_ERROR
 
     summary = summarize(outcomes, args.requests, args.canary_commit)
     if summary.too_many_errors:
         reason, _ = next(iter(summary.errors.items()))
         if summary.answered == 0:
-            err.write(f"verify: error: {target}: {reason} (no answer to any of {summary.failed} requests)\n")
+            err.write(f"verify: error: {shown}: {reason} (no answer to any of {summary.failed} requests)\n")
         else:
             err.write(
-                f"verify: error: {target}: {summary.failed} of {summary.failed + summary.answered} "
+                f"verify: error: {shown}: {summary.failed} of {summary.failed + summary.answered} "
                 f"requests failed, more than the {max_errors(args.requests)} tolerated "
                 f"(most common: {reason})\n"
             )

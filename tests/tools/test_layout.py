@@ -8,16 +8,18 @@ import subprocess
 import sys
 
 import pytest
-from synthesis import ROOT
 
 import canary_stack.ops
+from canary_stack.constants import PROJECT_ROOT as ROOT
 
 TOOLS = sorted(m.name for m in pkgutil.iter_modules(canary_stack.ops.__path__))
 HEAVY = ("aws_cdk", "jsii", "constructs", "cdk_nag", "cdk_docker_image_deployment")
 
 
 def test_the_tools_are_where_the_readme_says():
-    assert {"cli", "offline_diff", "rollout", "stats", "verify"} <= set(TOOLS)
+    assert {"cli", "committed", "deployable", "make", "offline_diff", "promote", "rollout", "stats", "verify"} <= set(
+        TOOLS
+    )
 
 
 def test_importing_every_tool_loads_no_cdk():
@@ -31,7 +33,7 @@ def test_importing_every_tool_loads_no_cdk():
     assert json.loads(result.stdout) == []
 
 
-@pytest.mark.parametrize("tool", ["verify", "rollout", "offline_diff"])
+@pytest.mark.parametrize("tool", ["verify", "rollout", "offline_diff", "promote", "committed"])
 def test_help_is_the_documented_entry_point(tool):
     result = subprocess.run(
         [sys.executable, "-m", f"canary_stack.ops.{tool}", "--help"], cwd=ROOT, capture_output=True, text=True
