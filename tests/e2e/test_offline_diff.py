@@ -1,12 +1,15 @@
 """`python -m canary_stack.ops.offline_diff`: the real CDK CLI's diff of a weight step, with no AWS
-credentials; bad input exits 2 with synthesis' one-line error; the base worktree is always removed."""
+credentials; the base worktree is always removed, also on SIGTERM. (Bad input: tests/tools/test_bad_input.py.)"""
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -56,36 +59,6 @@ def test_weight_step_diff_shows_the_route_weights_and_nothing_else(step_10_to_50
     assert "WARNING" not in out and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize(
-    "args, line",
-    [
-        (
-            ["--from", "10", "--to", "101"],
-            "offline_diff: error: canaryWeight must be a whole number from 0 to 100, got '101'",
-        ),
-        (
-            ["--from", "abc", "--to", "10"],
-            "offline_diff: error: canaryWeight must be a whole number from 0 to 100, got 'abc'",
-        ),
-        (
-            ["--from", "10", "--to", "20", "-c", "trafficRouter=linkerd"],
-            "offline_diff: error: trafficRouter must be one of appmesh, alb, got 'linkerd'",
-        ),
-        (["--from", "10"], "offline_diff: error: --from and --to go together"),
-        (
-            ["--base", "no-such-revision"],
-            "offline_diff: error: --base must be a git revision of this repository, got 'no-such-revision'",
-        ),
-    ],
-)
-def test_bad_input_exits_2_with_one_line_before_synthesizing(args, line):
-    result = run(*args)
-    assert result.returncode == 2
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(line), result.stderr
-
-
 def test_cli_environment_cannot_reach_an_aws_account():
     env = offline_diff.offline_env(
         {"AWS_PROFILE": "prod", "AWS_ACCESS_KEY_ID": "AKIA", "CDK_CONTEXT_JSON": "{}", "PATH": "/bin"}
@@ -110,3 +83,49 @@ def test_base_worktree_shares_the_toolchain_and_is_removed_even_on_failure(tmp_p
             raise RuntimeError("synthesis failed")
     assert not Path(base).exists()
     assert str(base) not in worktrees()
+
+
+def processes_with(marker: str) -> list[int]:
+    """Every live process whose environment holds `marker` (all that a run started inherit it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                pass  # gone, or not ours to read
+    return found
+
+
+def test_sigterm_stops_every_child_removes_every_temporary_folder_and_exits_130(tmp_path):
+    marker = f"OFFLINE_DIFF_TEST_RUN={uuid.uuid4().hex}"
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(TMPDIR=str(temp), OFFLINE_DIFF_TEST_RUN=marker.split("=")[1])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "canary_stack.ops.offline_diff", "--base", "HEAD"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # Wait until both synths run their Python app (the CLI's child): the moment that leaked before.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        apps = [pid for pid in processes_with(marker) if b"app.py" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        if len(apps) >= 2:
+            break
+        time.sleep(0.1)
+    assert len(apps) >= 2, "the synths did not start"
+    worktree = next(temp.glob("offline-diff-*/base"))
+    assert str(worktree) in worktrees()
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err.splitlines()[-1] == "offline_diff: interrupted: nothing was deployed; temporary files removed"
+    assert processes_with(marker) == []  # cdk synth, the Python app, Node.js: all gone
+    assert list(temp.iterdir()) == []  # the assemblies and the base worktree's folder
+    assert str(worktree) not in worktrees()
