@@ -8,6 +8,8 @@ values down. A bad value stops synthesis with one line, exit code 2 and no templ
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -38,8 +40,12 @@ def prepare_toolchain(environ: os._Environ[str] | dict[str, str] = os.environ) -
     # is its to fix, and the warning would bury ours.
     environ.setdefault("JSII_DEPRECATED", "quiet")
     # jsii prints a banner on Node.js 20 (out of its support since 2026-10-30) on every run. Synthesis
-    # works on it; the README recommends Node.js 22+.
-    environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    # works on it; the README recommends Node.js 22+. The variable is a list of majors: the running one
+    # is added to whatever the user set (`1` would otherwise bring the banner back over our one-line errors).
+    name, node = "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", environ.get("JSII_NODE", "node")
+    argv = [node, "-p", "process.versions.node.split('.')[0]"]
+    major = subprocess.run(argv, capture_output=True, text=True).stdout if shutil.which(node) else ""
+    environ[name] = ",".join(filter(None, [environ.get(name, ""), major.strip()]))
 
 
 prepare_toolchain()

@@ -66,3 +66,17 @@ def test_app_exits_2_with_exactly_one_line(tmp_path, context, line):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(line), result.stderr
     assert not list(tmp_path.rglob("*.template.json"))
+
+
+@pytest.mark.parametrize("silenced", ["1", "18, 22", ""])
+def test_the_one_line_error_stays_one_line_whatever_the_user_set_for_jsiis_banner(tmp_path, silenced):
+    # Users set this variable for their own Node.js versions; jsii's end-of-life banner must not
+    # come back over the app's one line.
+    result = run(
+        [sys.executable, "app.py"],
+        CDK_CONTEXT_JSON=json.dumps({"canaryWeight": "abc"}),
+        CDK_OUTDIR=str(tmp_path),
+        JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=silenced,
+    )
+    assert result.returncode == 2
+    assert result.stderr == "error: canaryWeight must be a whole number from 0 to 100, got 'abc'\n"
