@@ -288,7 +288,8 @@ def run_diff(
     if process.returncode != 0:
         err.write("".join(lines[first:]))
         raise Failed(f"cdk diff exit {process.returncode} (output above)")
-    out.write("".join(lines[first:]).rstrip() + "\n")
+    # The CLI ends with three blank lines before its summary: one reads the same.
+    out.write(re.sub(r"\n{3,}", "\n\n", "".join(lines[first:]).rstrip()) + "\n")
 
 
 def git(root: Path, *args: str) -> str:
