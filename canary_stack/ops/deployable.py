@@ -21,12 +21,17 @@ APP_MESH_REFUSAL = (
 )
 
 
-def deploy_config(root: Path, context: Mapping[str, str]) -> CanaryConfig:
+def app_config(root: Path, context: Mapping[str, str]) -> CanaryConfig:
     """The app's configuration for cdk.json's context overridden by `context` (the -c values), as
-    `cdk deploy` would build it. Raises ConfigError for a value the app refuses (the app's own line)
-    and UsageError for an unreadable cdk.json or a router that cannot be deployed."""
+    `cdk synth` would build it. Raises ConfigError for a value the app refuses (the app's own line)
+    and UsageError for an unreadable cdk.json."""
     merged = {**committed_context(root), **context}
-    config = CanaryConfig.from_context(merged.get, keys=list(merged))
+    return CanaryConfig.from_context(merged.get, keys=list(merged))
+
+
+def deploy_config(root: Path, context: Mapping[str, str]) -> CanaryConfig:
+    """`app_config`, and UsageError for a router that cannot be deployed."""
+    config = app_config(root, context)
     if config.traffic_router == "appmesh":
         raise UsageError(APP_MESH_REFUSAL)
     return config
@@ -40,4 +45,4 @@ def deploy_argv(stack: str, context: Mapping[str, str]) -> list[str]:
     return argv
 
 
-__all__ = ["APP_MESH_REFUSAL", "ConfigError", "deploy_argv", "deploy_config"]
+__all__ = ["APP_MESH_REFUSAL", "ConfigError", "app_config", "deploy_argv", "deploy_config"]

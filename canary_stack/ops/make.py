@@ -26,7 +26,7 @@ from canary_stack.config import ConfigError
 from canary_stack.constants import CDK_CLI, PROJECT_ROOT, STACK_NAME
 from canary_stack.ops import offline_diff
 from canary_stack.ops.cli import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, usage_line
-from canary_stack.ops.deployable import deploy_argv, deploy_config
+from canary_stack.ops.deployable import app_config, deploy_argv, deploy_config
 from canary_stack.text import shorten
 
 PREFIX = "CANARY_MAKE_"
@@ -70,7 +70,11 @@ def context_args(context: Mapping[str, str]) -> list[str]:
 
 
 def synth_argv(values: Mapping[str, str]) -> list[str]:
-    return [CDK_CLI, "synth", "-q", *CDK_FLAGS, *context_args(app_context(values))]
+    """`cdk synth` with WEIGHT and ROUTER, after the app's own checks: a bad value costs no Node.js
+    start and reads as one line, without the CLI's "Subprocess exited with error" after it."""
+    context = app_context(values)
+    app_config(PROJECT_ROOT, context)
+    return [CDK_CLI, "synth", "-q", *CDK_FLAGS, *context_args(context)]
 
 
 def diff_argv(values: Mapping[str, str]) -> list[str]:

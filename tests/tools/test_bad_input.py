@@ -63,6 +63,8 @@ MAKE = [
     # The app's own message: it shortens the value once config.py uses canary_stack.text.shorten.
     (["deploy", f"WEIGHT={LONG}", "ROUTER=alb"], 2, "canaryWeight must be a whole number from 0 to 100, got '999"),
     (["synth", "WEIGHT="], 2, "make synth: error: WEIGHT is empty"),
+    (["synth", "WEIGHT=abc"], 2, "make synth: error: canaryWeight must be a whole number from 0 to 100, got 'abc'"),
+    *[(["synth", f"ROUTER={v}"], 2, "make synth: error: trafficRouter must be one of") for v in HOSTILE[:3]],
     (["diff", "FROM=10"], 2, "offline_diff: error: --from and --to go together"),
     (["diff", "FROM= ", "TO=10"], 2, "make diff: error: FROM is empty"),
     (["diff", "BASE="], 2, "make diff: error: BASE is empty"),

@@ -1,0 +1,98 @@
+"""canary_stack.ops.make: make variables to argv, and the synth output a user reads."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from canary_stack.ops import make
+
+# `cdk synth -q` of the appmesh router, as the CLI prints it (cdk-docker-image-deployment bundles
+# its handler with esbuild on every synth).
+CLI_OUTPUT = """Bundling asset CrystalCanary/Images/Canary/Copy/onEventHandler/Code/Stage...
+
+  ...423476669fc92a069a719e49e0d84596d0f7d191e4a47adf-building/index.js  3.6kb
+
+⚡ Done in 7ms
+Bundling asset CrystalCanary/Images/Canary/Copy/isCompleteHandler/Code/Stage...
+
+  ...0d84596d0f7d191e4a47adf423476669fc92a069a719e49e-building/index.js  2.1kb
+
+⚡ Done in 5ms
+WARNING AWS App Mesh reached end of support on 2026-09-30: accounts that never used it cannot create a mesh. (Annotation)
+   CrystalCanary aws-cdk-lib.Stack
+   Acknowledge with 'Annotation::crystal-canary:app-mesh-end-of-support'
+WARNING AWS App Mesh reached end of support on 2026-09-30: accounts that never used it cannot create a mesh. (Annotation)
+   CrystalCanary aws-cdk-lib.Stack
+   Acknowledge with 'Annotation::crystal-canary:app-mesh-end-of-support'
+Error: something real went wrong
+"""
+
+
+def test_synth_output_keeps_the_warning_once_and_every_error_but_not_esbuild():
+    out = io.StringIO()
+    make.quiet_lines(io.StringIO(CLI_OUTPUT), out.write)
+    assert out.getvalue() == (
+        "WARNING AWS App Mesh reached end of support on 2026-09-30: accounts that never used it cannot create a mesh. (Annotation)\n"
+        "   CrystalCanary aws-cdk-lib.Stack\n"
+        "   Acknowledge with 'Annotation::crystal-canary:app-mesh-end-of-support'\n"
+        "Error: something real went wrong\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "variables, argv",
+    [
+        ({}, ["--base=main"]),
+        ({"BASE": "HEAD~1"}, ["--base=HEAD~1"]),
+        ({"FROM": "10", "TO": "50"}, ["--from=10", "--to=50"]),
+        ({"FROM": "-5", "TO": "50"}, ["--from=-5", "--to=50"]),  # a value is never read as an option
+        ({"FROM": "10", "TO": "50", "ROUTER": "alb"}, ["--from=10", "--to=50", "-c", "trafficRouter=alb"]),
+        ({"WEIGHT": "30"}, ["--base=main", "-c", "canaryWeight=30"]),
+    ],
+)
+def test_diff_arguments(variables, argv):
+    assert make.diff_argv(variables) == argv
+
+
+def test_given_reads_only_the_variables_make_exported():
+    environ = {"CANARY_MAKE_WEIGHT": "10", "WEIGHT": "99", "CANARY_MAKE_OTHER": "x"}
+    assert make.given(environ) == {"WEIGHT": "10"}
+
+
+def test_deploy_runs_the_cli_without_a_shell_with_the_values_as_typed(tmp_path, monkeypatch):
+    ran = []
+    code = make.main(
+        ["deploy"],
+        environ={"CANARY_MAKE_WEIGHT": " 10", "CANARY_MAKE_ROUTER": "alb"},
+        run=lambda argv, **kw: ran.append((argv, kw)) or 0,
+        stdout=io.StringIO(),
+    )
+    assert code == 0
+    (argv, options), *_ = ran
+    assert argv == [
+        "node_modules/.bin/cdk",
+        "deploy",
+        "CrystalCanary",
+        "--require-approval",
+        "never",
+        "--no-notices",
+        "-c",
+        "canaryWeight= 10",  # the app parses it (and accepts the space), as from `cdk deploy -c`
+        "-c",
+        "trafficRouter=alb",
+    ]
+    assert options["filtered"] is False  # a deploy's progress is shown as the CLI prints it
+
+
+def test_make_help_lists_every_target_on_one_line():
+    import subprocess
+
+    from canary_stack.constants import PROJECT_ROOT
+
+    result = subprocess.run(["make", "--no-print-directory", "help"], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    listed = {line.split()[1]: line for line in result.stdout.splitlines()}
+    for target in ("setup", "synth", "test", "diff", "deploy", "promote", "snapshot", "clean"):
+        assert target in listed and len(listed[target].split(None, 2)[2]) > 10, result.stdout
