@@ -185,7 +185,10 @@ ROLLOUT = [
         "--poll: must be a number greater than 0 and at most 3600, got '0'",
     ),
     (["--steps", "10", "--bake", "0", "--url", "http://x"], "argument --url: needs --verify-requests as well"),
-    (["--steps", "10", "--bake", "0", "--verify-requests", "5"], "argument --verify-requests: needs --url as well"),
+    (
+        ["--steps", "10", "--bake", "0", "--verify-requests", "5"],
+        "argument --verify-requests: needs --url or --url-from-stack as well",
+    ),
     (
         ["--steps", "10", "--bake", "0", "--url", "http://x", "--verify-requests", "0"],
         "--verify-requests: must be a whole number from 1",
@@ -213,6 +216,23 @@ ROLLOUT = [
     (["--steps", "10", "--bake", "0", "-c", "novalue"], "-c must be key=value, got 'novalue'"),
     (["--steps", "10", "--bake", "0", "--promote"], "unrecognized arguments: --promote"),
     (["--bake", "0"], "the following arguments are required: --steps"),
+    (
+        ["--steps", "10", "--bake", "0", "--url-from-stack"],
+        "argument --url-from-stack: needs --verify-requests as well",
+    ),
+    (
+        ["--steps", "10", "--bake", "0", "--url", "http://x", "--url-from-stack", "--verify-requests", "5"],
+        "argument --url-from-stack: not allowed with --url",
+    ),
+    (
+        ["--steps", "10", "--bake", "0", "--max-duration", "0"],
+        "--max-duration: must be a number greater than 0, got '0'",
+    ),
+    (["--steps", "10,50", "--bake", "3600", "--max-duration", "9899"], "need 9900s, more than 9899s"),
+    (
+        ["--steps", "10", "--bake", "0", "--max-duration", "1e400"],
+        "--max-duration: must be a number greater than 0, got '1e400'",
+    ),
 ]
 
 

@@ -583,3 +583,89 @@ def test_app_mesh_committed_or_given_is_refused_before_anything_runs(aws, tmp_pa
             "rollout: error: trafficRouter=appmesh cannot be deployed: AWS App Mesh reached its end of service "
             "on 2026-09-30; deploy the same canary with -c trafficRouter=alb\n"
         )
+
+
+# ------------------------------------------------------------ time budget
+
+
+def test_max_duration_counts_every_bake_and_a_deploy_allowance_per_step_and_rollback(canary_alarms):
+    # 2 bakes of 3600 s + 3 deploys (10, 50 and a possible rollback) of DEPLOY_ALLOWANCE each.
+    budget = 2 * 3600 + 3 * rollout.DEPLOY_ALLOWANCE
+    runner = RecordingRunner()
+    code, _, err = run_rollout(
+        ["--steps", "10,50", "--bake", 3600, "--poll", 3600, "--max-duration", f"{budget:g}"],
+        runner=runner,
+        cloudwatch=canary_alarms,
+    )
+    assert code == 0, err
+    assert runner.calls == [deploy(10), deploy(50)]
+
+
+def test_max_duration_refuses_a_dry_run_too_so_ci_says_so_before_approval(tmp_path):
+    runner = RecordingRunner()
+    code, out, err = run_rollout(
+        ["--steps", "10,50,100", "--bake", 3600, "--dry-run", "--max-duration", 3600],
+        runner=runner,
+        repo_root=write_cdk_json(tmp_path, 0),
+    )
+    assert code == 2
+    assert runner.calls == [] and out == ""
+    assert err.startswith("rollout: error: argument --max-duration: 3 steps baking 3600s each")
+
+
+# ------------------------------------------------------- URL from the stack
+
+
+class StackOutputs:
+    """Stand-in for a CloudFormation client: DescribeStacks answers with `outputs` (or raises).
+    It records how many deploys had run at each call."""
+
+    def __init__(self, outputs: dict[str, str] | Exception, runner: RecordingRunner):
+        self.outputs = outputs
+        self.runner = runner
+        self.calls: list[tuple[int, dict]] = []
+
+    def describe_stacks(self, **kwargs):
+        self.calls.append((len(self.runner.deployed), kwargs))
+        if isinstance(self.outputs, Exception):
+            raise self.outputs
+        outputs = [{"OutputKey": k, "OutputValue": v} for k, v in self.outputs.items()]
+        return {"Stacks": [{"StackName": kwargs["StackName"], "Outputs": outputs}]}
+
+
+def test_url_from_stack_verifies_each_step_against_the_stack_s_url_output(canary_alarms, http_server, answers):
+    server = http_server(answers.every_nth_canary(10))
+    runner = RecordingRunner()
+    stack = StackOutputs({"Url": server.url, "CanaryWeight": "0"}, runner)
+    code, out, err = run_rollout(
+        ["--steps", "10,25", "--bake", 0, "--verify-requests", 100, "--url-from-stack"],
+        runner=runner,
+        cloudwatch=canary_alarms,
+        cloudformation=stack,
+    )
+    assert code == 1, out + err
+    assert stack.calls[0] == (0, {"StackName": STACK})  # read before the first deploy
+    assert runner.calls == [deploy(10), deploy(25), deploy(0)]
+    assert out.count(f"verifying the split at {server.url}") == 2  # the same URL for every step
+    assert "PASS: expected 10%" in out and "verify at weight 25" in out
+
+
+@pytest.mark.parametrize(
+    "outputs, fragment",
+    [
+        ({"CanaryWeight": "0"}, "has no 'Url' output"),
+        ({"Url": "ftp://x"}, "'Url' output of stack CrystalCanary must be an http"),
+        (RuntimeError("AccessDenied: not authorized to perform cloudformation:DescribeStacks"), "AccessDenied"),
+    ],
+)
+def test_url_from_stack_that_cannot_be_read_is_refused_before_any_deploy(canary_alarms, outputs, fragment):
+    runner = RecordingRunner()
+    code, _, err = run_rollout(
+        ["--steps", "10", "--bake", 0, "--verify-requests", 10, "--url-from-stack"],
+        runner=runner,
+        cloudwatch=canary_alarms,
+        cloudformation=StackOutputs(outputs, runner),
+    )
+    assert code == 2
+    assert runner.calls == []
+    assert len(err.splitlines()) == 1 and fragment in err
