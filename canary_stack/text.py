@@ -1,47 +1,34 @@
-"""How an error line shows a value the user gave: as they wrote it, and never a whole page of it.
+"""How a user's value is shown in a one-line error: as they wrote it, and never longer than a line.
 
-The app's config (canary_stack/config.py) and the operator tools (canary_stack/ops) both print
-values back, so this module imports only the standard library.
+Standard library only: the app's configuration and the operator tools (which must not start the
+CDK) both use it.
 """
 
 from __future__ import annotations
 
 import json
 
-MAX_SHOWN = 60  # characters of a value an error line shows before it is cut
-KEPT = 40  # characters kept of a value that is cut
+# A cut value keeps this many characters: enough to recognise it, short enough for one line.
+HEAD = 40
 
 
-def shorten(value: object, limit: int = MAX_SHOWN, *, quote: bool = True) -> str:
-    """A value for a one-line message: a string quoted (`'abc'`), anything else as JSON wrote it
-    (`true`, `null`, `10.5`, `[1, 2]`: cdk.json's values, not Python's `True`/`None`).
+def shorten(value: object, limit: int = 60) -> str:
+    """`value` as the user wrote it, cut to its first characters (and its length) past `limit`.
 
-    Longer than `limit` characters: the first ones, an ellipsis and the full length, e.g.
-    `'aaaa…' (3000 characters)`. Line breaks and control characters show escaped, so the message
-    stays one line. `quote=False` leaves a string unquoted (a word inside a message).
+    A string (from `-c key=value` or a command line) is quoted, with anything unprintable escaped so
+    the error stays one line and cannot drive the terminal; any other value is shown as JSON, the
+    way `cdk.json` spells it (`true`, `10.0`, `null`), not in Python's spelling (`True`, `None`).
     """
     if isinstance(value, str):
-        text = value
-    else:
-        try:
-            text, quote = json.dumps(value, ensure_ascii=False), False
-        except (TypeError, ValueError):
-            text, quote = str(value), False
-    if len(text) > limit:
-        if quote:
-            cut = _quoted(text[:KEPT])
-            cut = cut[:-1] + "…" + cut[-1]  # inside the quotes: the value goes on
-        else:
-            cut = _escaped(text[:KEPT]) + "…"
-        return f"{cut} ({len(text)} characters)"
-    return _quoted(text) if quote else _escaped(text)
-
-
-def _quoted(text: str) -> str:
-    # repr() escapes line breaks and control characters; it picks double quotes for a value
-    # holding a single one, which still reads as what was typed.
-    return repr(text)
-
-
-def _escaped(text: str) -> str:
-    return repr(text)[1:-1] if any(not c.isprintable() for c in text) else text
+        shown = repr(value)
+        if len(shown) <= limit:
+            return shown
+        head = repr(value[:HEAD])
+        return f"{head[:-1]}...{head[-1]} ({len(value)} characters)"
+    try:
+        shown = json.dumps(value, ensure_ascii=True, allow_nan=True)
+    except (TypeError, ValueError):
+        shown = repr(value)
+    if len(shown) <= limit:
+        return shown
+    return f"{shown[:HEAD]}... ({len(shown)} characters)"

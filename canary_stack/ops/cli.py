@@ -7,7 +7,9 @@ import math
 import re
 from collections.abc import Callable
 
-from canary_stack.text import MAX_SHOWN, shorten
+from canary_stack.text import HEAD, shorten
+
+LONG_WORD = re.compile(r"\S{61,}")  # longer than text.shorten's limit of 60
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # verify: the expected weight lies outside the interval; rollout: rolled back
@@ -25,8 +27,12 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         # argparse's own messages ("unrecognized arguments: ...") quote whole values: cut long ones.
-        long_word = re.compile(r"\S{" + str(MAX_SHOWN + 1) + ",}")
-        raise UsageError(long_word.sub(lambda m: shorten(m.group(0), quote=False), one_line(message)))
+        raise UsageError(LONG_WORD.sub(lambda m: cut(m.group(0)), one_line(message)))
+
+
+def cut(word: str) -> str:
+    """A long word of a message (a URL, an argument) as text.shorten cuts a value, unquoted."""
+    return f"{word[:HEAD]}... ({len(word)} characters)"
 
 
 def usage_line(tool: str, error: Exception) -> str:

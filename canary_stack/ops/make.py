@@ -26,7 +26,7 @@ from canary_stack.config import ConfigError
 from canary_stack.constants import CDK_CLI, PROJECT_ROOT, STACK_NAME
 from canary_stack.ops import offline_diff
 from canary_stack.ops.cli import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, usage_line
-from canary_stack.ops.deployable import app_config, deploy_argv, deploy_config
+from canary_stack.ops.deployable import deploy_argv, deploy_config
 from canary_stack.text import shorten
 
 PREFIX = "CANARY_MAKE_"
@@ -39,6 +39,8 @@ _BUNDLING = (
     re.compile(r"^Bundling asset \S+\.\.\.$"),
     re.compile(r"^\s+\S*index\.js(\.map)?\s+[\d.]+\s?[kmg]?b\s*$", re.IGNORECASE),
     re.compile(r"^\W*Done in \d+(\.\d+)?m?s$"),
+    # After the app's own one-line error, the CLI only repeats that it failed (make says so too).
+    re.compile(r"^\S+ app\.py: Subprocess exited with error \d+$"),
 )
 
 
@@ -70,11 +72,9 @@ def context_args(context: Mapping[str, str]) -> list[str]:
 
 
 def synth_argv(values: Mapping[str, str]) -> list[str]:
-    """`cdk synth` with WEIGHT and ROUTER, after the app's own checks: a bad value costs no Node.js
-    start and reads as one line, without the CLI's "Subprocess exited with error" after it."""
-    context = app_context(values)
-    app_config(PROJECT_ROOT, context)
-    return [CDK_CLI, "synth", "-q", *CDK_FLAGS, *context_args(context)]
+    """`cdk synth` with WEIGHT and ROUTER. The app checks them itself (not this module): on a bad
+    value it also clears cdk.out, so no earlier template stays deployable."""
+    return [CDK_CLI, "synth", "-q", *CDK_FLAGS, *context_args(app_context(values))]
 
 
 def diff_argv(values: Mapping[str, str]) -> list[str]:
@@ -159,7 +159,7 @@ def main(
         target = args[0]
         values = given(os.environ if environ is None else environ)
         if target == "synth":
-            code = run(synth_argv(values), filtered=True, out=out)
+            code = run(synth_argv(values), filtered=True, out=err)  # the CLI's messages, on stderr as it writes them
             if code == 0:
                 out.write("templates in cdk.out/\n")
             return code

@@ -64,6 +64,7 @@ from canary_stack.ops.cli import (
     UsageError,
     bounded_float,
     bounded_int,
+    cut,
     one_line,
     usage_line,
 )
@@ -558,7 +559,7 @@ def measure(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
         return int(exc.code or 0)
 
     target = api_url(args.url)
-    shown = shorten(target, quote=False)  # error lines name the URL, cut if it is long
+    shown = cut(target) if len(target) > 60 else target  # error lines name the URL, cut if it is long
     try:
         outcomes = run_requests(
             target,

@@ -27,6 +27,7 @@ WARNING AWS App Mesh reached end of support on 2026-09-30: accounts that never u
    CrystalCanary aws-cdk-lib.Stack
    Acknowledge with 'Annotation::crystal-canary:app-mesh-end-of-support'
 Error: something real went wrong
+.venv/bin/python app.py: Subprocess exited with error 1
 """
 
 
