@@ -10,9 +10,9 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from constructs import Construct
 
 from canary_stack.constants import GATEWAY_PORT, HEALTH_PATH
+from canary_stack.fargate import acknowledge_task_findings, envoy_container, private_fargate_service
 from canary_stack.ingress import PublicEntrypoint
 from canary_stack.log_groups import log_group
-from canary_stack.service import acknowledge_task_findings, envoy_container, private_fargate_service
 
 
 class MeshGateway(Construct):

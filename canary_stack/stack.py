@@ -14,18 +14,13 @@ from constructs import Construct
 from canary_stack.alb_router import AlbCanary
 from canary_stack.config import CanaryConfig
 from canary_stack.constants import CANARY_NODE, CRYSTAL_SRC, PRODUCTION_NODE
+from canary_stack.fargate import EnvoyStatsExport
 from canary_stack.gateway import MeshGateway
 from canary_stack.image import CanaryImages
 from canary_stack.ingress import PublicEntrypoint
 from canary_stack.mesh import MeshCanary
 from canary_stack.network import Network
-from canary_stack.observability import (
-    CanaryObservability,
-    EnvoyStatsExport,
-    envoy_namespace,
-    envoy_signals,
-    target_group_signals,
-)
+from canary_stack.observability import CanaryObservability, envoy_namespace, envoy_signals, target_group_signals
 from canary_stack.service import CrystalService
 
 APP_MESH_END_OF_SUPPORT = (
@@ -105,7 +100,15 @@ class CanaryStack(Stack):
                 self.canary: envoy_signals(namespace, CANARY_NODE),
             }
             for version in (self.production, self.canary):
-                EnvoyStatsExport(version, "EnvoyStats", version=version, namespace=namespace)
+                assert version.envoy_container is not None  # a meshed version always has its Envoy
+                EnvoyStatsExport(
+                    version,
+                    "EnvoyStats",
+                    task_definition=version.task_definition,
+                    envoy=version.envoy_container,
+                    log_group=version.log_group,
+                    namespace=namespace,
+                )
         else:
             # Services accept the app port from the load balancer only (AlbCanary opens it).
             self.alb = AlbCanary(

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from canary_stack.constants import STACK_NAME
-from canary_stack.observability import CLOUDWATCH_AGENT_IMAGE
+from canary_stack.fargate import CLOUDWATCH_AGENT_IMAGE
 from canary_stack.ops.rollout import Rollout
 
 ROUTERS = {"appmesh": {}, "alb": {"trafficRouter": "alb"}}
