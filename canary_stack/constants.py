@@ -34,6 +34,16 @@ ROUTE_NAME = "crystal-route"
 VIRTUAL_SERVICE_NAME = f"crystal.{NAMESPACE_NAME}"
 GATEWAY_NAME = "crystal-gateway"
 
+# AWS App Mesh's end of support: after it, "you will no longer be able to access the AWS App Mesh
+# console or AWS App Mesh resources" (https://docs.aws.amazon.com/app-mesh/latest/userguide/envoy.html,
+# the notice on every App Mesh user guide page). The appmesh router stays a tested reproduction of
+# the workshop that is never deployed; this line says why wherever a deploy of it is refused.
+APP_MESH_END_OF_SUPPORT_DATE = "2026-09-30"
+APP_MESH_REFUSAL = (
+    f"AWS App Mesh reached end of support on {APP_MESH_END_OF_SUPPORT_DATE} and can no longer be deployed; "
+    "deploy the same canary with -c trafficRouter=alb"
+)
+
 # Testers reach the canary at any weight with this header (the workshop's header route).
 CANARY_HEADER = "canary_fleet"
 CANARY_HEADER_VALUE = "true"

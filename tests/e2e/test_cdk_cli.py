@@ -56,7 +56,7 @@ def test_cdk_synth_with_a_bad_weight_fails_with_one_line_and_no_template(tmp_pat
     "context, line",
     [
         ({"canaryWeight": "1e1"}, "error: canaryWeight must be a whole number from 0 to 100, got '1e1'"),
-        ({"trafficRouter": "linkerd"}, "error: trafficRouter must be one of appmesh, alb, got 'linkerd'"),
+        ({"trafficRouter": "linkerd"}, "error: trafficRouter must be one of alb, appmesh, got 'linkerd'"),
         ({"canaryWeigth": "10"}, "error: unknown context parameter 'canaryWeigth'; known parameters: canaryWeight, "),
     ],
 )

@@ -69,7 +69,7 @@ def test_weight_step_diff_shows_the_route_weights_and_nothing_else(step_10_to_50
         ),
         (
             ["--from", "10", "--to", "20", "-c", "trafficRouter=linkerd"],
-            "offline_diff: error: trafficRouter must be one of appmesh, alb, got 'linkerd'",
+            "offline_diff: error: trafficRouter must be one of alb, appmesh, got 'linkerd'",
         ),
         (["--from", "10"], "offline_diff: error: --from and --to go together"),
         (

@@ -27,12 +27,12 @@ def logical_id(resources: dict, type_: str, **properties) -> str:
 
 @pytest.fixture(scope="module")
 def w10(synth):
-    return synth(canaryWeight="10")
+    return synth(canaryWeight="10", trafficRouter="appmesh")
 
 
 @pytest.mark.parametrize("weight", [0, 10, 37, 100])
 def test_weighted_route_splits_100_minus_w_and_w(synth, weight):
-    s = synth(canaryWeight=str(weight))
+    s = synth(canaryWeight=str(weight), trafficRouter="appmesh")
     resources = s.template["Resources"]
     route = resources[logical_id(resources, "AWS::AppMesh::Route", RouteName="crystal-route")]
     targets = route["Properties"]["Spec"]["HttpRoute"]["Action"]["WeightedTargets"]
@@ -96,7 +96,7 @@ def test_router_and_virtual_service_resolving_in_the_vpc(w10):
 
 
 def test_header_route_reaches_canary_at_any_weight(synth):
-    resources = synth(canaryWeight="0").template["Resources"]
+    resources = synth(canaryWeight="0", trafficRouter="appmesh").template["Resources"]
     route = resources[logical_id(resources, "AWS::AppMesh::Route", RouteName="crystal-route-canary-header")][
         "Properties"
     ]

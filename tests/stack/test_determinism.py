@@ -20,7 +20,7 @@ def changed(a: dict, b: dict) -> list[str]:
     return sorted(k for k in set(ra) | set(rb) if ra.get(k) != rb.get(k))
 
 
-ROUTER_CONTEXT = {"appmesh": {}, "alb": {"trafficRouter": "alb"}}
+ROUTER_CONTEXT: dict[str, dict[str, str]] = {"appmesh": {"trafficRouter": "appmesh"}, "alb": {}}
 
 
 @pytest.mark.parametrize("router", ["appmesh", "alb"])

@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def w10(synth):
-    return synth(canaryWeight="10")
+    return synth(canaryWeight="10", trafficRouter="appmesh")
 
 
 def containers(s) -> list[dict]:
@@ -75,7 +75,7 @@ def test_only_the_needed_ports_are_open(w10):
 
 
 def test_allowed_cidr_narrows_the_public_entrypoint(synth):
-    s = synth(canaryWeight="10", allowedCidr="203.0.113.0/24")
+    s = synth(canaryWeight="10", trafficRouter="appmesh", allowedCidr="203.0.113.0/24")
     public = [
         rule
         for sg in s.resources("AWS::EC2::SecurityGroup").values()

@@ -11,7 +11,7 @@ from canary_stack.constants import STACK_NAME
 from canary_stack.fargate import CLOUDWATCH_AGENT_IMAGE
 from canary_stack.ops.rollout import Rollout
 
-ROUTERS = {"appmesh": {}, "alb": {"trafficRouter": "alb"}}
+ROUTERS: dict[str, dict[str, str]] = {"appmesh": {"trafficRouter": "appmesh"}, "alb": {}}
 PREFIX = "CrystalCanary-canary-"
 
 
@@ -151,7 +151,7 @@ def test_alarms_and_dashboard_do_not_move_with_the_weight(synth):
 
 @pytest.mark.parametrize("version", ["Production", "Canary"])
 def test_app_mesh_exports_envoy_stats_with_a_pinned_agent(synth, version):
-    s = synth(canaryWeight="10")
+    s = synth(canaryWeight="10", trafficRouter="appmesh")
     task = next(
         v["Properties"] for k, v in s.resources("AWS::ECS::TaskDefinition").items() if k.startswith(f"{version}Task")
     )
@@ -173,7 +173,7 @@ def test_app_mesh_exports_envoy_stats_with_a_pinned_agent(synth, version):
 
 
 def test_app_mesh_agent_may_put_metrics_into_its_namespace_only(synth):
-    s = synth(canaryWeight="10")
+    s = synth(canaryWeight="10", trafficRouter="appmesh")
     statements = [
         st
         for p in s.resources("AWS::IAM::Policy").values()
@@ -187,6 +187,6 @@ def test_app_mesh_agent_may_put_metrics_into_its_namespace_only(synth):
 
 
 def test_alb_router_exports_nothing_itself(synth):
-    s = synth(canaryWeight="10", trafficRouter="alb")
+    s = synth(canaryWeight="10")
     assert "cloudwatch:PutMetricData" not in json.dumps(s.template)
     assert CLOUDWATCH_AGENT_IMAGE not in json.dumps(s.template)

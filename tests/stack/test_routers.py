@@ -13,13 +13,15 @@ import pytest
 from canary_stack.stack import APP_MESH_END_OF_SUPPORT
 
 ROUTERS = ["appmesh", "alb"]
+# alb is the default: its configurations leave trafficRouter out, so each is synthesized once.
+ROUTER_CONTEXT: dict[str, dict[str, str]] = {"appmesh": {"trafficRouter": "appmesh"}, "alb": {}}
 ALB_STICKY = {"stickySeconds": "3600"}
 
 
 def synth_for(synth, router: str, weight: int):
     """One synthesis per (router, weight); the ALB's 37 is also the stickiness configuration."""
     extra = ALB_STICKY if (router, weight) == ("alb", 37) else {}
-    return synth(canaryWeight=str(weight), **({"trafficRouter": "alb"} if router == "alb" else {}), **extra)
+    return synth(canaryWeight=str(weight), **ROUTER_CONTEXT[router], **extra)
 
 
 def ref_name(node: dict) -> str:
@@ -62,7 +64,7 @@ def shares(s, router: str) -> dict[str, int]:
 @pytest.mark.parametrize("weight", [0, 10, 37, 100])
 def test_weights_reach_the_right_versions_exactly(synth, router, weight):
     if (router, weight) == ("appmesh", 37):
-        s = synth(canaryWeight="37")
+        s = synth(canaryWeight="37", trafficRouter="appmesh")
     else:
         s = synth_for(synth, router, weight)
     # 0 stays 0 and 100 stays 100: no version gets a sliver it was not given.
@@ -184,3 +186,45 @@ def test_alb_stickiness_only_when_asked_for(synth):
     assert "TargetGroupStickinessConfig" not in plain["ForwardConfig"]
     (sticky,) = synth_for(synth, "alb", 37).one("AWS::ElasticLoadBalancingV2::Listener")["Properties"]["DefaultActions"]
     assert sticky["ForwardConfig"]["TargetGroupStickinessConfig"] == {"Enabled": True, "DurationSeconds": 3600}
+
+
+def evaluate_rule(node, parameters: dict[str, str]):
+    """Evaluates a Rules-section condition the way CloudFormation does, for the functions we use
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/rules-section-structure.html)."""
+    if isinstance(node, str):
+        return node
+    ((function, args),) = node.items()
+    if function == "Ref":
+        return parameters[args]
+    values = [evaluate_rule(a, parameters) for a in args]
+    if function == "Fn::Equals":
+        return values[0] == values[1]
+    if function == "Fn::Not":
+        return not values[0]
+    if function == "Fn::And":
+        return all(values)
+    if function == "Fn::Or":
+        return any(values)
+    raise AssertionError(f"unexpected rule function {function}")
+
+
+def test_app_mesh_template_fails_every_change_set_with_one_line_naming_the_alternative(synth):
+    template = synth_for(synth, "appmesh", 10).template
+    parameter = template["Parameters"]["AppMeshEndOfSupport"]
+    assert parameter["Type"] == "String"
+    assert parameter["AllowedValues"] == [parameter["Default"]] == ["2026-09-30"]
+    (assertion,) = template["Rules"]["AppMeshEndOfSupportRule"]["Assertions"]
+    assert "RuleCondition" not in template["Rules"]["AppMeshEndOfSupportRule"]  # always evaluated
+    # False for every value CloudFormation accepts for the parameter: no override gets through.
+    assert [evaluate_rule(assertion["Assert"], {"AppMeshEndOfSupport": v}) for v in parameter["AllowedValues"]] == [
+        False
+    ]
+    description = assertion["AssertDescription"]
+    assert "\n" not in description and len(description) < 200
+    assert "2026-09-30" in description and "-c trafficRouter=alb" in description and "App Mesh" in description
+
+
+def test_alb_template_has_no_rule_that_stops_it(synth):
+    template = synth_for(synth, "alb", 10).template
+    assert "Rules" not in template or set(template["Rules"]) <= {"CheckBootstrapVersion"}
+    assert "AppMeshEndOfSupport" not in template.get("Parameters", {})
