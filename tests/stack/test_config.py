@@ -42,8 +42,8 @@ def test_bad_weight_is_one_line_naming_parameter_value_and_range(raw):
 @pytest.mark.parametrize(
     "key, raw, expected",
     [
-        ("trafficRouter", "istio", "trafficRouter must be one of appmesh, alb, got 'istio'"),
-        ("trafficRouter", "", "trafficRouter must be one of appmesh, alb, got ''"),
+        ("trafficRouter", "istio", "trafficRouter must be one of alb, appmesh, got 'istio'"),
+        ("trafficRouter", "", "trafficRouter must be one of alb, appmesh, got ''"),
         ("productionImage", "latest", "productionImage must be one of pinned, canary, got 'latest'"),
         ("imageTag", "-epoch", "imageTag must be an image tag of 1 to 128"),
         ("imageTag", "ep och", "imageTag must be an image tag of 1 to 128"),
