@@ -44,8 +44,13 @@ APP_MESH_REFUSAL = (
     "deploy the same canary with -c trafficRouter=alb"
 )
 
-# Testers reach the canary at any weight with this header (the workshop's header route).
-CANARY_HEADER = "canary_fleet"
+# Testers reach the canary at any weight with this header. The load balancer drops header names
+# outside [-A-Za-z0-9]+ (drop_invalid_header_fields, ingress.py), so the workshop's `canary_fleet`
+# never reaches a router behind it: test traffic through the load balancer uses `canary-fleet`.
+# App Mesh also keeps a route on the workshop's name for callers inside the mesh, where no load
+# balancer sits in between.
+CANARY_HEADER = "canary-fleet"
+WORKSHOP_CANARY_HEADER = "canary_fleet"
 CANARY_HEADER_VALUE = "true"
 
 STACK_NAME = "CrystalCanary"

@@ -144,6 +144,13 @@ class CrystalService(Construct):
                 service=mesh.discovery, container=self.app_container, container_port=APP_PORT
             )
 
+    @property
+    def cfn_service(self) -> ecs.CfnService:
+        """The AWS::ECS::Service itself, for the resources that must be created or updated after it."""
+        child = self.service.node.default_child
+        assert isinstance(child, ecs.CfnService)
+        return child
+
     def allow_from(self, peer: ec2.ISecurityGroup, description: str) -> None:
         """Opens the app port, and only it, to one security group."""
         self.security_group.add_ingress_rule(peer, ec2.Port.tcp(APP_PORT), description)

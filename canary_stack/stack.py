@@ -127,6 +127,7 @@ class CanaryStack(Stack):
             mesh=canary_mesh,
         )
         if self.mesh is not None:
+            self.mesh.move_traffic_after(self.production.cfn_service, self.canary.cfn_service)
             self.gateway = MeshGateway(
                 self,
                 "Gateway",

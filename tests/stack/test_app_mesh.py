@@ -101,11 +101,19 @@ def test_header_route_reaches_canary_at_any_weight(synth):
         "Properties"
     ]
     http = route["Spec"]["HttpRoute"]
-    assert http["Match"]["Headers"] == [{"Invert": False, "Match": {"Exact": "true"}, "Name": "canary_fleet"}]
+    assert http["Match"]["Headers"] == [{"Invert": False, "Match": {"Exact": "true"}, "Name": "canary-fleet"}]
     (target,) = http["Action"]["WeightedTargets"]
     assert resources[ref_name(target["VirtualNode"])]["Properties"]["VirtualNodeName"] == "crystal-sd-epoch"
     weighted = resources[logical_id(resources, "AWS::AppMesh::Route", RouteName="crystal-route")]["Properties"]
     assert route["Spec"]["Priority"] < weighted["Spec"]["Priority"]  # evaluated first
+    # The workshop's header, for callers inside the mesh (no load balancer in between).
+    workshop = resources[logical_id(resources, "AWS::AppMesh::Route", RouteName="crystal-route-workshop-header")][
+        "Properties"
+    ]["Spec"]
+    assert workshop["HttpRoute"]["Match"]["Headers"][0]["Name"] == "canary_fleet"
+    (target,) = workshop["HttpRoute"]["Action"]["WeightedTargets"]
+    assert resources[ref_name(target["VirtualNode"])]["Properties"]["VirtualNodeName"] == "crystal-sd-epoch"
+    assert route["Spec"]["Priority"] < workshop["Priority"] < weighted["Spec"]["Priority"]
 
 
 def test_gateway_routes_everything_to_the_virtual_service(w10):

@@ -43,8 +43,9 @@ def test_weight_step_changes_only_the_router(synth, router, before, after):
         assert a["Resources"][only]["Type"] == "AWS::AppMesh::Route"
         assert a["Resources"][only]["Properties"]["RouteName"] == "crystal-route"
     else:
-        # The listener's default action carries the weights; the header rule does not change.
-        assert a["Resources"][only]["Type"] == "AWS::ElasticLoadBalancingV2::Listener"
+        # The weighted listener rule carries the weights; the header rule and the listener do not change.
+        assert a["Resources"][only]["Type"] == "AWS::ElasticLoadBalancingV2::ListenerRule"
+        assert "ForwardConfig" in a["Resources"][only]["Properties"]["Actions"][0]
 
 
 def test_image_copy_has_a_stable_id_and_the_image_hash(synth):
