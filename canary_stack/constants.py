@@ -15,8 +15,10 @@ APP_PORT = 3000  # the Crystal service (PORT in crystal_src)
 GATEWAY_PORT = 8080  # the App Mesh virtual gateway's listener
 HEALTH_PATH = "/health"
 
-# App Mesh's Envoy, pinned: an unpinned tag would change the proxy under a running canary.
-ENVOY_IMAGE = "public.ecr.aws/appmesh/aws-appmesh-envoy:v1.29.6.0-prod"
+# App Mesh's Envoy, pinned: an unpinned tag would change the proxy under a running canary. The
+# newest release AWS published (2026-09-09, aws/aws-app-mesh-roadmap#513: Envoy v1.39.1); App Mesh
+# "strongly recommends" the latest image (https://docs.aws.amazon.com/app-mesh/latest/userguide/envoy.html).
+ENVOY_IMAGE = "public.ecr.aws/appmesh/aws-appmesh-envoy:v1.39.1.0-prod"
 ENVOY_UID = 1337  # Envoy's user; its own traffic must bypass the iptables redirect
 ENVOY_INGRESS_PORT = 15000
 ENVOY_EGRESS_PORT = 15001

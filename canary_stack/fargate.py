@@ -19,22 +19,42 @@ from constructs import Construct
 from canary_stack.constants import ENVOY_ADMIN_PORT, ENVOY_IMAGE, ENVOY_UID
 from canary_stack.nag import acknowledge
 
-ENVOY_SCRATCH_VOLUME = "envoy-tmp"
-
 # Pinned like Envoy: an agent that changes under a running canary changes what the alarms see.
 CLOUDWATCH_AGENT_IMAGE = "public.ecr.aws/cloudwatch-agent/cloudwatch-agent:1.300062.0b1304"
 # Where the agent writes at run time, each a scratch volume under a read-only root file system.
+# ECS creates a task's scratch (bind mount) volumes owned by root, mode 0755, so the agent, which
+# runs as Envoy's user, could not write them: SCRATCH_OWNER_IMAGE hands them over first (below).
 AGENT_SCRATCH = {
     "cwagent-etc": "/opt/aws/amazon-cloudwatch-agent/etc",
     "cwagent-var": "/opt/aws/amazon-cloudwatch-agent/var",
     "cwagent-logs": "/opt/aws/amazon-cloudwatch-agent/logs",
     "cwagent-tmp": "/tmp",
 }
+# A one-shot container that only runs `chown` on the agent's scratch volumes: busybox, from ECR
+# Public's copy of Docker's official images (no Docker Hub pull limit), pinned.
+SCRATCH_OWNER_IMAGE = "public.ecr.aws/docker/library/busybox:1.37.0"
+SCRATCH_OWNER = "scratch-owner"
 STATSD_PORT = 8125  # App Mesh Envoy's default DogStatsD port, set explicitly on both sides
+
+# The agent's statsd input (Telegraf's) joins the parts of a metric name with `metric_separator`,
+# `_` by default, so Envoy's `envoy.http.downstream_rq_xx` would arrive in CloudWatch as
+# `envoy_http_downstream_rq_xx`. The agent passes the key through to Telegraf
+# (aws/amazon-cloudwatch-agent: translator/translate/metrics/metrics_collect/statsd/
+# ruleMetricSeparator.go, statsd_test.go TestStatsD_MetricSeparator); `.` keeps Envoy's names, which
+# the alarms (observability.py) ask for.
+STATSD_METRIC_SEPARATOR = "."
 
 # Envoy tag names with ENABLE_ENVOY_STATS_TAGS=1 (App Mesh adds the node's name to every stat).
 NODE_DIMENSION = "appmesh.virtual_node"
 CODE_CLASS_DIMENSION = "envoy.response_code_class"
+# Envoy's tag for the HTTP connection manager a stat belongs to (its stat prefix; Envoy's
+# well-known tag names, source/common/config/well_known_names.h). App Mesh names the connection
+# manager of a virtual node's (single) listener `ingress`: requests from callers to the app.
+# Envoy's own admin interface (/ready, /stats, the ECS health check) counts under `admin`, and the
+# app's outbound calls under `egress` (https://docs.aws.amazon.com/app-mesh/latest/userguide/metrics.html,
+# https://docs.aws.amazon.com/app-mesh/latest/userguide/envoy-metrics.html).
+CONNECTION_MANAGER_DIMENSION = "envoy.http_conn_manager_prefix"
+INGRESS = "ingress"
 
 
 def envoy_container(
@@ -42,10 +62,15 @@ def envoy_container(
 ) -> ecs.ContainerDefinition:
     """The App Mesh Envoy, as a sidecar or as a gateway's only container.
 
-    Its root file system is read-only; Envoy writes its bootstrap configuration to /tmp, which is
-    a task-local scratch volume.
+    Its root file system is writable, the one exception to the stack's read-only rule: App Mesh's
+    agent writes Envoy's bootstrap configuration to /tmp at start-up (`mktemp
+    /tmp/envoycfg.XXXXXX.yaml`) and Envoy its admin access log there, as Envoy's user (1337). A
+    scratch volume on /tmp does not help: ECS mounts it root-owned, 0755, and Envoy crashes the
+    same way. App Mesh documents no other writable path; its issues record the crash and the
+    workaround of a writable root file system (aws/aws-app-mesh-roadmap#433, #265;
+    aws/aws-app-mesh-controller-for-k8s#351). Envoy still runs without root and without any
+    Linux capability.
     """
-    task.add_volume(name=ENVOY_SCRATCH_VOLUME)
     envoy = task.add_container(
         "envoy",
         container_name="envoy",
@@ -53,7 +78,7 @@ def envoy_container(
         essential=True,
         user=str(ENVOY_UID),
         memory_reservation_mib=128,
-        readonly_root_filesystem=True,
+        readonly_root_filesystem=False,
         linux_parameters=no_capabilities(task, "EnvoyLinux"),
         environment={
             "APPMESH_RESOURCE_ARN": resource_arn,
@@ -73,7 +98,6 @@ def envoy_container(
         ),
         logging=ecs.LogDriver.aws_logs(stream_prefix="envoy", log_group=log_group),
     )
-    envoy.add_mount_points(ecs.MountPoint(container_path="/tmp", source_volume=ENVOY_SCRATCH_VOLUME, read_only=False))
     return envoy
 
 
@@ -82,6 +106,13 @@ def no_capabilities(scope: Construct, id: str) -> ecs.LinuxParameters:
     that forwards SIGTERM to the main process and reaps zombies."""
     params = ecs.LinuxParameters(scope, id, init_process_enabled=True)
     params.drop_capabilities(ecs.Capability.ALL)
+    return params
+
+
+def only_capability(scope: Construct, id: str, capability: ecs.Capability) -> ecs.LinuxParameters:
+    """Like no_capabilities, but keeps the one capability a process cannot do without."""
+    params = no_capabilities(scope, id)
+    params.add_capabilities(capability)
     return params
 
 
@@ -129,10 +160,11 @@ def acknowledge_task_findings(task: ecs.TaskDefinition, *, pulls_from_ecr: bool)
 class EnvoyStatsExport(Construct):
     """A CloudWatch agent sidecar that receives a version's Envoy stats and publishes them.
 
-    Envoy sends DogStatsD to the agent on localhost. The agent rolls the stats up to the node (and
-    the response code class), so the alarms' dimensions are exactly those, whatever other tags
-    Envoy adds. It runs as Envoy's user: App Mesh's iptables rules let that user's traffic past
-    the proxy, which would otherwise drop the agent's calls to CloudWatch (egress filter DROP_ALL).
+    Envoy sends DogStatsD to the agent on localhost. The agent rolls the stats up to the node, the
+    HTTP connection manager (ingress, egress or admin) and the response code class, so the alarms'
+    dimensions are exactly those, whatever other tags Envoy adds. It runs as Envoy's user: App
+    Mesh's iptables rules let that user's traffic past the proxy, which would otherwise drop the
+    agent's calls to CloudWatch (egress filter DROP_ALL).
     """
 
     def __init__(
@@ -155,10 +187,6 @@ class EnvoyStatsExport(Construct):
         ):
             envoy.add_environment(name, value)
 
-        # Hardened like the other containers: no Linux capability, read-only root file system. The
-        # agent writes its translated configuration, state and logs at start-up; those directories
-        # are task-local scratch volumes.
-
         config = {
             # No host dimension: a replaced task would start a new series the alarms never see.
             "agent": {"omit_hostname": True},
@@ -169,9 +197,13 @@ class EnvoyStatsExport(Construct):
                         "service_address": f":{STATSD_PORT}",
                         "metrics_collection_interval": 10,
                         "metrics_aggregation_interval": 60,
+                        "metric_separator": STATSD_METRIC_SEPARATOR,
                     }
                 },
-                "aggregation_dimensions": [[NODE_DIMENSION], [NODE_DIMENSION, CODE_CLASS_DIMENSION]],
+                "aggregation_dimensions": [
+                    [NODE_DIMENSION, CONNECTION_MANAGER_DIMENSION],
+                    [NODE_DIMENSION, CONNECTION_MANAGER_DIMENSION, CODE_CLASS_DIMENSION],
+                ],
             },
         }
         self.container = task_definition.add_container(
@@ -191,6 +223,10 @@ class EnvoyStatsExport(Construct):
         for volume, path in AGENT_SCRATCH.items():
             task_definition.add_volume(name=volume)
             self.container.add_mount_points(ecs.MountPoint(container_path=path, source_volume=volume, read_only=False))
+        self.scratch_owner = self._scratch_owner(task_definition, log_group)
+        self.container.add_container_dependencies(
+            ecs.ContainerDependency(container=self.scratch_owner, condition=ecs.ContainerDependencyCondition.SUCCESS)
+        )
 
         # PutMetricData has no resource-level permissions; the namespace condition is the
         # tightest scope CloudWatch offers.
@@ -212,3 +248,33 @@ class EnvoyStatsExport(Construct):
             "cloudwatch:PutMetricData has no resource-level permissions; the statement is limited to "
             "this stack's Envoy namespace by the cloudwatch:namespace condition key",
         )
+
+    def _scratch_owner(self, task_definition: ecs.TaskDefinition, log_group: logs.ILogGroup) -> ecs.ContainerDefinition:
+        """Gives the agent's scratch volumes to Envoy's user before the agent starts.
+
+        ECS mounts a task's bind-mount volumes owned by root (mode 0755) and has no setting for
+        their owner; AWS's answer is a non-essential init container that changes the owner and
+        that the other containers wait for with condition SUCCESS (aws/containers-roadmap#938).
+        Changing an owner needs root and CAP_CHOWN: this container has that one capability, a
+        read-only root file system, no network use and no command but `chown`, and exits.
+        """
+        owner = task_definition.add_container(
+            SCRATCH_OWNER,
+            container_name=SCRATCH_OWNER,
+            image=ecs.ContainerImage.from_registry(SCRATCH_OWNER_IMAGE),
+            essential=False,
+            user="0",
+            memory_reservation_mib=16,
+            entry_point=["chown"],
+            command=[f"{ENVOY_UID}:{ENVOY_UID}", *(f"/scratch/{volume}" for volume in AGENT_SCRATCH)],
+            readonly_root_filesystem=True,
+            linux_parameters=only_capability(self, "OwnerLinux", ecs.Capability.CHOWN),
+            logging=ecs.LogDriver.aws_logs(stream_prefix=SCRATCH_OWNER, log_group=log_group),
+        )
+        owner.add_mount_points(
+            *(
+                ecs.MountPoint(container_path=f"/scratch/{volume}", source_volume=volume, read_only=False)
+                for volume in AGENT_SCRATCH
+            )
+        )
+        return owner

@@ -22,7 +22,7 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from constructs import Construct
 
 from canary_stack.constants import canary_alarm_prefix
-from canary_stack.fargate import CODE_CLASS_DIMENSION, NODE_DIMENSION
+from canary_stack.fargate import CODE_CLASS_DIMENSION, CONNECTION_MANAGER_DIMENSION, INGRESS, NODE_DIMENSION
 
 PERIOD = Duration.minutes(1)
 
@@ -66,10 +66,12 @@ def envoy_signals(namespace: str, node_name: str) -> VersionSignals:
     """A version in App Mesh, from the stats its Envoy sidecar exports (see EnvoyStatsExport)."""
 
     def metric(name: str, statistic: str, **dimensions: str) -> cloudwatch.Metric:
+        # Ingress only: the requests callers sent to this version, not Envoy's own admin and
+        # health-check traffic (which would dilute the 5xx rate) nor the app's outbound calls.
         return cloudwatch.Metric(
             namespace=namespace,
             metric_name=name,
-            dimensions_map={NODE_DIMENSION: node_name, **dimensions},
+            dimensions_map={NODE_DIMENSION: node_name, CONNECTION_MANAGER_DIMENSION: INGRESS, **dimensions},
             statistic=statistic,
             period=PERIOD,
         )

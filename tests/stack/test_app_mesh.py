@@ -147,8 +147,9 @@ def test_envoy_sidecar_proxy_configuration_and_start_order(w10, version, node):
         "EgressIgnoredIPs": "169.254.170.2,169.254.169.254",
     }
     containers = {c["Name"]: c for c in task["ContainerDefinitions"]}
-    # cwagent exports Envoy's stats for the canary alarms (tests/stack/test_observability.py).
-    assert set(containers) == {"app", "envoy", "cwagent"}
+    # cwagent exports Envoy's stats for the canary alarms (tests/stack/test_observability.py);
+    # scratch-owner hands it its scratch volumes (tests/stack/test_hardening.py).
+    assert set(containers) == {"app", "envoy", "cwagent", "scratch-owner"}
     envoy, app = containers["envoy"], containers["app"]
     assert envoy["Image"] == ENVOY_IMAGE and envoy["Image"].endswith("-prod") and ":v1." in envoy["Image"]
     assert envoy["User"] == "1337" and envoy["Essential"] is True
@@ -249,3 +250,51 @@ def test_synth_warns_that_app_mesh_reached_end_of_support(w10):
     ]
     assert any(APP_MESH_END_OF_SUPPORT in str(w) for w in warnings)
     assert "2026-09-30" in APP_MESH_END_OF_SUPPORT
+
+
+def test_gateway_health_check_asks_envoy_itself(w10):
+    # Envoy's admin /ready answers 200 when the server is LIVE
+    # (https://www.envoyproxy.io/docs/envoy/latest/operations/admin#get--ready); a check through the
+    # gateway would follow the weighted route and let a bad canary fail the gateway itself.
+    resources = w10.template["Resources"]
+    (group_id,) = [
+        k
+        for k, v in w10.resources("AWS::ElasticLoadBalancingV2::TargetGroup").items()
+        if v["Properties"]["Port"] == 8080
+    ]
+    group = resources[group_id]["Properties"]
+    assert (group["HealthCheckPath"], group["HealthCheckPort"]) == ("/ready", "9901")
+    gateway_service = next(
+        v["Properties"]
+        for v in w10.resources("AWS::ECS::Service").values()
+        if any(ref_name(lb["TargetGroupArn"]) == group_id for lb in v["Properties"].get("LoadBalancers", []))
+    )
+    (gateway_sg,) = [
+        ref_name(g) for g in gateway_service["NetworkConfiguration"]["AwsvpcConfiguration"]["SecurityGroups"]
+    ]
+    lb_sg = ref_name(w10.one("AWS::ElasticLoadBalancingV2::LoadBalancer")["Properties"]["SecurityGroups"][0])
+    ingress = {
+        (ref_name(r["Properties"]["SourceSecurityGroupId"]), r["Properties"]["FromPort"])
+        for r in w10.resources("AWS::EC2::SecurityGroupIngress").values()
+        if ref_name(r["Properties"]["GroupId"]) == gateway_sg
+    }
+    assert ingress == {(lb_sg, 8080), (lb_sg, 9901)}
+    egress = {
+        (ref_name(r["Properties"]["DestinationSecurityGroupId"]), r["Properties"]["FromPort"])
+        for r in w10.resources("AWS::EC2::SecurityGroupEgress").values()
+        if ref_name(r["Properties"]["GroupId"]) == lb_sg
+    }
+    assert {(gateway_sg, 8080), (gateway_sg, 9901)} <= egress
+
+
+def test_every_envoy_runs_the_same_current_release(w10):
+    images = {
+        c["Image"]
+        for t in w10.resources("AWS::ECS::TaskDefinition").values()
+        for c in t["Properties"]["ContainerDefinitions"]
+        if c["Name"] == "envoy"
+    }
+    assert images == {ENVOY_IMAGE}
+    version = tuple(int(p) for p in ENVOY_IMAGE.rsplit(":v", 1)[1].removesuffix("-prod").split("."))
+    # Newer than the July 2024 image the workshop pinned (v1.29.6.0-prod); App Mesh recommends the latest.
+    assert len(version) == 4 and version > (1, 29, 6, 0)
