@@ -31,9 +31,9 @@ from canary_stack.observability import CanaryObservability, envoy_namespace, env
 from canary_stack.service import CrystalService
 
 APP_MESH_END_OF_SUPPORT = (
-    "AWS App Mesh reached end of support on 2026-09-30: accounts that never used it cannot create a "
-    "mesh, and it gets no fixes. Deploy the same canary without it with -c trafficRouter=alb "
-    "(README: 'Without App Mesh')."
+    f"AWS App Mesh reached end of support on {APP_MESH_END_OF_SUPPORT_DATE}: this template reproduces the "
+    "workshop for review and tests, and its AppMeshEndOfSupportRule fails any deploy of it. The default "
+    "router (-c trafficRouter=alb) is the same canary without App Mesh."
 )
 
 
