@@ -109,10 +109,36 @@ def no_capabilities(scope: Construct, id: str) -> ecs.LinuxParameters:
     return params
 
 
+# The capabilities a container starts with unless dropped (Docker's defaults, which ECS's
+# KernelCapabilities add to and drop from: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_KernelCapabilities.html).
+DEFAULT_CAPABILITIES = (
+    ecs.Capability.AUDIT_WRITE,
+    ecs.Capability.CHOWN,
+    ecs.Capability.DAC_OVERRIDE,
+    ecs.Capability.FOWNER,
+    ecs.Capability.FSETID,
+    ecs.Capability.KILL,
+    ecs.Capability.MKNOD,
+    ecs.Capability.NET_BIND_SERVICE,
+    ecs.Capability.NET_RAW,
+    ecs.Capability.SETFCAP,
+    ecs.Capability.SETGID,
+    ecs.Capability.SETPCAP,
+    ecs.Capability.SETUID,
+    ecs.Capability.SYS_CHROOT,
+)
+
+
 def only_capability(scope: Construct, id: str, capability: ecs.Capability) -> ecs.LinuxParameters:
-    """Like no_capabilities, but keeps the one capability a process cannot do without."""
-    params = no_capabilities(scope, id)
-    params.add_capabilities(capability)
+    """Like no_capabilities, but keeps one default capability a process cannot do without.
+
+    It drops every other default instead of dropping ALL and adding the one back: "Tasks launched
+    on AWS Fargate only support adding the SYS_PTRACE kernel capability" (KernelCapabilities, above).
+    """
+    if capability not in DEFAULT_CAPABILITIES:
+        raise ValueError(f"{capability} is not a default capability; Fargate cannot add it")
+    params = ecs.LinuxParameters(scope, id, init_process_enabled=True)
+    params.drop_capabilities(*(c for c in DEFAULT_CAPABILITIES if c != capability))
     return params
 
 
@@ -255,8 +281,8 @@ class EnvoyStatsExport(Construct):
         ECS mounts a task's bind-mount volumes owned by root (mode 0755) and has no setting for
         their owner; AWS's answer is a non-essential init container that changes the owner and
         that the other containers wait for with condition SUCCESS (aws/containers-roadmap#938).
-        Changing an owner needs root and CAP_CHOWN: this container has that one capability, a
-        read-only root file system, no network use and no command but `chown`, and exits.
+        Changing an owner needs root and CAP_CHOWN: this container keeps that one capability, has
+        a read-only root file system, no network use and no command but `chown`, and exits.
         """
         owner = task_definition.add_container(
             SCRATCH_OWNER,

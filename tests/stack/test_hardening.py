@@ -60,13 +60,42 @@ def test_every_volume_a_non_root_container_writes_is_first_given_to_its_user(w10
     assert checked == 2  # the CloudWatch agent of each version
 
 
+# Docker's default capabilities (https://docs.docker.com/engine/containers/run/#runtime-privilege-and-linux-capabilities).
+DOCKER_DEFAULT_CAPABILITIES = (
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "NET_RAW",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+)
+
+
+def test_no_container_adds_a_capability_fargate_refuses(w10):
+    # "Tasks launched on AWS Fargate only support adding the SYS_PTRACE kernel capability"
+    # (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_KernelCapabilities.html).
+    for c in containers(w10):
+        assert set(c.get("LinuxParameters", {}).get("Capabilities", {}).get("Add", [])) <= {"SYS_PTRACE"}, c["Name"]
+
+
 def test_the_scratch_owner_can_only_chown_and_exits(w10):
     owners = [c for c in containers(w10) if c["Name"] == SCRATCH_OWNER]
     assert len(owners) == 2
     for owner in owners:
         assert owner["Image"] == SCRATCH_OWNER_IMAGE and ":latest" not in owner["Image"]
         assert owner["User"] == "0" and owner["Essential"] is False
-        assert owner["LinuxParameters"]["Capabilities"] == {"Add": ["CHOWN"], "Drop": ["ALL"]}
+        # Every default capability but CHOWN dropped (Fargate cannot add any but SYS_PTRACE).
+        capabilities = owner["LinuxParameters"]["Capabilities"]
+        assert "Add" not in capabilities
+        assert set(DOCKER_DEFAULT_CAPABILITIES) - set(capabilities["Drop"]) == {"CHOWN"}
         assert owner["ReadonlyRootFilesystem"] is True
         assert "PortMappings" not in owner and "Environment" not in owner
 

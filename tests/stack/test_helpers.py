@@ -10,7 +10,7 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
 
 from canary_stack.constants import PROJECT_ROOT
-from canary_stack.fargate import EnvoyStatsExport, envoy_container
+from canary_stack.fargate import EnvoyStatsExport, envoy_container, only_capability
 from canary_stack.nag import acknowledge
 
 
@@ -49,3 +49,9 @@ def test_envoy_stats_export_refuses_an_envoy_of_another_task():
     envoy = envoy_container(other, resource_arn="arn:aws:appmesh:eu-west-1:123456789012:mesh/m", log_group=group)
     with pytest.raises(ValueError, match="container of task_definition"):
         EnvoyStatsExport(stack, "Export", task_definition=ours, envoy=envoy, log_group=group, namespace="N/Envoy")
+
+
+def test_only_capability_refuses_what_fargate_cannot_add():
+    stack = cdk.Stack(cdk.App(), "S")
+    with pytest.raises(ValueError, match="Fargate cannot add it"):
+        only_capability(stack, "Linux", ecs.Capability.SYS_ADMIN)
