@@ -77,7 +77,10 @@ class MeshGateway(Construct):
             # through the gateway (/health on 8080) would go through the mesh's weighted route, so
             # w% of the checks would hit the canary, and a bad canary would take the gateway, and
             # with it every request, out of the load balancer. The versions' health is the
-            # virtual nodes' own check (mesh.py) and the canary alarms'.
+            # virtual nodes' own check (mesh.py) and the canary alarms'. App Mesh's Envoy serves
+            # its admin interface on the task's address (IPv4 unless ENVOY_ADMIN_ACCESS_ENABLE_IPV6:
+            # https://docs.aws.amazon.com/app-mesh/latest/userguide/envoy-config.html), which only
+            # the load balancer's security group may reach, and no listener forwards to.
             health_check=elbv2.HealthCheck(
                 path=ENVOY_READY_PATH,
                 port=str(ENVOY_ADMIN_PORT),
