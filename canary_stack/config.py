@@ -11,13 +11,15 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast
+
+TrafficRouter = Literal["alb", "appmesh"]
 
 # The defaults, one place. `cdk.json` repeats canaryWeight so the committed weight is visible in
 # the file a pull request changes; the rest need not be set anywhere.
 DEFAULTS: Mapping[str, Any] = {
     "canaryWeight": 0,
-    "trafficRouter": "appmesh",
+    "trafficRouter": "alb",
     "repositoryName": "ecsdemo-crystal",
     "imageTag": "epoch",
     "productionTag": "vanilla",
@@ -30,7 +32,8 @@ DEFAULTS: Mapping[str, Any] = {
     "pipelineBranch": "main",
 }
 
-TRAFFIC_ROUTERS = ("appmesh", "alb")
+# alb first: it is the default, and the one AWS still serves (App Mesh ended on 2026-09-30).
+TRAFFIC_ROUTERS: tuple[TrafficRouter, ...] = ("alb", "appmesh")
 PRODUCTION_IMAGES = ("pinned", "canary")
 
 # Keys that belong to the CDK itself (feature flags, CLI settings), not to this app.
@@ -117,7 +120,7 @@ class CanaryConfig:
     """Everything the stacks need, typed. Built only by `from_context`."""
 
     canary_weight: int  # share of requests for the canary, 0..100
-    traffic_router: str  # "appmesh" or "alb"
+    traffic_router: TrafficRouter
     repository_name: str  # the named ECR repository the canary image is published to
     image_tag: str  # the canary's tag in that repository ("epoch", as in the workshop)
     production_tag: str  # the tag production runs ("vanilla")
@@ -161,7 +164,7 @@ class CanaryConfig:
             )
         return cls(
             canary_weight=weight,
-            traffic_router=_choice("trafficRouter", raw("trafficRouter"), TRAFFIC_ROUTERS),
+            traffic_router=cast(TrafficRouter, _choice("trafficRouter", raw("trafficRouter"), TRAFFIC_ROUTERS)),
             repository_name=_repository_name(raw("repositoryName")),
             image_tag=image_tag,
             production_tag=production_tag,

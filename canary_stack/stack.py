@@ -1,6 +1,7 @@
 """The canary stack: network, image, two versions of the service, the traffic router, the alarms.
 
-The router is App Mesh (default; MeshCanary + MeshGateway) or the load balancer itself (AlbCanary),
+The router is the load balancer itself (AlbCanary, the default) or App Mesh (MeshCanary +
+MeshGateway: the workshop's, kept as a tested reproduction that CloudFormation refuses to deploy),
 chosen by `trafficRouter`; everything else is the same construct either way.
 """
 
@@ -8,31 +9,65 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Annotations, CfnOutput, Stack
+from aws_cdk import Annotations, CfnOutput, CfnParameter, CfnRule, CfnRuleAssertion, Fn, Stack
 from constructs import Construct
 
 from canary_stack.alb_router import AlbCanary
 from canary_stack.config import CanaryConfig
-from canary_stack.constants import CANARY_NODE, CRYSTAL_SRC, PRODUCTION_NODE
+from canary_stack.constants import (
+    APP_MESH_END_OF_SUPPORT_DATE,
+    APP_MESH_REFUSAL,
+    CANARY_NODE,
+    CRYSTAL_SRC,
+    PRODUCTION_NODE,
+)
+from canary_stack.fargate import EnvoyStatsExport
 from canary_stack.gateway import MeshGateway
 from canary_stack.image import CanaryImages
 from canary_stack.ingress import PublicEntrypoint
 from canary_stack.mesh import MeshCanary
 from canary_stack.network import Network
-from canary_stack.observability import (
-    CanaryObservability,
-    EnvoyStatsExport,
-    envoy_namespace,
-    envoy_signals,
-    target_group_signals,
-)
+from canary_stack.observability import CanaryObservability, envoy_namespace, envoy_signals, target_group_signals
 from canary_stack.service import CrystalService
 
 APP_MESH_END_OF_SUPPORT = (
-    "AWS App Mesh reached end of support on 2026-09-30: accounts that never used it cannot create a "
-    "mesh, and it gets no fixes. Deploy the same canary without it with -c trafficRouter=alb "
-    "(README: 'Without App Mesh')."
+    f"AWS App Mesh reached end of support on {APP_MESH_END_OF_SUPPORT_DATE}: this template reproduces the "
+    "workshop for review and tests, and its AppMeshEndOfSupportRule fails any deploy of it. The default "
+    "router (-c trafficRouter=alb) is the same canary without App Mesh."
 )
+
+
+def refuse_every_change_set(stack: Stack) -> CfnRule:
+    """Makes every change set of `stack` fail before CloudFormation creates anything.
+
+    CloudFormation evaluates a template's Rules when it makes a change set, before it touches a
+    resource, and fails the operation when an assertion is false
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/rules-section-structure.html),
+    as CDK's own CheckBootstrapVersion rule does. Here the assertion is "the parameter is not its
+    only allowed value": false for every value CloudFormation accepts, so no `--parameters`
+    override gets past it. `cdk deploy` publishes the assets (the image build and push) before it
+    makes the change set, so those still happen; the Makefile and the rollout refuse earlier.
+    """
+    end_of_support = CfnParameter(
+        stack,
+        "AppMeshEndOfSupport",
+        type="String",
+        default=APP_MESH_END_OF_SUPPORT_DATE,
+        allowed_values=[APP_MESH_END_OF_SUPPORT_DATE],
+        description="The day AWS App Mesh stopped serving; fixed, so that the AppMeshEndOfSupport rule always fails",
+    )
+    return CfnRule(
+        stack,
+        "AppMeshEndOfSupportRule",
+        assertions=[
+            CfnRuleAssertion(
+                assert_=Fn.condition_not(
+                    Fn.condition_equals(end_of_support.value_as_string, APP_MESH_END_OF_SUPPORT_DATE)
+                ),
+                assert_description=APP_MESH_REFUSAL,
+            )
+        ],
+    )
 
 
 class CanaryStack(Stack):
@@ -66,9 +101,11 @@ class CanaryStack(Stack):
         self.mesh: MeshCanary | None = None
         self.gateway: MeshGateway | None = None
         self.alb: AlbCanary | None = None
+        self.app_mesh_refusal: CfnRule | None = None
         production_mesh = canary_mesh = None
         if config.traffic_router == "appmesh":
             Annotations.of(self).add_warning_v2("crystal-canary:app-mesh-end-of-support", APP_MESH_END_OF_SUPPORT)
+            self.app_mesh_refusal = refuse_every_change_set(self)
             self.mesh = MeshCanary(self, "Mesh", namespace=self.network.namespace, canary_weight=config.canary_weight)
             production_mesh, canary_mesh = self.mesh.production, self.mesh.canary
         self.production = CrystalService(
@@ -90,6 +127,7 @@ class CanaryStack(Stack):
             mesh=canary_mesh,
         )
         if self.mesh is not None:
+            self.mesh.move_traffic_after(self.production.cfn_service, self.canary.cfn_service)
             self.gateway = MeshGateway(
                 self,
                 "Gateway",
@@ -105,7 +143,15 @@ class CanaryStack(Stack):
                 self.canary: envoy_signals(namespace, CANARY_NODE),
             }
             for version in (self.production, self.canary):
-                EnvoyStatsExport(version, "EnvoyStats", version=version, namespace=namespace)
+                assert version.envoy_container is not None  # a meshed version always has its Envoy
+                EnvoyStatsExport(
+                    version,
+                    "EnvoyStats",
+                    task_definition=version.task_definition,
+                    envoy=version.envoy_container,
+                    log_group=version.log_group,
+                    namespace=namespace,
+                )
         else:
             # Services accept the app port from the load balancer only (AlbCanary opens it).
             self.alb = AlbCanary(

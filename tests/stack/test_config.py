@@ -11,10 +11,10 @@ def parse(**context) -> CanaryConfig:
     return CanaryConfig.from_context(context.get, keys=list(context))
 
 
-def test_defaults_are_the_workshop_setup():
+def test_defaults_are_the_workshop_setup_on_the_alb_router():
     config = parse()
     assert (config.canary_weight, config.production_weight) == (0, 100)
-    assert config.traffic_router == "appmesh"
+    assert config.traffic_router == "alb"  # App Mesh ended on 2026-09-30
     assert (config.repository_name, config.image_tag, config.production_tag) == ("ecsdemo-crystal", "epoch", "vanilla")
     assert config.promote is False
     assert config.allowed_cidr == "0.0.0.0/0"
@@ -42,8 +42,8 @@ def test_bad_weight_is_one_line_naming_parameter_value_and_range(raw):
 @pytest.mark.parametrize(
     "key, raw, expected",
     [
-        ("trafficRouter", "istio", "trafficRouter must be one of appmesh, alb, got 'istio'"),
-        ("trafficRouter", "", "trafficRouter must be one of appmesh, alb, got ''"),
+        ("trafficRouter", "istio", "trafficRouter must be one of alb, appmesh, got 'istio'"),
+        ("trafficRouter", "", "trafficRouter must be one of alb, appmesh, got ''"),
         ("productionImage", "latest", "productionImage must be one of pinned, canary, got 'latest'"),
         ("imageTag", "-epoch", "imageTag must be an image tag of 1 to 128"),
         ("imageTag", "ep och", "imageTag must be an image tag of 1 to 128"),

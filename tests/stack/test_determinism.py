@@ -20,7 +20,7 @@ def changed(a: dict, b: dict) -> list[str]:
     return sorted(k for k in set(ra) | set(rb) if ra.get(k) != rb.get(k))
 
 
-ROUTER_CONTEXT = {"appmesh": {}, "alb": {"trafficRouter": "alb"}}
+ROUTER_CONTEXT: dict[str, dict[str, str]] = {"appmesh": {"trafficRouter": "appmesh"}, "alb": {}}
 
 
 @pytest.mark.parametrize("router", ["appmesh", "alb"])
@@ -43,8 +43,9 @@ def test_weight_step_changes_only_the_router(synth, router, before, after):
         assert a["Resources"][only]["Type"] == "AWS::AppMesh::Route"
         assert a["Resources"][only]["Properties"]["RouteName"] == "crystal-route"
     else:
-        # The listener's default action carries the weights; the header rule does not change.
-        assert a["Resources"][only]["Type"] == "AWS::ElasticLoadBalancingV2::Listener"
+        # The weighted listener rule carries the weights; the header rule and the listener do not change.
+        assert a["Resources"][only]["Type"] == "AWS::ElasticLoadBalancingV2::ListenerRule"
+        assert "ForwardConfig" in a["Resources"][only]["Properties"]["Actions"][0]
 
 
 def test_image_copy_has_a_stable_id_and_the_image_hash(synth):

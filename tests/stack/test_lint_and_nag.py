@@ -16,7 +16,7 @@ from stack.test_pipeline import PIPELINE_CONTEXT
 CONFIGURATIONS = [
     {"canaryWeight": "10"},
     {"canaryWeight": "0", "productionImage": "canary"},
-    {"canaryWeight": "10", "trafficRouter": "alb"},
+    {"canaryWeight": "10", "trafficRouter": "appmesh"},
     PIPELINE_CONTEXT,  # the canary stack and the pipeline stack
 ]
 
