@@ -6,7 +6,6 @@ import pytest
 
 from canary_stack.config import DEFAULTS, CanaryConfig, ConfigError
 
-
 # productionImage has no default (cdk.json commits it); every other test parses with this one.
 A_HASH = "0123456789abcdef" * 4
 
