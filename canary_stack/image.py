@@ -267,7 +267,9 @@ class ImagePublication(Construct):
         acknowledge_library_findings(self.deployment)
 
 
-def named_repository(scope: Construct, id: str, *, name: str, mutable_tags: tuple[str, ...]) -> ecr.Repository:
+def named_repository(
+    scope: Construct, id: str, *, name: str, mutable_tags: tuple[str, ...], disposable: bool = False
+) -> ecr.Repository:
     """The repository, created and owned by the stack.
 
     * `RetainExceptOnCreate` (CDK: RETAIN_ON_UPDATE_OR_DELETE): released images outlive the stack,
@@ -278,6 +280,8 @@ def named_repository(scope: Construct, id: str, *, name: str, mutable_tags: tupl
       CDK's L2 only allows it with DESTROY, so it is set on the L1 resource.
     * IMMUTABLE_WITH_EXCLUSION: every tag is immutable except the workshop's moving ones
       (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-properties-ecr-repository-imagetagmutabilityexclusionfilter.html).
+    * `disposable`: DESTROY instead, images included, for a repository nobody pulls from (the deploy
+      check's own); never the user's.
     """
     repository = ecr.Repository(
         scope,
@@ -289,7 +293,7 @@ def named_repository(scope: Construct, id: str, *, name: str, mutable_tags: tupl
             ecr.ImageTagMutabilityExclusionFilter.wildcard(tag) for tag in mutable_tags
         ],
         encryption=ecr.RepositoryEncryption.AES_256,
-        removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+        removal_policy=RemovalPolicy.DESTROY if disposable else RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
     )
     cfn = repository.node.default_child
     assert isinstance(cfn, ecr.CfnRepository)
@@ -306,6 +310,7 @@ class CanaryImages(Construct):
     push replace `repo:<hash>` under a running service), scan on push, AES-256 encryption, and
     what happens to it on a failed create or `cdk destroy` (it is never the stack's to delete).
     Make it IMMUTABLE_WITH_EXCLUSION for the moving tags by hand to keep the release model sound.
+    `disposable`: see `named_repository` (ignored for an adopted repository, never the stack's).
     """
 
     def __init__(
@@ -320,13 +325,20 @@ class CanaryImages(Construct):
         cpu_architecture: CpuArchitecture,
         adopt_repository: bool = False,
         directory: Path = CRYSTAL_SRC,
+        disposable: bool = False,
     ) -> None:
         super().__init__(scope, id)
         platform, self.cpu_architecture = PLATFORMS[cpu_architecture]
         self.repository: ecr.IRepository = (
             ecr.Repository.from_repository_name(self, "Repository", repository_name)
             if adopt_repository
-            else named_repository(self, "Repository", name=repository_name, mutable_tags=(canary_tag, production_tag))
+            else named_repository(
+                self,
+                "Repository",
+                name=repository_name,
+                mutable_tags=(canary_tag, production_tag),
+                disposable=disposable,
+            )
         )
         self.canary_publication = ImagePublication(
             self, "Canary", repository=self.repository, directory=directory, platform=platform

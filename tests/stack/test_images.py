@@ -12,9 +12,12 @@ import re
 from datetime import date
 
 import pytest
-from synthesis import ROOT, Synthesis, cdk_json_context, synthesize
+from synthesis import CLI_CONTEXT, ROOT, Synthesis, cdk_json_context, synthesize
 
+import app as cdk_app
+from canary_stack.config import CanaryConfig
 from canary_stack.image_tags import HANDLERS
+from canary_stack.stack import CanaryStack
 from stack.test_pipeline import PIPELINE_CONTEXT
 
 HASH = re.compile(r"[0-9a-f]{64}")
@@ -184,6 +187,21 @@ def test_adopting_an_existing_repository_creates_none_and_uses_it_by_name(synth)
     assert s.template["Resources"]["CanaryImageCopy"]["Properties"]["DestinationRepositoryName"] == "ecsdemo-crystal"
     # Everything else is the same stack: tags, copy and versions.
     assert app_image_tag(s, "Production") == COMMITTED_PRODUCTION_IMAGE
+
+
+def test_a_disposable_repository_goes_with_the_stack_images_included(tmp_path):
+    """The deploy check's own repository (CanaryStack(disposable_repository=True)); never the app's."""
+    app = cdk_app.create_app(context={**cdk_json_context(), **CLI_CONTEXT}, outdir=str(tmp_path))
+    config = CanaryConfig.from_context(app.node.try_get_context)
+    CanaryStack(app, "Disposable", config=config, disposable_repository=True)
+    repo = next(
+        v
+        for v in app.synth().get_stack_by_name("Disposable").template["Resources"].values()
+        if v["Type"] == "AWS::ECR::Repository"
+    )
+    assert (repo["DeletionPolicy"], repo["UpdateReplacePolicy"]) == ("Delete", "Delete")
+    assert repo["Properties"]["EmptyOnDelete"] is True
+    assert repo["Properties"]["ImageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
 
 
 # --- the tag movers ----------------------------------------------------------------------------
