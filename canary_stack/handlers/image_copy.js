@@ -50,7 +50,7 @@ function withSdk(load) {
     if (!id) throw new Error('BuildId was not found or undefined');
     if (id === DELETE) return { IsComplete: true };
     if (id === PRESENT) {
-      const p = event.ResourceProperties;
+      const p = event.ResourceProperties || {};
       const Status = `${p.DestinationRepositoryName}:${p.DestinationTag} already exists, no build started`;
       return { IsComplete: true, Data: { Status, LogsUrl: 'none' } };
     }
