@@ -23,7 +23,7 @@ from stack.test_pipeline import PIPELINE_CONTEXT
 HASH = re.compile(r"[0-9a-f]{64}")
 COMMITTED_PRODUCTION_IMAGE = cdk_json_context()["productionImage"]
 OTHER_HASH = "0123456789abcdef" * 4  # production before a promotion: some earlier canary's image
-ROUTERS = {"appmesh": {}, "alb": {"trafficRouter": "alb"}}
+ROUTERS = {"appmesh": {"trafficRouter": "appmesh"}, "alb": {"trafficRouter": "alb"}}  # explicit: defaults move
 
 
 def resource(s: Synthesis, logical_prefix: str, type_: str) -> tuple[str, dict]:
@@ -315,7 +315,11 @@ def test_the_runtime_table_rejects_what_it_must():
 
 @pytest.mark.parametrize(
     "context",
-    [{"canaryWeight": "10"}, {"canaryWeight": "10", "trafficRouter": "alb"}, PIPELINE_CONTEXT],
+    [
+        {"canaryWeight": "10", "trafficRouter": "appmesh"},
+        {"canaryWeight": "10", "trafficRouter": "alb"},
+        PIPELINE_CONTEXT,
+    ],
     ids=["appmesh", "alb", "pipeline"],
 )
 def test_no_lambda_on_a_runtime_deprecated_before_2028(synth, context):
