@@ -105,7 +105,9 @@ def acknowledge_library_findings(deployment: DockerImageDeployment) -> None:
     role = deployment.node.find_child("DockerImageDeployRole")
     provider = deployment.node.find_child("CRProvider")
     handlers = [deployment.node.find_child(h) for h in ("onEventHandler", "isCompleteHandler")]
-    project_ref = f"<{Stack.of(project).resolve(Stack.of(project).get_logical_id(project.node.default_child))}>"
+    project_resource = project.node.default_child
+    assert isinstance(project_resource, codebuild.CfnProject)
+    project_ref = f"<{Stack.of(project).resolve(Stack.of(project).get_logical_id(project_resource))}>"
 
     acknowledge(
         role,

@@ -112,7 +112,7 @@ def test_production_image_is_an_asset_hash_or_one_line_pointing_at_make_promote(
 
 def test_production_image_has_no_default():
     with pytest.raises(ConfigError, match="^productionImage must be the 64-character .*, got ''$"):
-        CanaryConfig.from_context({}.get, keys=[])
+        CanaryConfig.from_context(lambda name: None, keys=[])
 
 
 def test_production_image_and_architecture_parse():
