@@ -22,7 +22,6 @@ from canary_stack.fargate import acknowledge_task_findings, envoy_container, no_
 from canary_stack.log_groups import log_group
 
 APP_UID = "10001"  # the non-root user of crystal_src/Dockerfile, repeated so ECS enforces it too
-IMAGE_REVISION_LABEL = "org.opencontainers.image.revision"
 
 
 @dataclass(frozen=True)
@@ -38,8 +37,9 @@ class CrystalService(Construct):
 
     `mesh`: when given, the task gets an Envoy sidecar and the APPMESH proxy configuration, and
     registers in the node's Cloud Map service; when None (the ALB router), it runs the app alone.
-    `image_revision`: the content hash of the image behind a mutable tag; it is written into the
-    task definition so that ECS rolls the service exactly when the image changes.
+    `image`: named by an immutable tag (canary_stack/image.py), so the task definition changes, and
+    ECS rolls the service, exactly when the image does.
+    `cpu_architecture`: the tasks' CPU; the image is built for the same one (CanaryImages).
     """
 
     def __init__(
@@ -50,7 +50,7 @@ class CrystalService(Construct):
         cluster: ecs.ICluster,
         version: str,
         image: ecs.ContainerImage,
-        image_revision: str | None = None,
+        cpu_architecture: ecs.CpuArchitecture = ecs.CpuArchitecture.X86_64,
         mesh: MeshMembership | None = None,
         desired_count: int = 1,
     ) -> None:
@@ -77,7 +77,7 @@ class CrystalService(Construct):
             cpu=256 if mesh is None else 512,
             memory_limit_mib=512 if mesh is None else 1024,
             runtime_platform=ecs.RuntimePlatform(
-                cpu_architecture=ecs.CpuArchitecture.X86_64,
+                cpu_architecture=cpu_architecture,
                 operating_system_family=ecs.OperatingSystemFamily.LINUX,
             ),
             proxy_configuration=proxy,
@@ -93,7 +93,6 @@ class CrystalService(Construct):
             linux_parameters=no_capabilities(self, "AppLinux"),
             port_mappings=[ecs.PortMapping(container_port=APP_PORT, name="http")],
             environment={"PORT": str(APP_PORT), "LOG_LEVEL": "info"},
-            docker_labels={IMAGE_REVISION_LABEL: image_revision} if image_revision else None,
             # The binary checks itself: the image has no shell or curl.
             health_check=ecs.HealthCheck(
                 command=["CMD", "/server", "--health-check"],

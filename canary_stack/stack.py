@@ -71,7 +71,11 @@ def refuse_every_change_set(stack: Stack) -> CfnRule:
 
 
 class CanaryStack(Stack):
-    """Production and canary of the Crystal backend, with `canary_weight`% of requests to the canary."""
+    """Production and canary of the Crystal backend, with `canary_weight`% of requests to the canary.
+
+    `disposable_repository=True` makes the image repository go with the stack, images included (the
+    deploy check's own repository); the default keeps a user-facing repository and its images.
+    """
 
     def __init__(
         self,
@@ -80,6 +84,7 @@ class CanaryStack(Stack):
         *,
         config: CanaryConfig,
         image_directory: Path = CRYSTAL_SRC,
+        disposable_repository: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(scope, id, **kwargs)
@@ -92,8 +97,11 @@ class CanaryStack(Stack):
             repository_name=config.repository_name,
             canary_tag=config.image_tag,
             production_tag=config.production_tag,
-            promote=config.promote,
+            production_image=config.production_image,
+            cpu_architecture=config.cpu_architecture,
+            adopt_repository=config.adopt_repository,
             directory=image_directory,
+            disposable=disposable_repository,
         )
         self.entrypoint = PublicEntrypoint(self, "Entrypoint", vpc=self.network.vpc, allowed_cidr=config.allowed_cidr)
 
@@ -114,7 +122,7 @@ class CanaryStack(Stack):
             cluster=self.network.cluster,
             version="production",
             image=self.images.production_image,
-            image_revision=self.images.production_revision,
+            cpu_architecture=self.images.cpu_architecture,
             mesh=production_mesh,
         )
         self.canary = CrystalService(
@@ -123,7 +131,7 @@ class CanaryStack(Stack):
             cluster=self.network.cluster,
             version="canary",
             image=self.images.canary_image,
-            image_revision=self.images.canary_revision,
+            cpu_architecture=self.images.cpu_architecture,
             mesh=canary_mesh,
         )
         if self.mesh is not None:
@@ -169,10 +177,11 @@ class CanaryStack(Stack):
                 self.canary: target_group_signals(self.alb.canary_targets),
             }
 
-        # A version starts only once its image is in the repository under its tag.
+        # A version starts only once its image is in the repository. The canary's is the copy;
+        # production's was copied by an earlier deploy (or by this one's copy, on a first deploy or a
+        # promotion): the `vanilla` mover reads it first and fails the deploy clearly if it is absent.
         self.canary.service.node.add_dependency(self.images.canary_publication.custom_resource)
-        if self.images.production_publication is not None:
-            self.production.service.node.add_dependency(self.images.production_publication.custom_resource)
+        self.production.service.node.add_dependency(self.images.production_tag)
 
         CfnOutput(self, "Url", value=self.entrypoint.url, description="curl <Url>/crystal to see the split")
         CfnOutput(self, "CanaryWeight", value=str(config.canary_weight), description="% of requests to the canary")

@@ -62,6 +62,9 @@ def test_cdk_synth_with_a_bad_weight_fails_with_one_line_and_no_template(tmp_pat
         ({"canaryWeight": "1e1"}, "error: canaryWeight must be a whole number from 0 to 100, got '1e1'"),
         ({"trafficRouter": "linkerd"}, "error: trafficRouter must be one of alb, appmesh, got 'linkerd'"),
         ({"canaryWeigth": "10"}, "error: unknown context parameter 'canaryWeigth'; known parameters: canaryWeight, "),
+        ({"productionImage": "vanilla"}, "error: productionImage must be the 64-character lowercase hex asset hash"),
+        ({"canaryWeight": "10"}, "error: productionImage must be the 64-character lowercase hex asset hash"),
+        ({"productionImage": "f" * 64, "cpuArchitecture": "aarch64"}, "error: cpuArchitecture must be one of"),
     ],
 )
 def test_app_exits_2_with_exactly_one_line(tmp_path, context, line):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from synthesis import cdk_json_context
 
 from canary_stack.constants import ENVOY_IMAGE
 from canary_stack.stack import APP_MESH_END_OF_SUPPORT
@@ -171,8 +172,9 @@ def test_canary_runs_the_published_tag_and_production_its_own(w10):
         app = next(c for c in task_of(w10, f"{version}Task")["ContainerDefinitions"] if c["Name"] == "app")
         return app["Image"]["Fn::Join"][1][-1]
 
-    assert image_tag("Canary") == ":epoch"
-    assert image_tag("Production") == ":vanilla"
+    # Immutable tags: the canary's asset hash, and the hash cdk.json commits for production.
+    assert image_tag("Canary") == ":" + w10.template["Resources"]["CanaryImageCopy"]["Properties"]["ImageContentHash"]
+    assert image_tag("Production") == ":" + cdk_json_context()["productionImage"]
     repo = w10.one("AWS::ECR::Repository")["Properties"]
     assert repo["RepositoryName"] == "ecsdemo-crystal"
     assert repo["ImageScanningConfiguration"] == {"ScanOnPush": True}

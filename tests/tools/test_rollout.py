@@ -368,7 +368,9 @@ def test_alarm_already_firing_refuses_to_start(canary_alarms):
 
 
 def write_cdk_json(root: Path, weight) -> Path:
-    (root / "cdk.json").write_text(json.dumps({"app": "x", "context": {"canaryWeight": weight}}))
+    # productionImage is required in every cdk.json (canary_stack/config.py); any hash will do here.
+    context = {"canaryWeight": weight, "productionImage": "0" * 64}
+    (root / "cdk.json").write_text(json.dumps({"app": "x", "context": context}))
     return root
 
 
@@ -394,7 +396,7 @@ def test_dry_run_records_only_diffs_from_committed_weight(tmp_path):
 
 
 def test_dry_run_without_weight_in_cdk_json_starts_from_0(tmp_path):
-    (tmp_path / "cdk.json").write_text('{"app": "x", "context": {}}')
+    (tmp_path / "cdk.json").write_text(json.dumps({"app": "x", "context": {"productionImage": "0" * 64}}))
     runner = RecordingRunner()
     code, _, _ = run_rollout(["--steps", "10", "--bake", 0, "--dry-run"], runner=runner, repo_root=tmp_path)
     assert code == 0
