@@ -54,7 +54,7 @@ import aws_cdk as cdk  # noqa: E402  (must come after prepare_toolchain)
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
 from canary_stack.config import CanaryConfig, ConfigError  # noqa: E402
-from canary_stack.constants import PIPELINE_STACK_NAME, STACK_NAME  # noqa: E402
+from canary_stack.constants import CRYSTAL_SRC, PIPELINE_STACK_NAME, STACK_NAME  # noqa: E402
 from canary_stack.pipeline import PipelineStack  # noqa: E402
 from canary_stack.stack import CanaryStack  # noqa: E402
 
@@ -82,7 +82,7 @@ def build(app: cdk.App, *, image_directory: Path | None = None) -> CanaryStack:
         app,
         STACK_NAME,
         config=config,
-        **({"image_directory": image_directory} if image_directory else {}),
+        image_directory=image_directory or CRYSTAL_SRC,
         # No weight here: a step must change the route and the weight outputs, nothing else.
         description=f"Crystal canary on ECS Fargate ({config.traffic_router} router)",
     )

@@ -1,9 +1,20 @@
 """The canary without App Mesh: the public load balancer splits traffic across two target groups.
 
-`-c trafficRouter=alb`. The services are the same CrystalService constructs as with App Mesh, run
-without Envoy; this construct is the only thing that differs. One listener default action forwards
-`100-w`/`w` across a target group per version, so a weight step changes the listener and nothing
-else.
+The default router (`-c trafficRouter=alb`). The services are the same CrystalService constructs
+as with App Mesh, run without Envoy; this construct is the only thing that differs.
+
+The listener holds three things, and only one of them moves with the weight:
+* its default action forwards to production (fixed: it attaches production's target group);
+* the header rule (priority 10) forwards `canary-fleet: true` to the canary at any weight (fixed:
+  it attaches the canary's target group);
+* the weighted rule (priority 20, every path) forwards `100-w`/`w` across both. A weight step
+  changes this rule and nothing else, and it DependsOn both ECS services: on a deploy that also
+  changes an image (a promotion: production's image becomes the canary's, weight 0), CloudFormation
+  updates the services, and waits for them to be stable, before it moves any traffic.
+
+Why the split: CDK makes each ECS service depend on the listener or rule that attaches its target
+group. If that were the weighted rule, the rule could not depend on the services (a cycle), so the
+attachments are the two fixed resources, and the weighted rule is an L1 resource attaching nothing.
 """
 
 from __future__ import annotations
@@ -17,9 +28,11 @@ from canary_stack.constants import APP_PORT, CANARY_HEADER, CANARY_HEADER_VALUE,
 from canary_stack.ingress import PublicEntrypoint
 from canary_stack.service import CrystalService
 
-# Listener rules are evaluated by priority before the default action; the header rule is the
-# only one, and leaves room below it for anything that must come first.
+# Listener rules are evaluated by priority, lowest first, before the default action: testers'
+# header first, then the weighted split of everything else. The gap leaves room for rules that
+# must come between them.
 CANARY_HEADER_PRIORITY = 10
+WEIGHTED_PRIORITY = 20
 
 
 class AlbCanary(Construct):
@@ -55,19 +68,11 @@ class AlbCanary(Construct):
             # group would otherwise add the same rule with a generic one.
             version.allow_from(entrypoint.security_group, "From the public load balancer")
 
-        # The canary's traffic step: the only resource a change of canaryWeight touches.
-        entrypoint.listener.add_action(
-            "Weighted",
-            action=elbv2.ListenerAction.weighted_forward(
-                [
-                    elbv2.WeightedTargetGroup(target_group=self.production_targets, weight=100 - canary_weight),
-                    elbv2.WeightedTargetGroup(target_group=self.canary_targets, weight=canary_weight),
-                ],
-                stickiness_duration=Duration.seconds(sticky_seconds) if sticky_seconds else None,
-            ),
-        )
-        # Testers reach the canary at any weight, 0 included, with the workshop's header. The
-        # rule does not depend on the weight, so a weight step leaves it alone.
+        # Attaches production's target group; serves only what no rule matches (nothing, while
+        # the weighted rule matches every path).
+        entrypoint.listener.add_target_groups("Production", target_groups=[self.production_targets])
+        # Testers reach the canary at any weight, 0 included. The name passes the load balancer's
+        # header check (ingress.py), unlike the workshop's canary_fleet.
         self.header_rule = elbv2.ApplicationListenerRule(
             self,
             "CanaryHeaderRule",
@@ -76,6 +81,44 @@ class AlbCanary(Construct):
             conditions=[elbv2.ListenerCondition.http_header(CANARY_HEADER, [CANARY_HEADER_VALUE])],
             action=elbv2.ListenerAction.forward([self.canary_targets]),
         )
+
+        # The canary's traffic step: the only resource a change of canaryWeight touches.
+        rule = elbv2.CfnListenerRule
+        self.weighted_rule = rule(
+            self,
+            "WeightedRule",
+            listener_arn=entrypoint.listener.listener_arn,
+            priority=WEIGHTED_PRIORITY,
+            conditions=[
+                rule.RuleConditionProperty(
+                    field="path-pattern", path_pattern_config=rule.PathPatternConfigProperty(values=["/*"])
+                )
+            ],
+            actions=[
+                rule.ActionProperty(
+                    type="forward",
+                    forward_config=rule.ForwardConfigProperty(
+                        target_groups=[
+                            rule.TargetGroupTupleProperty(
+                                target_group_arn=self.production_targets.target_group_arn,
+                                weight=100 - canary_weight,
+                            ),
+                            rule.TargetGroupTupleProperty(
+                                target_group_arn=self.canary_targets.target_group_arn, weight=canary_weight
+                            ),
+                        ],
+                        target_group_stickiness_config=rule.TargetGroupStickinessConfigProperty(
+                            enabled=True, duration_seconds=sticky_seconds
+                        )
+                        if sticky_seconds
+                        else None,
+                    ),
+                )
+            ],
+        )
+        # Promotion safety: services first, traffic second.
+        for version in (production, canary):
+            self.weighted_rule.add_dependency(version.cfn_service)
 
     def _target_group(self, id: str, vpc: ec2.IVpc, version: CrystalService) -> elbv2.ApplicationTargetGroup:
         return elbv2.ApplicationTargetGroup(

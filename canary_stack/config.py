@@ -11,17 +11,22 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast
+
+TrafficRouter = Literal["alb", "appmesh"]
 
 # The defaults, one place. `cdk.json` repeats canaryWeight so the committed weight is visible in
 # the file a pull request changes; the rest need not be set anywhere.
 DEFAULTS: Mapping[str, Any] = {
     "canaryWeight": 0,
-    "trafficRouter": "appmesh",
+    "trafficRouter": "alb",
     "repositoryName": "ecsdemo-crystal",
     "imageTag": "epoch",
     "productionTag": "vanilla",
-    "productionImage": "pinned",
+    # Required: cdk.json commits it (`make promote` rewrites it); "" stands for "not set".
+    "productionImage": "",
+    "cpuArchitecture": "x86_64",
+    "adoptRepository": False,
     "allowedCidr": "0.0.0.0/0",
     "stickySeconds": 0,
     "pipeline": False,
@@ -30,8 +35,10 @@ DEFAULTS: Mapping[str, Any] = {
     "pipelineBranch": "main",
 }
 
-TRAFFIC_ROUTERS = ("appmesh", "alb")
-PRODUCTION_IMAGES = ("pinned", "canary")
+# alb first: it is the default, and the one AWS still serves (App Mesh ended on 2026-09-30).
+TRAFFIC_ROUTERS: tuple[TrafficRouter, ...] = ("alb", "appmesh")
+CpuArchitecture = Literal["x86_64", "arm64"]
+CPU_ARCHITECTURES: tuple[CpuArchitecture, ...] = ("x86_64", "arm64")
 
 # Keys that belong to the CDK itself (feature flags, CLI settings), not to this app.
 _CDK_OWNED = re.compile(r"^(@|aws:cdk:|aws-cdk:|cdk-|acknowledged-issue-numbers$)")
@@ -45,6 +52,8 @@ _CONNECTION_ARN = re.compile(
 )
 _REPOSITORY_ID = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
+# A CDK image asset hash: what names every image in the repository (an immutable tag).
+_ASSET_HASH = re.compile(r"^[0-9a-f]{64}$")
 
 MAX_STICKY_SECONDS = 7 * 24 * 3600  # the ALB's own limit for target group stickiness
 
@@ -117,11 +126,13 @@ class CanaryConfig:
     """Everything the stacks need, typed. Built only by `from_context`."""
 
     canary_weight: int  # share of requests for the canary, 0..100
-    traffic_router: str  # "appmesh" or "alb"
+    traffic_router: TrafficRouter
     repository_name: str  # the named ECR repository the canary image is published to
     image_tag: str  # the canary's tag in that repository ("epoch", as in the workshop)
-    production_tag: str  # the tag production runs ("vanilla")
-    promote: bool  # productionImage=canary: copy the canary image to the production tag
+    production_tag: str  # the workshop's moving tag for production's image ("vanilla")
+    production_image: str  # the asset hash (= immutable tag) of the image production runs
+    cpu_architecture: CpuArchitecture  # the tasks' CPU and the platform the image is built for
+    adopt_repository: bool  # use an existing repository of that name instead of creating it
     allowed_cidr: str  # who may reach the public load balancer
     sticky_seconds: int  # ALB router only: 0 = no stickiness
     pipeline: PipelineConfig | None  # the optional pipeline stack
@@ -146,11 +157,6 @@ class CanaryConfig:
             return DEFAULTS[name] if value is None else value
 
         weight = _whole_number("canaryWeight", raw("canaryWeight"), 0, 100)
-        promote = _choice("productionImage", raw("productionImage"), PRODUCTION_IMAGES) == "canary"
-        if promote and weight != 0:
-            raise ConfigError(
-                f"productionImage=canary promotes the canary and needs canaryWeight=0, got canaryWeight={weight}"
-            )
         tag_rule = "an image tag of 1 to 128 letters, digits, '-', '_' or '.', not starting with '-' or '.'"
         image_tag = _matching("imageTag", raw("imageTag"), _IMAGE_TAG, tag_rule, 128)
         production_tag = _matching("productionTag", raw("productionTag"), _IMAGE_TAG, tag_rule, 128)
@@ -161,17 +167,31 @@ class CanaryConfig:
             )
         return cls(
             canary_weight=weight,
-            traffic_router=_choice("trafficRouter", raw("trafficRouter"), TRAFFIC_ROUTERS),
+            traffic_router=cast(TrafficRouter, _choice("trafficRouter", raw("trafficRouter"), TRAFFIC_ROUTERS)),
             repository_name=_repository_name(raw("repositoryName")),
             image_tag=image_tag,
             production_tag=production_tag,
-            promote=promote,
+            production_image=_production_image(raw("productionImage")),
+            cpu_architecture=cast(
+                CpuArchitecture, _choice("cpuArchitecture", raw("cpuArchitecture"), CPU_ARCHITECTURES)
+            ),
+            adopt_repository=_boolean("adoptRepository", raw("adoptRepository")),
             allowed_cidr=_cidr("allowedCidr", raw("allowedCidr")),
             sticky_seconds=_whole_number(
                 "stickySeconds", raw("stickySeconds"), 0, MAX_STICKY_SECONDS, " (0 turns stickiness off)"
             ),
             pipeline=_pipeline(raw),
         )
+
+
+def _production_image(raw: Any) -> str:
+    if isinstance(raw, str) and _ASSET_HASH.fullmatch(raw):
+        return raw
+    shown = raw[:70] + "..." if isinstance(raw, str) and len(raw) > 70 else raw
+    raise ConfigError(
+        "productionImage must be the 64-character lowercase hex asset hash of an image the canary ran "
+        f"(`make promote` writes the canary's into cdk.json), got {_show(shown)}"
+    )
 
 
 def _repository_name(raw: Any) -> str:

@@ -15,8 +15,10 @@ APP_PORT = 3000  # the Crystal service (PORT in crystal_src)
 GATEWAY_PORT = 8080  # the App Mesh virtual gateway's listener
 HEALTH_PATH = "/health"
 
-# App Mesh's Envoy, pinned: an unpinned tag would change the proxy under a running canary.
-ENVOY_IMAGE = "public.ecr.aws/appmesh/aws-appmesh-envoy:v1.29.6.0-prod"
+# App Mesh's Envoy, pinned: an unpinned tag would change the proxy under a running canary. The
+# newest release AWS published (2026-09-09, aws/aws-app-mesh-roadmap#513: Envoy v1.39.1); App Mesh
+# "strongly recommends" the latest image (https://docs.aws.amazon.com/app-mesh/latest/userguide/envoy.html).
+ENVOY_IMAGE = "public.ecr.aws/appmesh/aws-appmesh-envoy:v1.39.1.0-prod"
 ENVOY_UID = 1337  # Envoy's user; its own traffic must bypass the iptables redirect
 ENVOY_INGRESS_PORT = 15000
 ENVOY_EGRESS_PORT = 15001
@@ -34,8 +36,23 @@ ROUTE_NAME = "crystal-route"
 VIRTUAL_SERVICE_NAME = f"crystal.{NAMESPACE_NAME}"
 GATEWAY_NAME = "crystal-gateway"
 
-# Testers reach the canary at any weight with this header (the workshop's header route).
-CANARY_HEADER = "canary_fleet"
+# AWS App Mesh's end of support: after it, "you will no longer be able to access the AWS App Mesh
+# console or AWS App Mesh resources" (https://docs.aws.amazon.com/app-mesh/latest/userguide/envoy.html,
+# the notice on every App Mesh user guide page). The appmesh router stays a tested reproduction of
+# the workshop that is never deployed; this line says why wherever a deploy of it is refused.
+APP_MESH_END_OF_SUPPORT_DATE = "2026-09-30"
+APP_MESH_REFUSAL = (
+    f"AWS App Mesh reached end of support on {APP_MESH_END_OF_SUPPORT_DATE} and can no longer be deployed; "
+    "deploy the same canary with -c trafficRouter=alb"
+)
+
+# Testers reach the canary at any weight with this header. The load balancer drops header names
+# outside [-A-Za-z0-9]+ (drop_invalid_header_fields, ingress.py), so the workshop's `canary_fleet`
+# never reaches a router behind it: test traffic through the load balancer uses `canary-fleet`.
+# App Mesh also keeps a route on the workshop's name for callers inside the mesh, where no load
+# balancer sits in between.
+CANARY_HEADER = "canary-fleet"
+WORKSHOP_CANARY_HEADER = "canary_fleet"
 CANARY_HEADER_VALUE = "true"
 
 STACK_NAME = "CrystalCanary"

@@ -9,10 +9,12 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from constructs import Construct
 
-from canary_stack.constants import GATEWAY_PORT, HEALTH_PATH
+from canary_stack.constants import ENVOY_ADMIN_PORT, GATEWAY_PORT
+from canary_stack.fargate import acknowledge_task_findings, envoy_container, private_fargate_service
 from canary_stack.ingress import PublicEntrypoint
 from canary_stack.log_groups import log_group
-from canary_stack.service import acknowledge_task_findings, envoy_container, private_fargate_service
+
+ENVOY_READY_PATH = "/ready"
 
 
 class MeshGateway(Construct):
@@ -46,6 +48,9 @@ class MeshGateway(Construct):
         self.security_group.add_ingress_rule(
             entrypoint.security_group, ec2.Port.tcp(GATEWAY_PORT), "From the public load balancer"
         )
+        self.security_group.add_ingress_rule(
+            entrypoint.security_group, ec2.Port.tcp(ENVOY_ADMIN_PORT), "Health checks of the public load balancer"
+        )
         self.service = private_fargate_service(
             self,
             cluster=cluster,
@@ -56,6 +61,9 @@ class MeshGateway(Construct):
         entrypoint.security_group.add_egress_rule(
             self.security_group, ec2.Port.tcp(GATEWAY_PORT), "To the App Mesh gateway"
         )
+        entrypoint.security_group.add_egress_rule(
+            self.security_group, ec2.Port.tcp(ENVOY_ADMIN_PORT), "Health checks of the App Mesh gateway's Envoy"
+        )
         self.target_group = elbv2.ApplicationTargetGroup(
             self,
             "Targets",
@@ -64,9 +72,18 @@ class MeshGateway(Construct):
             protocol=elbv2.ApplicationProtocol.HTTP,
             target_type=elbv2.TargetType.IP,
             targets=[self.service.load_balancer_target(container_name="envoy", container_port=GATEWAY_PORT)],
-            # Through the gateway to the service's /health: the load balancer sees what users see.
+            # Envoy itself: its admin interface's /ready answers 200 once the server is LIVE
+            # (https://www.envoyproxy.io/docs/envoy/latest/operations/admin#get--ready). A check
+            # through the gateway (/health on 8080) would go through the mesh's weighted route, so
+            # w% of the checks would hit the canary, and a bad canary would take the gateway, and
+            # with it every request, out of the load balancer. The versions' health is the
+            # virtual nodes' own check (mesh.py) and the canary alarms'. App Mesh's Envoy serves
+            # its admin interface on the task's address (IPv4 unless ENVOY_ADMIN_ACCESS_ENABLE_IPV6:
+            # https://docs.aws.amazon.com/app-mesh/latest/userguide/envoy-config.html), which only
+            # the load balancer's security group may reach, and no listener forwards to.
             health_check=elbv2.HealthCheck(
-                path=HEALTH_PATH,
+                path=ENVOY_READY_PATH,
+                port=str(ENVOY_ADMIN_PORT),
                 interval=Duration.seconds(10),
                 healthy_threshold_count=2,
                 unhealthy_threshold_count=3,

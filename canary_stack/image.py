@@ -1,32 +1,74 @@
-"""The canary image: built from crystal_src/ and published to a named ECR repository.
+"""The images: built from crystal_src/, published to a named ECR repository under immutable tags.
 
-cdk-docker-image-deployment does the copy (a CodeBuild job behind a custom resource). Two of its
-habits are corrected here from the outside, because they break what reviewers rely on:
+Every image is named by its CDK image-asset hash (64 hex characters), which is also its tag in the
+repository. The repository is IMMUTABLE_WITH_EXCLUSION: a hash tag can never be pointed at other
+content, so a task definition naming `repo:<hash>` shows in the template exactly what runs.
+* The canary runs the image built from crystal_src/: `repo:<canary asset hash>`.
+* Production runs `repo:<productionImage>`, a hash committed in cdk.json (`make promote` sets it to
+  the canary's). Promotion therefore builds and copies nothing: the image is already there.
+* The workshop's moving tags follow along for people who pull them: `epoch` -> the canary's image,
+  `vanilla` -> production's (canary_stack/image_tags.py).
+
+cdk-docker-image-deployment does the one copy (a CodeBuild job behind a custom resource). Its
+habits that break what reviewers and a fresh account rely on are corrected here from the outside:
 
 * It names its custom resource `CustomResource<Date.now()>`, so every synthesis differs and every
   deploy (a weight step included) replaces the resource and re-runs the copy. We give it a fixed
   logical id and a property holding the image's content hash: CloudFormation then sends an Update
   (the library starts the copy again) exactly when the image changes, and nothing otherwise.
 * Its CodeBuild project uses the retired `aws/codebuild/standard:5.0` image; we pin 7.0, which
-  has the same docker and AWS CLI the copy's buildspec uses.
+  has the same docker and AWS CLI the copy's buildspec uses. Its buildspec pushes unconditionally,
+  which an immutable tag refuses the second time (a revert to an earlier image, a retried deploy,
+  an adopted repository): our handler starts no build when the tag is already there.
+* Its two Lambda handlers are nodejs16.x with aws-sdk v2 (Lambda stops creating nodejs16.x
+  functions on 2027-02-01) and only fail on a FAILED build; ours (canary_stack/handlers/
+  image_copy.js) run on nodejs24.x with the runtime's SDK v3 and fail at once on any final
+  status other than SUCCEEDED. They replace the library's code inline (Code.ZipFile only).
+* Its Python `Source.directory` cannot pass the asset `platform` (its keyword arguments predate
+  it), so the image would be built for whatever machine runs `cdk deploy`. The TypeScript method
+  takes any DockerImageAssetOptions; we call it through jsii with the tasks' platform.
 """
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
-from aws_cdk import Acknowledgment, CfnResource, CustomResource, RemovalPolicy, Stack, Validations
+import jsii
+from aws_cdk import (
+    Acknowledgment,
+    CfnResource,
+    CustomResource,
+    IStableStringProducer,
+    Lazy,
+    RemovalPolicy,
+    Stack,
+    Validations,
+)
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from cdk_docker_image_deployment import Destination, DockerImageDeployment, Source
 from constructs import Construct
 
+from canary_stack.config import CpuArchitecture
 from canary_stack.constants import CRYSTAL_SRC
+from canary_stack.image_tags import HANDLERS, NODEJS_RUNTIME, ImageTagger
 from canary_stack.nag import acknowledge, arn_of
 
 CODEBUILD_IMAGE = "aws/codebuild/standard:7.0"
+IMAGE_COPY_SOURCE = HANDLERS / "image_copy.js"
+# The library's handler construct ids and the export of ours that replaces each.
+IMAGE_COPY_HANDLERS = {"onEventHandler": "index.onEvent", "isCompleteHandler": "index.isComplete"}
+
+# The task's CPU and the platform its image is built for: one setting, so they always agree.
+PLATFORMS: dict[CpuArchitecture, tuple[ecr_assets.Platform, ecs.CpuArchitecture]] = {
+    "x86_64": (ecr_assets.Platform.LINUX_AMD64, ecs.CpuArchitecture.X86_64),
+    "arm64": (ecr_assets.Platform.LINUX_ARM64, ecs.CpuArchitecture.ARM64),
+}
 
 
 def stabilize(deployment: DockerImageDeployment, *, logical_id: str, content_hash: str) -> CfnResource:
@@ -63,7 +105,9 @@ def acknowledge_library_findings(deployment: DockerImageDeployment) -> None:
     role = deployment.node.find_child("DockerImageDeployRole")
     provider = deployment.node.find_child("CRProvider")
     handlers = [deployment.node.find_child(h) for h in ("onEventHandler", "isCompleteHandler")]
-    project_ref = f"<{Stack.of(project).resolve(Stack.of(project).get_logical_id(project.node.default_child))}>"
+    project_resource = project.node.default_child
+    assert isinstance(project_resource, codebuild.CfnProject)
+    project_ref = f"<{Stack.of(project).resolve(Stack.of(project).get_logical_id(project_resource))}>"
 
     acknowledge(
         role,
@@ -89,12 +133,6 @@ def acknowledge_library_findings(deployment: DockerImageDeployment) -> None:
         "ECR repositories, whose own encryption applies; a customer-managed key adds cost only",
     )
     for handler in handlers:
-        acknowledge(
-            handler,
-            "AwsSolutions-L1",
-            "The library's handlers use aws-sdk v2, which only the nodejs16.x runtime ships. "
-            "Lambda still creates nodejs16.x functions until 2027-02-01 (follow-up in the README)",
-        )
         acknowledge(
             handler,
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
@@ -127,34 +165,155 @@ def acknowledge_library_findings(deployment: DockerImageDeployment) -> None:
     Validations.of(deployment).acknowledge(
         Acknowledgment(
             id="Annotation::aws-cdk-lib/aws-lambda-nodejs:runtimeUpdateSdkV2Breakage",
-            reason="Known: the library's handlers need nodejs16.x (see AwsSolutions-L1 above)",
+            reason="Raised while the library constructs its handlers on nodejs16.x; replace_copy_handlers then "
+            "deploys them on nodejs24.x with our own SDK v3 code (tests/stack/test_images.py)",
         )
     )
 
 
-class ImagePublication(Construct):
-    """Copies the image built from crystal_src/ to `repository:tag`, once per image content."""
+def replace_copy_handlers(deployment: DockerImageDeployment, *, source: str) -> list[lambda_.CfnFunction]:
+    """Runs the library's two handlers on nodejs24.x with our code, inline.
 
-    def __init__(self, scope: Construct, id: str, *, repository: ecr.IRepository, tag: str, directory: Path) -> None:
+    The L1 attributes are set, not overridden: `code` replaces the whole Code property (an override
+    of `Code` would merge and leave the bundled asset's S3Bucket/S3Key beside ZipFile), and cdk-nag
+    reads these attributes, so its runtime check sees what is deployed.
+    """
+    functions = []
+    for construct_id, handler in IMAGE_COPY_HANDLERS.items():
+        function = deployment.node.find_child(construct_id).node.default_child
+        assert isinstance(function, lambda_.CfnFunction)
+        function.runtime = NODEJS_RUNTIME.name
+        function.handler = handler
+        function.code = lambda_.CfnFunction.CodeProperty(zip_file=source)
+        functions.append(function)
+    return functions
+
+
+def skip_copy_when_present(
+    deployment: DockerImageDeployment, resource: CfnResource, *, repository: ecr.IRepository, tag: str
+) -> None:
+    """Names the destination to our onEvent handler, which starts no build when the tag is there.
+
+    ECR refuses a push to an existing tag of an immutable repository, even of the same image
+    (ImageTagAlreadyExistsException, https://docs.aws.amazon.com/AmazonECR/latest/userguide/repository-edit.html),
+    and the library's buildspec pushes unconditionally. A tag named after the content hash already
+    holds that content, so a re-run (a revert to an earlier image, a retried deploy, an adopted
+    repository) has nothing to copy. The check is ecr:DescribeImages on the one repository.
+    """
+    resource.add_property_override("DestinationRepositoryName", repository.repository_name)
+    resource.add_property_override("DestinationTag", tag)
+    on_event = deployment.node.find_child("onEventHandler")
+    assert isinstance(on_event, lambda_.Function)
+    on_event.add_to_role_policy(
+        iam.PolicyStatement(actions=["ecr:DescribeImages"], resources=[repository.repository_arn])
+    )
+
+
+def directory_source(directory: Path, *, platform: ecr_assets.Platform) -> Source:
+    """`Source.directory(path, assetOptions)` with the asset options the Python wrapper cannot pass.
+
+    Only `platform` is set: the CDK CLI builds every image asset with
+    BUILDX_NO_DEFAULT_ATTESTATIONS=1 (tests/stack/test_images.py checks the pinned CLI), so the pushed
+    image is one single-platform manifest, not an index with a provenance attestation, which the
+    copy's plain `docker pull` on x86 CodeBuild could not resolve for an arm64 image.
+    """
+    options = ecr_assets.DockerImageAssetOptions(platform=platform)
+    return typing.cast(Source, jsii.sinvoke(Source, "directory", [str(directory), options]))
+
+
+@jsii.implements(IStableStringProducer)
+class _Later:
+    """A string known only after the construct that computes it exists (the asset hash)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.value: str | None = None
+
+    def produce(self) -> str:
+        if self.value is None:
+            raise RuntimeError(f"{self.what} was never set")
+        return self.value
+
+
+class ImagePublication(Construct):
+    """Builds the image in `directory` for `platform` and copies it to `repository:<its asset hash>`,
+    once per image content."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        repository: ecr.IRepository,
+        directory: Path,
+        platform: ecr_assets.Platform,
+    ) -> None:
         super().__init__(scope, id)
-        self.tag = tag
+        # The destination tag is the asset's hash, which exists only once the library has made the
+        # asset inside the deployment: the tag is resolved at synthesis.
+        tag = _Later("the image asset hash")
         self.deployment = DockerImageDeployment(
             self,
             "Copy",
-            # The library's Source.directory predates the asset `platform` option: the image is
-            # built for the machine that runs `cdk deploy` (x86_64 in CI), as the tasks expect.
-            source=Source.directory(str(directory)),
-            destination=Destination.ecr(repository, tag=tag),
+            source=directory_source(directory, platform=platform),
+            destination=Destination.ecr(repository, tag=Lazy.string(tag)),
         )
         asset = self.deployment.node.find_child("asset")
         assert isinstance(asset, ecr_assets.DockerImageAsset)
         self.content_hash: str = asset.asset_hash
+        tag.value = self.content_hash
+        self.tag = self.content_hash
         self.custom_resource = stabilize(self.deployment, logical_id=f"{id}ImageCopy", content_hash=self.content_hash)
+        self.handlers = replace_copy_handlers(self.deployment, source=IMAGE_COPY_SOURCE.read_text())
+        skip_copy_when_present(self.deployment, self.custom_resource, repository=repository, tag=self.tag)
         acknowledge_library_findings(self.deployment)
 
 
+def named_repository(
+    scope: Construct, id: str, *, name: str, mutable_tags: tuple[str, ...], disposable: bool = False
+) -> ecr.Repository:
+    """The repository, created and owned by the stack.
+
+    * `RetainExceptOnCreate` (CDK: RETAIN_ON_UPDATE_OR_DELETE): released images outlive the stack,
+      but a create that rolls back deletes it, so the retry does not fail on "already exists"
+      (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html).
+    * EmptyOnDelete: that delete succeeds although the copy may already have pushed an image
+      (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-ecr-repository.html).
+      CDK's L2 only allows it with DESTROY, so it is set on the L1 resource.
+    * IMMUTABLE_WITH_EXCLUSION: every tag is immutable except the workshop's moving ones
+      (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-properties-ecr-repository-imagetagmutabilityexclusionfilter.html).
+    * `disposable`: DESTROY instead, images included, for a repository nobody pulls from (the deploy
+      check's own); never the user's.
+    """
+    repository = ecr.Repository(
+        scope,
+        id,
+        repository_name=name,
+        image_scan_on_push=True,
+        image_tag_mutability=ecr.TagMutability.IMMUTABLE_WITH_EXCLUSION,
+        image_tag_mutability_exclusion_filters=[
+            ecr.ImageTagMutabilityExclusionFilter.wildcard(tag) for tag in mutable_tags
+        ],
+        encryption=ecr.RepositoryEncryption.AES_256,
+        removal_policy=RemovalPolicy.DESTROY if disposable else RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+    )
+    cfn = repository.node.default_child
+    assert isinstance(cfn, ecr.CfnRepository)
+    cfn.empty_on_delete = True
+    return repository
+
+
 class CanaryImages(Construct):
-    """The named repository, the canary's copy in it, and the image each version runs."""
+    """The repository, the canary's copy in it, the image each version runs, and the moving tags.
+
+    `adopt_repository`: use the existing repository called `repository_name` (say one the workshop
+    made by hand) instead of creating it. The stack then cannot enforce, and a reviewer cannot see,
+    what it would otherwise guarantee: that hash tags are immutable (a MUTABLE repository lets a
+    push replace `repo:<hash>` under a running service), scan on push, AES-256 encryption, and
+    what happens to it on a failed create or `cdk destroy` (it is never the stack's to delete).
+    Make it IMMUTABLE_WITH_EXCLUSION for the moving tags by hand to keep the release model sound.
+    `disposable`: see `named_repository` (ignored for an adopted repository, never the stack's).
+    """
 
     def __init__(
         self,
@@ -164,34 +323,38 @@ class CanaryImages(Construct):
         repository_name: str,
         canary_tag: str,
         production_tag: str,
-        promote: bool,
+        production_image: str,
+        cpu_architecture: CpuArchitecture,
+        adopt_repository: bool = False,
         directory: Path = CRYSTAL_SRC,
+        disposable: bool = False,
     ) -> None:
         super().__init__(scope, id)
-        # A user-facing name is the point here: the workshop pushed to this repository by hand,
-        # and people pull from it. RETAIN: deleting the stack must not delete released images.
-        self.repository = ecr.Repository(
-            self,
-            "Repository",
-            repository_name=repository_name,
-            image_scan_on_push=True,
-            image_tag_mutability=ecr.TagMutability.MUTABLE,  # `epoch` and `vanilla` move by design
-            encryption=ecr.RepositoryEncryption.AES_256,
-            removal_policy=RemovalPolicy.RETAIN,
+        platform, self.cpu_architecture = PLATFORMS[cpu_architecture]
+        self.repository: ecr.IRepository = (
+            ecr.Repository.from_repository_name(self, "Repository", repository_name)
+            if adopt_repository
+            else named_repository(
+                self,
+                "Repository",
+                name=repository_name,
+                mutable_tags=(canary_tag, production_tag),
+                disposable=disposable,
+            )
         )
         self.canary_publication = ImagePublication(
-            self, "Canary", repository=self.repository, tag=canary_tag, directory=directory
+            self, "Canary", repository=self.repository, directory=directory, platform=platform
         )
-        self.canary_image = ecs.ContainerImage.from_ecr_repository(self.repository, canary_tag)
-        self.canary_revision = self.canary_publication.content_hash
+        # Each version runs an immutable tag: the template names exactly the image that runs.
+        self.canary_hash = self.canary_publication.content_hash
+        self.canary_image = ecs.ContainerImage.from_ecr_repository(self.repository, self.canary_hash)
+        self.production_hash = production_image
+        self.production_image = ecs.ContainerImage.from_ecr_repository(self.repository, self.production_hash)
 
-        # Production runs whatever the production tag holds. It changes only by promotion
-        # (productionImage=canary), which copies the canary's image to that tag as well.
-        self.production_publication: ImagePublication | None = None
-        self.production_revision: str | None = None
-        if promote:
-            self.production_publication = ImagePublication(
-                self, "Promotion", repository=self.repository, tag=production_tag, directory=directory
-            )
-            self.production_revision = self.production_publication.content_hash
-        self.production_image = ecs.ContainerImage.from_ecr_repository(self.repository, production_tag)
+        tagger = ImageTagger(self, "Tagger", repository=self.repository)
+        self.canary_tag = tagger.tag("CanaryTag", source_tag=self.canary_hash, tag=canary_tag)
+        self.production_tag = tagger.tag("ProductionTag", source_tag=self.production_hash, tag=production_tag)
+        # Both only after the copy: on a first deploy (productionImage = the canary's hash, as
+        # committed) production's image is the one the copy has just pushed.
+        for mover in (self.canary_tag, self.production_tag):
+            mover.node.add_dependency(self.canary_publication.custom_resource)

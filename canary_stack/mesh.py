@@ -6,8 +6,9 @@ canary without it (`-c trafficRouter=alb`).
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import CfnResource, Duration
 from aws_cdk import aws_appmesh as appmesh
+from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_servicediscovery as servicediscovery
 from constructs import Construct
 
@@ -24,6 +25,7 @@ from canary_stack.constants import (
     ROUTE_NAME,
     ROUTER_NAME,
     VIRTUAL_SERVICE_NAME,
+    WORKSHOP_CANARY_HEADER,
 )
 from canary_stack.service import MeshMembership
 
@@ -85,23 +87,12 @@ class MeshCanary(Construct):
             virtual_router_name=ROUTER_NAME,
             listeners=[appmesh.VirtualRouterListener.http(APP_PORT)],
         )
-        # Testers reach the canary at any weight, 0 included, with the workshop's header.
-        self.header_route = appmesh.Route(
-            self,
-            "CanaryHeaderRoute",
-            mesh=self.mesh,
-            virtual_router=self.router,
-            route_name=f"{ROUTE_NAME}-canary-header",
-            route_spec=appmesh.RouteSpec.http(
-                weighted_targets=[appmesh.WeightedTarget(virtual_node=self.canary.virtual_node, weight=1)],
-                match=appmesh.HttpRouteMatch(
-                    path=appmesh.HttpRoutePathMatch.starts_with("/"),
-                    headers=[appmesh.HeaderMatch.value_is(CANARY_HEADER, CANARY_HEADER_VALUE)],
-                ),
-                priority=0,
-                retry_policy=_retries(),
-                timeout=appmesh.HttpTimeout(per_request=REQUEST_TIMEOUT),
-            ),
+        # Testers reach the canary at any weight, 0 included. Through the load balancer and the
+        # gateway only `canary-fleet` arrives (the load balancer drops `canary_fleet`, see
+        # constants.py); callers inside the mesh may still send the workshop's `canary_fleet`.
+        self.header_route = self._header_route("CanaryHeaderRoute", "canary-header", CANARY_HEADER, priority=0)
+        self.workshop_header_route = self._header_route(
+            "WorkshopHeaderRoute", "workshop-header", WORKSHOP_CANARY_HEADER, priority=1
         )
         # The canary's traffic step: the only resource a change of canaryWeight touches.
         self.route = appmesh.Route(
@@ -151,6 +142,34 @@ class MeshCanary(Construct):
             route_spec=appmesh.GatewayRouteSpec.http(
                 route_target=self.virtual_service,
                 match=appmesh.HttpGatewayRouteMatch(path=appmesh.HttpGatewayRoutePathMatch.starts_with("/")),
+            ),
+        )
+
+    def move_traffic_after(self, *services: ecs.CfnService) -> None:
+        """Promotion safety: the weighted route changes only after these services are updated and
+        stable, so on a deploy that changes production's image and sets the weight to 0,
+        production rolls first."""
+        route = self.route.node.default_child
+        assert isinstance(route, CfnResource)
+        for service in services:
+            route.add_dependency(service)
+
+    def _header_route(self, id: str, name: str, header: str, *, priority: int) -> appmesh.Route:
+        return appmesh.Route(
+            self,
+            id,
+            mesh=self.mesh,
+            virtual_router=self.router,
+            route_name=f"{ROUTE_NAME}-{name}",
+            route_spec=appmesh.RouteSpec.http(
+                weighted_targets=[appmesh.WeightedTarget(virtual_node=self.canary.virtual_node, weight=1)],
+                match=appmesh.HttpRouteMatch(
+                    path=appmesh.HttpRoutePathMatch.starts_with("/"),
+                    headers=[appmesh.HeaderMatch.value_is(header, CANARY_HEADER_VALUE)],
+                ),
+                priority=priority,
+                retry_policy=_retries(),
+                timeout=appmesh.HttpTimeout(per_request=REQUEST_TIMEOUT),
             ),
         )
 

@@ -7,13 +7,19 @@ the exact finding id synthesis prints ("Acknowledge with '...'").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Acknowledgment, CfnResource, Stack, Validations
 from constructs import IConstruct
 
 
-def acknowledge(scope: IConstruct, finding: str, reason: str) -> None:
-    """`finding` is an AwsSolutions rule id, with its `[...]` detail where the rule has one."""
-    Validations.of(scope).acknowledge(Acknowledgment(id=f"AwsSolutions::{finding}", reason=reason))
+def acknowledge(scope: IConstruct, finding: str | Sequence[str], reason: str) -> None:
+    """`finding` is an AwsSolutions rule id, with its `[...]` detail where the rule has one, or a
+    sequence of them that share the reason."""
+    findings = [finding] if isinstance(finding, str) else list(finding)
+    if not findings:
+        raise ValueError("acknowledge needs at least one finding")
+    Validations.of(scope).acknowledge(*(Acknowledgment(id=f"AwsSolutions::{f}", reason=reason) for f in findings))
 
 
 def arn_of(resource: IConstruct) -> str:

@@ -12,7 +12,6 @@ Where the numbers come from depends on the router:
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
@@ -20,29 +19,12 @@ from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
-from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from canary_stack.constants import ENVOY_UID, canary_alarm_prefix
-from canary_stack.nag import acknowledge
-from canary_stack.service import CrystalService, no_capabilities
+from canary_stack.constants import canary_alarm_prefix
+from canary_stack.fargate import CODE_CLASS_DIMENSION, CONNECTION_MANAGER_DIMENSION, INGRESS, NODE_DIMENSION
 
 PERIOD = Duration.minutes(1)
-
-# Pinned like Envoy: an agent that changes under a running canary changes what the alarms see.
-CLOUDWATCH_AGENT_IMAGE = "public.ecr.aws/cloudwatch-agent/cloudwatch-agent:1.300062.0b1304"
-# Where the agent writes at run time, each a scratch volume under a read-only root file system.
-AGENT_SCRATCH = {
-    "cwagent-etc": "/opt/aws/amazon-cloudwatch-agent/etc",
-    "cwagent-var": "/opt/aws/amazon-cloudwatch-agent/var",
-    "cwagent-logs": "/opt/aws/amazon-cloudwatch-agent/logs",
-    "cwagent-tmp": "/tmp",
-}
-STATSD_PORT = 8125  # App Mesh Envoy's default DogStatsD port, set explicitly on both sides
-
-# Envoy tag names with ENABLE_ENVOY_STATS_TAGS=1 (App Mesh adds the node's name to every stat).
-NODE_DIMENSION = "appmesh.virtual_node"
-CODE_CLASS_DIMENSION = "envoy.response_code_class"
 
 # The alarm thresholds, one place.
 ERROR_RATE_PERCENT = 5  # canary 5xx share of its requests
@@ -84,10 +66,12 @@ def envoy_signals(namespace: str, node_name: str) -> VersionSignals:
     """A version in App Mesh, from the stats its Envoy sidecar exports (see EnvoyStatsExport)."""
 
     def metric(name: str, statistic: str, **dimensions: str) -> cloudwatch.Metric:
+        # Ingress only: the requests callers sent to this version, not Envoy's own admin and
+        # health-check traffic (which would dilute the 5xx rate) nor the app's outbound calls.
         return cloudwatch.Metric(
             namespace=namespace,
             metric_name=name,
-            dimensions_map={NODE_DIMENSION: node_name, **dimensions},
+            dimensions_map={NODE_DIMENSION: node_name, CONNECTION_MANAGER_DIMENSION: INGRESS, **dimensions},
             statistic=statistic,
             period=PERIOD,
         )
@@ -105,85 +89,6 @@ def envoy_signals(namespace: str, node_name: str) -> VersionSignals:
             label="p99 (s)",
         ),
     )
-
-
-class EnvoyStatsExport(Construct):
-    """A CloudWatch agent sidecar that receives a version's Envoy stats and publishes them.
-
-    Envoy sends DogStatsD to the agent on localhost. The agent rolls the stats up to the node (and
-    the response code class), so the alarms' dimensions are exactly those, whatever other tags
-    Envoy adds. It runs as Envoy's user: App Mesh's iptables rules let that user's traffic past
-    the proxy, which would otherwise drop the agent's calls to CloudWatch (egress filter DROP_ALL).
-    """
-
-    def __init__(self, scope: Construct, id: str, *, version: CrystalService, namespace: str) -> None:
-        super().__init__(scope, id)
-        if version.envoy_container is None:
-            raise ValueError(f"{version.version} has no Envoy sidecar to export stats from")
-        for name, value in (
-            ("ENABLE_ENVOY_STATS_TAGS", "1"),
-            ("ENABLE_ENVOY_DOG_STATSD", "1"),
-            ("STATSD_PORT", str(STATSD_PORT)),
-        ):
-            version.envoy_container.add_environment(name, value)
-
-        # Hardened like the other containers: no Linux capability, read-only root file system. The
-        # agent writes its translated configuration, state and logs at start-up; those directories
-        # are task-local scratch volumes.
-
-        config = {
-            # No host dimension: a replaced task would start a new series the alarms never see.
-            "agent": {"omit_hostname": True},
-            "metrics": {
-                "namespace": namespace,
-                "metrics_collected": {
-                    "statsd": {
-                        "service_address": f":{STATSD_PORT}",
-                        "metrics_collection_interval": 10,
-                        "metrics_aggregation_interval": 60,
-                    }
-                },
-                "aggregation_dimensions": [[NODE_DIMENSION], [NODE_DIMENSION, CODE_CLASS_DIMENSION]],
-            },
-        }
-        self.container = version.task_definition.add_container(
-            "cwagent",
-            container_name="cwagent",
-            image=ecs.ContainerImage.from_registry(CLOUDWATCH_AGENT_IMAGE),
-            # Serving does not stop when monitoring does; the alarms then see no data (not
-            # breaching) and the dashboard shows the gap.
-            essential=False,
-            user=str(ENVOY_UID),
-            memory_reservation_mib=64,
-            linux_parameters=no_capabilities(self, "Linux"),
-            environment={"CW_CONFIG_CONTENT": json.dumps(config, sort_keys=True, separators=(",", ":"))},
-            readonly_root_filesystem=True,
-            logging=ecs.LogDriver.aws_logs(stream_prefix="cwagent", log_group=version.log_group),
-        )
-        for volume, path in AGENT_SCRATCH.items():
-            version.task_definition.add_volume(name=volume)
-            self.container.add_mount_points(ecs.MountPoint(container_path=path, source_volume=volume, read_only=False))
-
-        # PutMetricData has no resource-level permissions; the namespace condition is the
-        # tightest scope CloudWatch offers.
-        self.policy = iam.Policy(
-            self,
-            "PutMetrics",
-            statements=[
-                iam.PolicyStatement(
-                    actions=["cloudwatch:PutMetricData"],
-                    resources=["*"],
-                    conditions={"StringEquals": {"cloudwatch:namespace": namespace}},
-                )
-            ],
-        )
-        self.policy.attach_to_role(version.task_definition.task_role)
-        acknowledge(
-            self.policy,
-            "AwsSolutions-IAM5[Resource::*]",
-            "cloudwatch:PutMetricData has no resource-level permissions; the statement is limited to "
-            "this stack's Envoy namespace by the cloudwatch:namespace condition key",
-        )
 
 
 class CanaryObservability(Construct):

@@ -10,7 +10,7 @@ and the offline CloudFormation diff from the committed weight to the weight abou
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Aws, DefaultStackSynthesizer, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Aws, DefaultStackSynthesizer, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_codepipeline_actions as actions
@@ -19,6 +19,7 @@ from constructs import Construct
 
 from canary_stack.config import PipelineConfig
 from canary_stack.log_groups import log_group
+from canary_stack.nag import acknowledge
 
 WEIGHT_VARIABLE = "canaryWeight"
 # The CDK bootstrap roles a `cdk deploy` assumes; the deploy role's CloudFormation execution role,
@@ -192,17 +193,18 @@ class PipelineStack(Stack):
         for project in (self.test_project, self.deploy_project):
             policy = project.role.node.find_child("DefaultPolicy").node.default_child
             log_group = f"<{self.get_logical_id(project.node.default_child)}>"
-            _acknowledge(policy, artifacts_reason, *(f"IAM5[{f}]" for f in artifact_reads))
-            _acknowledge(
+            acknowledge(policy, [f"AwsSolutions-IAM5[{f}]" for f in artifact_reads], artifacts_reason)
+            acknowledge(
                 policy,
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:"
+                f"log-group:/aws/codebuild/{log_group}:*]",
                 "CodeBuild writes log streams it names per build, under this project's log group only",
-                f"IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/codebuild/{log_group}:*]",
             )
-            _acknowledge(
+            acknowledge(
                 project.node.default_child,
+                "AwsSolutions-CB4",
                 "Artifacts and logs hold the repository's source and templates, no secrets; they are "
                 "encrypted with AWS managed keys, and a customer managed key would add cost, not protection",
-                "CB4",
             )
         # The pipeline's role and the role CDK made for the source action (Pipeline/Source/Source/...).
         source_role = (
@@ -210,12 +212,12 @@ class PipelineStack(Stack):
         )
         for role in (self.pipeline.role, source_role):
             policy = role.node.find_child("DefaultPolicy").node.default_child
-            _acknowledge(policy, artifacts_reason, *(f"IAM5[{f}]" for f in artifact_writes))
-        _acknowledge(
+            acknowledge(policy, [f"AwsSolutions-IAM5[{f}]" for f in artifact_writes], artifacts_reason)
+        acknowledge(
             bucket.node.default_child,
+            "AwsSolutions-S1",
             "Holds only this pipeline's intermediate artifacts, reached through this stack's roles; "
             "CloudTrail records who started or approved a deploy",
-            "S1",
         )
 
     def _logging(self, id: str) -> codebuild.LoggingOptions:
@@ -225,9 +227,3 @@ class PipelineStack(Stack):
                 log_group=log_group(self, id, removal_policy=RemovalPolicy.RETAIN)
             )
         )
-
-
-def _acknowledge(construct: Construct, reason: str, *findings: str) -> None:
-    Validations.of(construct).acknowledge(
-        *(Acknowledgment(id=f"AwsSolutions::AwsSolutions-{finding}", reason=reason) for finding in findings)
-    )

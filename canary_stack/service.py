@@ -8,25 +8,20 @@ from aws_cdk import Duration
 from aws_cdk import aws_appmesh as appmesh
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_servicediscovery as servicediscovery
 from constructs import Construct
 
 from canary_stack.constants import (
     APP_PORT,
-    ENVOY_ADMIN_PORT,
     ENVOY_EGRESS_IGNORED_IPS,
     ENVOY_EGRESS_PORT,
-    ENVOY_IMAGE,
     ENVOY_INGRESS_PORT,
     ENVOY_UID,
 )
+from canary_stack.fargate import acknowledge_task_findings, envoy_container, no_capabilities, private_fargate_service
 from canary_stack.log_groups import log_group
-from canary_stack.nag import acknowledge
 
-ENVOY_SCRATCH_VOLUME = "envoy-tmp"
 APP_UID = "10001"  # the non-root user of crystal_src/Dockerfile, repeated so ECS enforces it too
-IMAGE_REVISION_LABEL = "org.opencontainers.image.revision"
 
 
 @dataclass(frozen=True)
@@ -37,102 +32,14 @@ class MeshMembership:
     discovery: servicediscovery.IService
 
 
-def envoy_container(
-    task: ecs.TaskDefinition, *, resource_arn: str, log_group: logs.ILogGroup
-) -> ecs.ContainerDefinition:
-    """The App Mesh Envoy, as a sidecar or as a gateway's only container.
-
-    Its root file system is read-only; Envoy writes its bootstrap configuration to /tmp, which is
-    a task-local scratch volume.
-    """
-    task.add_volume(name=ENVOY_SCRATCH_VOLUME)
-    envoy = task.add_container(
-        "envoy",
-        container_name="envoy",
-        image=ecs.ContainerImage.from_registry(ENVOY_IMAGE),
-        essential=True,
-        user=str(ENVOY_UID),
-        memory_reservation_mib=128,
-        readonly_root_filesystem=True,
-        linux_parameters=no_capabilities(task, "EnvoyLinux"),
-        environment={
-            "APPMESH_RESOURCE_ARN": resource_arn,
-            "ENVOY_LOG_LEVEL": "info",
-        },
-        # App Mesh's documented liveness probe: the admin API reports LIVE once Envoy has its
-        # configuration from the control plane.
-        health_check=ecs.HealthCheck(
-            command=[
-                "CMD-SHELL",
-                f"curl -s http://localhost:{ENVOY_ADMIN_PORT}/server_info | grep state | grep -q LIVE",
-            ],
-            interval=Duration.seconds(5),
-            timeout=Duration.seconds(2),
-            retries=3,
-            start_period=Duration.seconds(10),
-        ),
-        logging=ecs.LogDriver.aws_logs(stream_prefix="envoy", log_group=log_group),
-    )
-    envoy.add_mount_points(ecs.MountPoint(container_path="/tmp", source_volume=ENVOY_SCRATCH_VOLUME, read_only=False))
-    return envoy
-
-
-def no_capabilities(scope: Construct, id: str) -> ecs.LinuxParameters:
-    """Drops every Linux capability (none of our processes needs one) and runs an init process
-    that forwards SIGTERM to the main process and reaps zombies."""
-    params = ecs.LinuxParameters(scope, id, init_process_enabled=True)
-    params.drop_capabilities(ecs.Capability.ALL)
-    return params
-
-
-def private_fargate_service(
-    scope: Construct,
-    *,
-    cluster: ecs.ICluster,
-    task_definition: ecs.FargateTaskDefinition,
-    security_group: ec2.ISecurityGroup,
-    desired_count: int,
-) -> ecs.FargateService:
-    """Every service of the stack: private subnets, no public IP, full capacity during a
-    deployment, and the circuit breaker rolling a failed deployment back."""
-    return ecs.FargateService(
-        scope,
-        "Service",
-        cluster=cluster,
-        task_definition=task_definition,
-        desired_count=desired_count,
-        min_healthy_percent=100,
-        max_healthy_percent=200,
-        assign_public_ip=False,
-        vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
-        security_groups=[security_group],
-        circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
-    )
-
-
-def acknowledge_task_findings(task: ecs.TaskDefinition, *, pulls_from_ecr: bool) -> None:
-    acknowledge(
-        task,
-        "AwsSolutions-ECS2",
-        "The environment holds only non-secret settings (PORT, LOG_LEVEL, APPMESH_RESOURCE_ARN, "
-        "Envoy switches); this service has no secrets",
-    )
-    if pulls_from_ecr:
-        acknowledge(
-            task,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Execution role: ecr:GetAuthorizationToken has no resource-level permissions (pulls "
-            "themselves are limited to the one repository)",
-        )
-
-
 class CrystalService(Construct):
     """A Fargate service running one version of the Crystal backend.
 
     `mesh`: when given, the task gets an Envoy sidecar and the APPMESH proxy configuration, and
     registers in the node's Cloud Map service; when None (the ALB router), it runs the app alone.
-    `image_revision`: the content hash of the image behind a mutable tag; it is written into the
-    task definition so that ECS rolls the service exactly when the image changes.
+    `image`: named by an immutable tag (canary_stack/image.py), so the task definition changes, and
+    ECS rolls the service, exactly when the image does.
+    `cpu_architecture`: the tasks' CPU; the image is built for the same one (CanaryImages).
     """
 
     def __init__(
@@ -143,7 +50,7 @@ class CrystalService(Construct):
         cluster: ecs.ICluster,
         version: str,
         image: ecs.ContainerImage,
-        image_revision: str | None = None,
+        cpu_architecture: ecs.CpuArchitecture = ecs.CpuArchitecture.X86_64,
         mesh: MeshMembership | None = None,
         desired_count: int = 1,
     ) -> None:
@@ -170,7 +77,7 @@ class CrystalService(Construct):
             cpu=256 if mesh is None else 512,
             memory_limit_mib=512 if mesh is None else 1024,
             runtime_platform=ecs.RuntimePlatform(
-                cpu_architecture=ecs.CpuArchitecture.X86_64,
+                cpu_architecture=cpu_architecture,
                 operating_system_family=ecs.OperatingSystemFamily.LINUX,
             ),
             proxy_configuration=proxy,
@@ -186,7 +93,6 @@ class CrystalService(Construct):
             linux_parameters=no_capabilities(self, "AppLinux"),
             port_mappings=[ecs.PortMapping(container_port=APP_PORT, name="http")],
             environment={"PORT": str(APP_PORT), "LOG_LEVEL": "info"},
-            docker_labels={IMAGE_REVISION_LABEL: image_revision} if image_revision else None,
             # The binary checks itself: the image has no shell or curl.
             health_check=ecs.HealthCheck(
                 command=["CMD", "/server", "--health-check"],
@@ -236,6 +142,13 @@ class CrystalService(Construct):
             self.service.associate_cloud_map_service(
                 service=mesh.discovery, container=self.app_container, container_port=APP_PORT
             )
+
+    @property
+    def cfn_service(self) -> ecs.CfnService:
+        """The AWS::ECS::Service itself, for the resources that must be created or updated after it."""
+        child = self.service.node.default_child
+        assert isinstance(child, ecs.CfnService)
+        return child
 
     def allow_from(self, peer: ec2.ISecurityGroup, description: str) -> None:
         """Opens the app port, and only it, to one security group."""

@@ -1,6 +1,6 @@
 """What may be deployed, checked the same way by `make deploy`, rollout and the pipeline.
 
-AWS App Mesh reached its end of service on 2026-09-30: the `appmesh` router stays a complete,
+AWS App Mesh reached its end of support on 2026-09-30: the `appmesh` router stays a complete,
 synthesized and tested reproduction of the workshop, but a deploy of it cannot succeed, so every
 deploying tool refuses it before anything is built or uploaded.
 """
@@ -11,14 +11,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from canary_stack.config import CanaryConfig, ConfigError
+from canary_stack.constants import APP_MESH_REFUSAL as END_OF_SUPPORT
 from canary_stack.constants import CDK_CLI
 from canary_stack.ops.cli import UsageError
 from canary_stack.ops.committed import committed_context
 
-APP_MESH_REFUSAL = (
-    "trafficRouter=appmesh cannot be deployed: AWS App Mesh reached its end of service on 2026-09-30; "
-    "deploy the same canary with -c trafficRouter=alb"
-)
+APP_MESH_REFUSAL = f"trafficRouter=appmesh: {END_OF_SUPPORT}"
 
 
 def app_config(root: Path, context: Mapping[str, str]) -> CanaryConfig:

@@ -38,9 +38,13 @@ def test_cdk_synth_writes_what_the_tests_assert_on(cli_w37, synth):
     assert from_cli == synth(canaryWeight="37").template
 
 
-def test_cdk_synth_prints_the_app_mesh_end_of_support_warning(cli_w37):
-    _, result = cli_w37
-    assert "AWS App Mesh reached end of support on 2026-09-30" in result.stderr + result.stdout
+def test_cdk_synth_of_the_default_router_has_no_app_mesh(cli_w37):
+    # The first thing a newcomer synthesizes is the router AWS still serves (App Mesh ended
+    # 2026-09-30; its template's warning and Rule: tests/stack/test_routers.py).
+    out, result = cli_w37
+    assert "App Mesh" not in result.stderr + result.stdout
+    template = json.loads((out / "CrystalCanary.template.json").read_text())
+    assert not [k for k, v in template["Resources"].items() if v["Type"].startswith("AWS::AppMesh::")]
 
 
 @pytest.mark.parametrize("raw", ["abc"])  # every other bad value: tests/stack/test_config.py
@@ -56,8 +60,11 @@ def test_cdk_synth_with_a_bad_weight_fails_with_one_line_and_no_template(tmp_pat
     "context, line",
     [
         ({"canaryWeight": "1e1"}, "error: canaryWeight must be a whole number from 0 to 100, got '1e1'"),
-        ({"trafficRouter": "linkerd"}, "error: trafficRouter must be one of appmesh, alb, got 'linkerd'"),
+        ({"trafficRouter": "linkerd"}, "error: trafficRouter must be one of alb, appmesh, got 'linkerd'"),
         ({"canaryWeigth": "10"}, "error: unknown context parameter 'canaryWeigth'; known parameters: canaryWeight, "),
+        ({"productionImage": "vanilla"}, "error: productionImage must be the 64-character lowercase hex asset hash"),
+        ({"canaryWeight": "10"}, "error: productionImage must be the 64-character lowercase hex asset hash"),
+        ({"productionImage": "f" * 64, "cpuArchitecture": "aarch64"}, "error: cpuArchitecture must be one of"),
     ],
 )
 def test_app_exits_2_with_exactly_one_line(tmp_path, context, line):

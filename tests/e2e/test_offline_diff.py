@@ -43,13 +43,14 @@ def resource_lines(diff: str) -> list[str]:
     return [line for line in section.splitlines() if re.match(r"^\[[-+~]\] ", line)]
 
 
-def test_weight_step_diff_shows_the_route_weights_and_nothing_else(step_10_to_50):
+def test_weight_step_diff_shows_the_weighted_rule_and_nothing_else(step_10_to_50):
     result = step_10_to_50
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert out.startswith("CrystalCanary: canaryWeight 10 -> 50\nStack CrystalCanary\n")
-    (route,) = resource_lines(out)
-    assert route.startswith("[~] AWS::AppMesh::Route ")
+    # The default router: the ALB's weighted listener rule is the one resource a step changes.
+    (rule,) = resource_lines(out)
+    assert rule.startswith("[~] AWS::ElasticLoadBalancingV2::ListenerRule Router/WeightedRule ")
     removed = re.findall(r'\[-\]\s+"Weight": (\d+)', out)
     added = re.findall(r'\[\+\]\s+"Weight": (\d+)', out)
     assert (removed, added) == (["90", "10"], ["50", "50"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from synthesis import cdk_json_context
 
 from canary_stack.constants import ENVOY_IMAGE
 from canary_stack.stack import APP_MESH_END_OF_SUPPORT
@@ -27,12 +28,12 @@ def logical_id(resources: dict, type_: str, **properties) -> str:
 
 @pytest.fixture(scope="module")
 def w10(synth):
-    return synth(canaryWeight="10")
+    return synth(canaryWeight="10", trafficRouter="appmesh")
 
 
 @pytest.mark.parametrize("weight", [0, 10, 37, 100])
 def test_weighted_route_splits_100_minus_w_and_w(synth, weight):
-    s = synth(canaryWeight=str(weight))
+    s = synth(canaryWeight=str(weight), trafficRouter="appmesh")
     resources = s.template["Resources"]
     route = resources[logical_id(resources, "AWS::AppMesh::Route", RouteName="crystal-route")]
     targets = route["Properties"]["Spec"]["HttpRoute"]["Action"]["WeightedTargets"]
@@ -96,16 +97,24 @@ def test_router_and_virtual_service_resolving_in_the_vpc(w10):
 
 
 def test_header_route_reaches_canary_at_any_weight(synth):
-    resources = synth(canaryWeight="0").template["Resources"]
+    resources = synth(canaryWeight="0", trafficRouter="appmesh").template["Resources"]
     route = resources[logical_id(resources, "AWS::AppMesh::Route", RouteName="crystal-route-canary-header")][
         "Properties"
     ]
     http = route["Spec"]["HttpRoute"]
-    assert http["Match"]["Headers"] == [{"Invert": False, "Match": {"Exact": "true"}, "Name": "canary_fleet"}]
+    assert http["Match"]["Headers"] == [{"Invert": False, "Match": {"Exact": "true"}, "Name": "canary-fleet"}]
     (target,) = http["Action"]["WeightedTargets"]
     assert resources[ref_name(target["VirtualNode"])]["Properties"]["VirtualNodeName"] == "crystal-sd-epoch"
     weighted = resources[logical_id(resources, "AWS::AppMesh::Route", RouteName="crystal-route")]["Properties"]
     assert route["Spec"]["Priority"] < weighted["Spec"]["Priority"]  # evaluated first
+    # The workshop's header, for callers inside the mesh (no load balancer in between).
+    workshop = resources[logical_id(resources, "AWS::AppMesh::Route", RouteName="crystal-route-workshop-header")][
+        "Properties"
+    ]["Spec"]
+    assert workshop["HttpRoute"]["Match"]["Headers"][0]["Name"] == "canary_fleet"
+    (target,) = workshop["HttpRoute"]["Action"]["WeightedTargets"]
+    assert resources[ref_name(target["VirtualNode"])]["Properties"]["VirtualNodeName"] == "crystal-sd-epoch"
+    assert route["Spec"]["Priority"] < workshop["Priority"] < weighted["Spec"]["Priority"]
 
 
 def test_gateway_routes_everything_to_the_virtual_service(w10):
@@ -139,8 +148,9 @@ def test_envoy_sidecar_proxy_configuration_and_start_order(w10, version, node):
         "EgressIgnoredIPs": "169.254.170.2,169.254.169.254",
     }
     containers = {c["Name"]: c for c in task["ContainerDefinitions"]}
-    # cwagent exports Envoy's stats for the canary alarms (tests/stack/test_observability.py).
-    assert set(containers) == {"app", "envoy", "cwagent"}
+    # cwagent exports Envoy's stats for the canary alarms (tests/stack/test_observability.py);
+    # scratch-owner hands it its scratch volumes (tests/stack/test_hardening.py).
+    assert set(containers) == {"app", "envoy", "cwagent", "scratch-owner"}
     envoy, app = containers["envoy"], containers["app"]
     assert envoy["Image"] == ENVOY_IMAGE and envoy["Image"].endswith("-prod") and ":v1." in envoy["Image"]
     assert envoy["User"] == "1337" and envoy["Essential"] is True
@@ -162,8 +172,9 @@ def test_canary_runs_the_published_tag_and_production_its_own(w10):
         app = next(c for c in task_of(w10, f"{version}Task")["ContainerDefinitions"] if c["Name"] == "app")
         return app["Image"]["Fn::Join"][1][-1]
 
-    assert image_tag("Canary") == ":epoch"
-    assert image_tag("Production") == ":vanilla"
+    # Immutable tags: the canary's asset hash, and the hash cdk.json commits for production.
+    assert image_tag("Canary") == ":" + w10.template["Resources"]["CanaryImageCopy"]["Properties"]["ImageContentHash"]
+    assert image_tag("Production") == ":" + cdk_json_context()["productionImage"]
     repo = w10.one("AWS::ECR::Repository")["Properties"]
     assert repo["RepositoryName"] == "ecsdemo-crystal"
     assert repo["ImageScanningConfiguration"] == {"ScanOnPush": True}
@@ -241,3 +252,51 @@ def test_synth_warns_that_app_mesh_reached_end_of_support(w10):
     ]
     assert any(APP_MESH_END_OF_SUPPORT in str(w) for w in warnings)
     assert "2026-09-30" in APP_MESH_END_OF_SUPPORT
+
+
+def test_gateway_health_check_asks_envoy_itself(w10):
+    # Envoy's admin /ready answers 200 when the server is LIVE
+    # (https://www.envoyproxy.io/docs/envoy/latest/operations/admin#get--ready); a check through the
+    # gateway would follow the weighted route and let a bad canary fail the gateway itself.
+    resources = w10.template["Resources"]
+    (group_id,) = [
+        k
+        for k, v in w10.resources("AWS::ElasticLoadBalancingV2::TargetGroup").items()
+        if v["Properties"]["Port"] == 8080
+    ]
+    group = resources[group_id]["Properties"]
+    assert (group["HealthCheckPath"], group["HealthCheckPort"]) == ("/ready", "9901")
+    gateway_service = next(
+        v["Properties"]
+        for v in w10.resources("AWS::ECS::Service").values()
+        if any(ref_name(lb["TargetGroupArn"]) == group_id for lb in v["Properties"].get("LoadBalancers", []))
+    )
+    (gateway_sg,) = [
+        ref_name(g) for g in gateway_service["NetworkConfiguration"]["AwsvpcConfiguration"]["SecurityGroups"]
+    ]
+    lb_sg = ref_name(w10.one("AWS::ElasticLoadBalancingV2::LoadBalancer")["Properties"]["SecurityGroups"][0])
+    ingress = {
+        (ref_name(r["Properties"]["SourceSecurityGroupId"]), r["Properties"]["FromPort"])
+        for r in w10.resources("AWS::EC2::SecurityGroupIngress").values()
+        if ref_name(r["Properties"]["GroupId"]) == gateway_sg
+    }
+    assert ingress == {(lb_sg, 8080), (lb_sg, 9901)}
+    egress = {
+        (ref_name(r["Properties"]["DestinationSecurityGroupId"]), r["Properties"]["FromPort"])
+        for r in w10.resources("AWS::EC2::SecurityGroupEgress").values()
+        if ref_name(r["Properties"]["GroupId"]) == lb_sg
+    }
+    assert {(gateway_sg, 8080), (gateway_sg, 9901)} <= egress
+
+
+def test_every_envoy_runs_the_same_current_release(w10):
+    images = {
+        c["Image"]
+        for t in w10.resources("AWS::ECS::TaskDefinition").values()
+        for c in t["Properties"]["ContainerDefinitions"]
+        if c["Name"] == "envoy"
+    }
+    assert images == {ENVOY_IMAGE}
+    version = tuple(int(p) for p in ENVOY_IMAGE.rsplit(":v", 1)[1].removesuffix("-prod").split("."))
+    # Newer than the July 2024 image the workshop pinned (v1.29.6.0-prod); App Mesh recommends the latest.
+    assert len(version) == 4 and version > (1, 29, 6, 0)

@@ -6,17 +6,23 @@ import pytest
 
 from canary_stack.config import DEFAULTS, CanaryConfig, ConfigError
 
+# productionImage has no default (cdk.json commits it); every other test parses with this one.
+A_HASH = "0123456789abcdef" * 4
+
 
 def parse(**context) -> CanaryConfig:
+    context = {"productionImage": A_HASH, **context}
     return CanaryConfig.from_context(context.get, keys=list(context))
 
 
-def test_defaults_are_the_workshop_setup():
+def test_defaults_are_the_workshop_setup_on_the_alb_router():
     config = parse()
     assert (config.canary_weight, config.production_weight) == (0, 100)
-    assert config.traffic_router == "appmesh"
+    assert config.traffic_router == "alb"  # App Mesh ended on 2026-09-30
     assert (config.repository_name, config.image_tag, config.production_tag) == ("ecsdemo-crystal", "epoch", "vanilla")
-    assert config.promote is False
+    assert config.production_image == A_HASH
+    assert config.cpu_architecture == "x86_64"
+    assert config.adopt_repository is False
     assert config.allowed_cidr == "0.0.0.0/0"
     assert config.sticky_seconds == 0
     assert config.pipeline is None
@@ -42,9 +48,11 @@ def test_bad_weight_is_one_line_naming_parameter_value_and_range(raw):
 @pytest.mark.parametrize(
     "key, raw, expected",
     [
-        ("trafficRouter", "istio", "trafficRouter must be one of appmesh, alb, got 'istio'"),
-        ("trafficRouter", "", "trafficRouter must be one of appmesh, alb, got ''"),
-        ("productionImage", "latest", "productionImage must be one of pinned, canary, got 'latest'"),
+        ("trafficRouter", "istio", "trafficRouter must be one of alb, appmesh, got 'istio'"),
+        ("trafficRouter", "", "trafficRouter must be one of alb, appmesh, got ''"),
+        ("cpuArchitecture", "amd64", "cpuArchitecture must be one of x86_64, arm64, got 'amd64'"),
+        ("cpuArchitecture", "ARM64", "cpuArchitecture must be one of x86_64, arm64, got 'ARM64'"),
+        ("adoptRepository", "1", "adoptRepository must be true or false, got '1'"),
         ("imageTag", "-epoch", "imageTag must be an image tag of 1 to 128"),
         ("imageTag", "ep och", "imageTag must be an image tag of 1 to 128"),
         ("imageTag", "a" * 129, "imageTag must be an image tag of 1 to 128"),
@@ -72,12 +80,46 @@ def test_same_tag_for_canary_and_production_is_refused():
         parse(imageTag="epoch", productionTag="epoch")
 
 
-def test_promotion_needs_weight_zero():
-    assert parse(productionImage="canary", canaryWeight="0").promote is True
-    with pytest.raises(
-        ConfigError, match="productionImage=canary promotes the canary and needs canaryWeight=0, got canaryWeight=10"
-    ):
-        parse(productionImage="canary", canaryWeight="10")
+PRODUCTION_IMAGE_RULE = (
+    "productionImage must be the 64-character lowercase hex asset hash of an image the canary ran "
+    "(`make promote` writes the canary's into cdk.json), got "
+)
+
+
+@pytest.mark.parametrize(
+    "raw, shown",
+    [
+        ("", "''"),
+        ("canary", "'canary'"),  # the old promotion switch
+        ("pinned", "'pinned'"),
+        ("vanilla", "'vanilla'"),  # a moving tag is exactly what production must not run
+        (A_HASH.upper(), repr(A_HASH.upper())),
+        (A_HASH[:-1], repr(A_HASH[:-1])),
+        (A_HASH + "0", repr(A_HASH + "0")),
+        ("sha256:" + A_HASH, repr(("sha256:" + A_HASH)[:70] + "...")),
+        (A_HASH[:-1] + "\n", repr(A_HASH[:-1] + "\n")),
+        ("$(reboot)", "'$(reboot)'"),
+        (7, "'7'"),
+        (True, "'True'"),
+    ],
+)
+def test_production_image_is_an_asset_hash_or_one_line_pointing_at_make_promote(raw, shown):
+    with pytest.raises(ConfigError) as err:
+        parse(productionImage=raw)
+    assert str(err.value) == PRODUCTION_IMAGE_RULE + shown
+    assert "\n" not in str(err.value)
+
+
+def test_production_image_has_no_default():
+    with pytest.raises(ConfigError, match="^productionImage must be the 64-character .*, got ''$"):
+        CanaryConfig.from_context(lambda name: None, keys=[])
+
+
+def test_production_image_and_architecture_parse():
+    config = parse(productionImage="f" * 64, cpuArchitecture="arm64", adoptRepository="true", canaryWeight="30")
+    assert (config.production_image, config.cpu_architecture, config.adopt_repository) == ("f" * 64, "arm64", True)
+    # Any weight: production's image no longer changes by a weight-0 promotion deploy.
+    assert config.canary_weight == 30
 
 
 def test_unknown_parameter_is_a_typo_not_silence():
@@ -118,4 +160,11 @@ def test_pipeline_needs_a_real_connection_and_repository():
 
 def test_every_default_parses():
     # The defaults table is the documented one (README); each must pass its own parser.
-    parse(**{k: v for k, v in DEFAULTS.items() if not k.startswith("pipeline") or k == "pipeline"})
+    # productionImage has none: it is required (test_production_image_has_no_default).
+    parse(
+        **{
+            k: v
+            for k, v in DEFAULTS.items()
+            if (not k.startswith("pipeline") or k == "pipeline") and k != "productionImage"
+        }
+    )

@@ -1,5 +1,6 @@
 """What reviewers rely on: identical inputs give identical bytes, a weight step touches one resource,
-and the image copy re-runs exactly when the image changes."""
+the image copy re-runs exactly when the image changes, and promotion moves production onto the
+canary's exact image without another copy."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def changed(a: dict, b: dict) -> list[str]:
     return sorted(k for k in set(ra) | set(rb) if ra.get(k) != rb.get(k))
 
 
-ROUTER_CONTEXT = {"appmesh": {}, "alb": {"trafficRouter": "alb"}}
+ROUTER_CONTEXT: dict[str, dict[str, str]] = {"appmesh": {"trafficRouter": "appmesh"}, "alb": {}}
 
 
 @pytest.mark.parametrize("router", ["appmesh", "alb"])
@@ -43,8 +44,9 @@ def test_weight_step_changes_only_the_router(synth, router, before, after):
         assert a["Resources"][only]["Type"] == "AWS::AppMesh::Route"
         assert a["Resources"][only]["Properties"]["RouteName"] == "crystal-route"
     else:
-        # The listener's default action carries the weights; the header rule does not change.
-        assert a["Resources"][only]["Type"] == "AWS::ElasticLoadBalancingV2::Listener"
+        # The weighted listener rule carries the weights; the header rule and the listener do not change.
+        assert a["Resources"][only]["Type"] == "AWS::ElasticLoadBalancingV2::ListenerRule"
+        assert "ForwardConfig" in a["Resources"][only]["Properties"]["Actions"][0]
 
 
 def test_image_copy_has_a_stable_id_and_the_image_hash(synth):
@@ -71,21 +73,33 @@ def synth_with_image(directory: Path, outdir: Path, **cli_context: str) -> dict:
 
 @pytest.fixture(scope="module")
 def image_variants(tmp_path_factory):
-    """The same weight with crystal_src/ as is, copied elsewhere, and with a changed code hash."""
+    """Weight 0 with crystal_src/ as is, copied elsewhere, and with a changed code hash."""
     root = tmp_path_factory.mktemp("images")
     same, other = root / "same", root / "other"
     shutil.copytree(CRYSTAL_SRC, same, ignore=shutil.ignore_patterns("bin", "lib", ".crystal-cache"))
     shutil.copytree(same, other)
     (other / "code_hash.txt").write_text("CANARY2\n")
     return {
-        "original": synth_with_image(CRYSTAL_SRC, root / "o", canaryWeight="10"),
-        "same": synth_with_image(same, root / "s", canaryWeight="10"),
-        "other": synth_with_image(other, root / "x", canaryWeight="10"),
+        "original": synth_with_image(CRYSTAL_SRC, root / "o", canaryWeight="0"),
+        "same": synth_with_image(same, root / "s", canaryWeight="0"),
+        "other": synth_with_image(other, root / "x", canaryWeight="0"),
+        "dirs": {"original": CRYSTAL_SRC, "same": same, "other": other},
     }
 
 
 def test_image_content_not_location_decides_the_hash(image_variants):
     assert changed(image_variants["original"], image_variants["same"]) == []
+
+
+def app_image(template: dict, version: str) -> str:
+    """The app container's image reference as a string (`...:<tag>` at the end)."""
+    task = next(
+        v
+        for k, v in template["Resources"].items()
+        if k.startswith(f"{version}Task") and v["Type"] == "AWS::ECS::TaskDefinition"
+    )
+    app = next(c for c in task["Properties"]["ContainerDefinitions"] if c["Name"] == "app")
+    return json.dumps(app["Image"])
 
 
 def test_changed_image_reruns_the_copy_and_rolls_only_the_canary(image_variants):
@@ -95,34 +109,45 @@ def test_changed_image_reruns_the_copy_and_rolls_only_the_canary(image_variants)
     old = before["Resources"]["CanaryImageCopy"]["Properties"]["ImageContentHash"]
     new = after["Resources"]["CanaryImageCopy"]["Properties"]["ImageContentHash"]
     assert old != new and re.fullmatch(r"[0-9a-f]{64}", new)
-    canary_task = next(
-        k for k in diff if k.startswith("CanaryTask") and before["Resources"][k]["Type"] == "AWS::ECS::TaskDefinition"
+    # The canary's task names the new image by its hash (an immutable tag), so ECS rolls it.
+    assert app_image(after, "Canary").endswith(f':{new}"]]}}')
+    assert after["Resources"]["CanaryImageCopy"]["Properties"]["DestinationTag"] == new
+    epoch = next(
+        k
+        for k, v in after["Resources"].items()
+        if v["Type"] == "Custom::ImageTag" and v["Properties"]["Tag"] == "epoch"
     )
-    labels = [c.get("DockerLabels", {}) for c in after["Resources"][canary_task]["Properties"]["ContainerDefinitions"]]
-    assert {"org.opencontainers.image.revision": new} in labels
-    # Production never changes with crystal_src/; neither does the route.
-    assert not [k for k in diff if k.startswith("Production")]
+    assert epoch in diff and after["Resources"][epoch]["Properties"]["SourceTag"] == new
+    # Production never changes with crystal_src/ (it runs the hash cdk.json names); nor does the route.
+    assert not [k for k in diff if k.startswith(("Production", "ImagesTaggerProductionTag"))]
     assert not [k for k in diff if before["Resources"][k]["Type"].startswith("AWS::AppMesh::")]
     # Everything that changed is part of publishing or running the canary image.
-    assert all(k.startswith(("Canary", "ImagesCanary")) for k in diff), diff
+    assert all(k.startswith(("Canary", "ImagesCanary", "ImagesTaggerCanaryTag")) for k in diff), diff
 
 
-def test_promotion_copies_the_canary_image_to_production_and_rolls_production(synth):
-    plain, promoted = synth(canaryWeight="0").template, synth(canaryWeight="0", productionImage="canary").template
+def test_promoting_a_changed_canary_moves_production_onto_its_exact_image_without_a_copy(image_variants, tmp_path):
+    """`make promote` after a canary of the changed image: productionImage := its hash, weight 0."""
+    canary = image_variants["other"]
+    new = canary["Resources"]["CanaryImageCopy"]["Properties"]["ImageContentHash"]
+    assert new != cdk_json_context()["productionImage"]
+    promoted = synth_with_image(image_variants["dirs"]["other"], tmp_path / "p", canaryWeight="0", productionImage=new)
     resources = promoted["Resources"]
-    assert "PromotionImageCopy" in resources and "PromotionImageCopy" not in plain["Resources"]
-    canary_hash = resources["CanaryImageCopy"]["Properties"]["ImageContentHash"]
-    assert resources["PromotionImageCopy"]["Properties"]["ImageContentHash"] == canary_hash
-    project = next(v for k, v in resources.items() if k.startswith("ImagesPromotionCopyDockerImageDeployProject"))
-    assert ":vanilla" in json.dumps(project["Properties"]["Source"]["BuildSpec"])
+    # Still the one copy of the canary's image; no second build, copy job or CodeBuild project.
+    assert [k for k, v in resources.items() if v["Type"] == "AWS::CloudFormation::CustomResource"] == [
+        "CanaryImageCopy"
+    ]
+    assert len([v for v in resources.values() if v["Type"] == "AWS::CodeBuild::Project"]) == 1
+    # Production runs exactly the image the canary ran, and `vanilla` follows it.
+    assert app_image(promoted, "Production").endswith(f':{new}"]]}}')
+    assert app_image(promoted, "Canary").endswith(f':{new}"]]}}')
+    vanilla = next(
+        v for v in resources.values() if v["Type"] == "Custom::ImageTag" and v["Properties"]["Tag"] == "vanilla"
+    )
+    assert vanilla["Properties"]["SourceTag"] == new
     production = next(
         v for k, v in resources.items() if k.startswith("ProductionService") and v["Type"] == "AWS::ECS::Service"
     )
-    assert "PromotionImageCopy" in production["DependsOn"]
-    task = next(
-        v for k, v in resources.items() if k.startswith("ProductionTask") and v["Type"] == "AWS::ECS::TaskDefinition"
-    )
-    app = next(c for c in task["Properties"]["ContainerDefinitions"] if c["Name"] == "app")
-    assert app["DockerLabels"] == {"org.opencontainers.image.revision": canary_hash}
-    # Promotion does not touch the canary's tasks or its weight.
-    assert not [k for k in changed(plain, promoted) if k.startswith("Canary") and k != "CanaryImageCopy"]
+    assert any(d.startswith("ImagesTaggerProductionTag") for d in production["DependsOn"])
+    # Promotion does not touch the canary's tasks or its copy.
+    diff = changed(canary, promoted)
+    assert not [k for k in diff if k.startswith(("Canary", "ImagesCanary"))], diff

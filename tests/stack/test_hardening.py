@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from canary_stack.fargate import SCRATCH_OWNER, SCRATCH_OWNER_IMAGE
+
 
 @pytest.fixture(scope="module")
 def w10(synth):
-    return synth(canaryWeight="10")
+    return synth(canaryWeight="10", trafficRouter="appmesh")
 
 
 def containers(s) -> list[dict]:
@@ -16,12 +18,11 @@ def containers(s) -> list[dict]:
     ]
 
 
-def test_every_container_is_non_root_read_only_without_capabilities(w10):
-    found = containers(w10)
-    assert {c["Name"] for c in found} >= {"app", "envoy"}
+def test_every_serving_container_is_non_root_without_capabilities(w10):
+    found = [c for c in containers(w10) if c["Name"] != SCRATCH_OWNER]
+    assert {c["Name"] for c in found} == {"app", "envoy", "cwagent"}
     for c in found:
         assert c.get("User") not in (None, "0", "root"), c["Name"]
-        assert c["ReadonlyRootFilesystem"] is True, c["Name"]
         linux = c["LinuxParameters"]
         assert linux["Capabilities"]["Drop"] == ["ALL"], c["Name"]
         assert "Add" not in linux["Capabilities"]
@@ -29,15 +30,74 @@ def test_every_container_is_non_root_read_only_without_capabilities(w10):
         assert "Privileged" not in c
 
 
-def test_envoy_writes_only_to_its_scratch_volume(w10):
+def test_root_file_systems_are_read_only_except_envoys(w10):
+    # Envoy's is writable: App Mesh's agent writes Envoy's bootstrap to /tmp as user 1337, and a
+    # root-owned scratch volume there crashes it the same way (aws/aws-app-mesh-roadmap#433).
+    for c in containers(w10):
+        assert c["ReadonlyRootFilesystem"] is (c["Name"] != "envoy"), c["Name"]
+        if c["Name"] == "envoy":
+            assert c["User"] == "1337" and "MountPoints" not in c
+
+
+def test_every_volume_a_non_root_container_writes_is_first_given_to_its_user(w10):
+    # ECS mounts a task's bind-mount volumes owned by root, mode 0755: a non-root container can
+    # write one only after a container it waits for (condition SUCCESS) changed the owner
+    # (aws/containers-roadmap#938).
+    checked = 0
     for task in w10.resources("AWS::ECS::TaskDefinition").values():
-        props = task["Properties"]
-        envoy = [c for c in props["ContainerDefinitions"] if c["Name"] == "envoy"]
-        if envoy:
-            assert envoy[0]["MountPoints"] == [
-                {"ContainerPath": "/tmp", "ReadOnly": False, "SourceVolume": "envoy-tmp"}
-            ]
-            assert {"Name": "envoy-tmp"} in props["Volumes"]
+        by_name = {c["Name"]: c for c in task["Properties"]["ContainerDefinitions"]}
+        for c in by_name.values():
+            writable = [m for m in c.get("MountPoints", []) if not m["ReadOnly"]]
+            if not writable or c.get("User") in (None, "0"):
+                continue
+            (owner,) = [by_name[d["ContainerName"]] for d in c["DependsOn"] if d["Condition"] == "SUCCESS"]
+            assert owner["EntryPoint"] == ["chown"]
+            user, *paths = owner["Command"]
+            assert user == f"{c['User']}:{c['User']}"
+            owned = {m["SourceVolume"] for m in owner["MountPoints"] if m["ContainerPath"] in paths}
+            assert {m["SourceVolume"] for m in writable} <= owned, c["Name"]
+            checked += 1
+    assert checked == 2  # the CloudWatch agent of each version
+
+
+# Docker's default capabilities (https://docs.docker.com/engine/containers/run/#runtime-privilege-and-linux-capabilities).
+DOCKER_DEFAULT_CAPABILITIES = (
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "NET_RAW",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+)
+
+
+def test_no_container_adds_a_capability_fargate_refuses(w10):
+    # "Tasks launched on AWS Fargate only support adding the SYS_PTRACE kernel capability"
+    # (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_KernelCapabilities.html).
+    for c in containers(w10):
+        assert set(c.get("LinuxParameters", {}).get("Capabilities", {}).get("Add", [])) <= {"SYS_PTRACE"}, c["Name"]
+
+
+def test_the_scratch_owner_can_only_chown_and_exits(w10):
+    owners = [c for c in containers(w10) if c["Name"] == SCRATCH_OWNER]
+    assert len(owners) == 2
+    for owner in owners:
+        assert owner["Image"] == SCRATCH_OWNER_IMAGE and ":latest" not in owner["Image"]
+        assert owner["User"] == "0" and owner["Essential"] is False
+        # Every default capability but CHOWN dropped (Fargate cannot add any but SYS_PTRACE).
+        capabilities = owner["LinuxParameters"]["Capabilities"]
+        assert "Add" not in capabilities
+        assert set(DOCKER_DEFAULT_CAPABILITIES) - set(capabilities["Drop"]) == {"CHOWN"}
+        assert owner["ReadonlyRootFilesystem"] is True
+        assert "PortMappings" not in owner and "Environment" not in owner
 
 
 def test_every_log_group_has_a_retention(w10):
@@ -68,14 +128,20 @@ def test_only_the_needed_ports_are_open(w10):
             "ToPort": 80,
         }
     ]
-    # Between security groups: the gateway's listener from the LB, the app port from the gateway.
-    assert sorted((r["FromPort"], r["ToPort"]) for r in ingress) == [(3000, 3000), (3000, 3000), (8080, 8080)]
+    # Between security groups: the gateway's listener and its Envoy's admin port (health checks)
+    # from the LB, the app port from the gateway.
+    assert sorted((r["FromPort"], r["ToPort"]) for r in ingress) == [
+        (3000, 3000),
+        (3000, 3000),
+        (8080, 8080),
+        (9901, 9901),
+    ]
     for rule in ingress:
         assert resources[rule["SourceSecurityGroupId"]["Fn::GetAtt"][0]]["Type"] == "AWS::EC2::SecurityGroup"
 
 
 def test_allowed_cidr_narrows_the_public_entrypoint(synth):
-    s = synth(canaryWeight="10", allowedCidr="203.0.113.0/24")
+    s = synth(canaryWeight="10", trafficRouter="appmesh", allowedCidr="203.0.113.0/24")
     public = [
         rule
         for sg in s.resources("AWS::EC2::SecurityGroup").values()

@@ -15,8 +15,14 @@ from stack.test_pipeline import PIPELINE_CONTEXT
 
 CONFIGURATIONS = [
     {"canaryWeight": "10"},
-    {"canaryWeight": "0", "productionImage": "canary"},
-    {"canaryWeight": "10", "trafficRouter": "alb"},
+    # A promotion's shape (weight 0, production on another image), on Graviton, in an adopted repository.
+    {
+        "canaryWeight": "0",
+        "productionImage": "0123456789abcdef" * 4,
+        "cpuArchitecture": "arm64",
+        "adoptRepository": "true",
+    },
+    {"canaryWeight": "10", "trafficRouter": "appmesh"},
     PIPELINE_CONTEXT,  # the canary stack and the pipeline stack
 ]
 

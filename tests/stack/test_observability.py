@@ -8,10 +8,10 @@ import json
 import pytest
 
 from canary_stack.constants import STACK_NAME
-from canary_stack.observability import CLOUDWATCH_AGENT_IMAGE
+from canary_stack.fargate import CLOUDWATCH_AGENT_IMAGE
 from canary_stack.ops.rollout import Rollout
 
-ROUTERS = {"appmesh": {}, "alb": {"trafficRouter": "alb"}}
+ROUTERS: dict[str, dict[str, str]] = {"appmesh": {"trafficRouter": "appmesh"}, "alb": {}}
 PREFIX = "CrystalCanary-canary-"
 
 
@@ -97,6 +97,10 @@ def test_5xx_rate_alarm_reads_the_canary_only(routed):
     else:
         assert stats["errors"]["MetricName"] == "envoy.http.downstream_rq_xx"
         assert dimension(stats["errors"], "envoy.response_code_class") == "5"
+        # Requests callers sent to the version only: not Envoy's admin (/ready, /stats, the ECS
+        # health check), which App Mesh's Envoy counts under the `admin` connection manager.
+        for metric in stats.values():
+            assert dimension(metric, "envoy.http_conn_manager_prefix") == "ingress"
 
 
 def test_latency_alarms_absolute_and_against_production(routed):
@@ -151,7 +155,7 @@ def test_alarms_and_dashboard_do_not_move_with_the_weight(synth):
 
 @pytest.mark.parametrize("version", ["Production", "Canary"])
 def test_app_mesh_exports_envoy_stats_with_a_pinned_agent(synth, version):
-    s = synth(canaryWeight="10")
+    s = synth(canaryWeight="10", trafficRouter="appmesh")
     task = next(
         v["Properties"] for k, v in s.resources("AWS::ECS::TaskDefinition").items() if k.startswith(f"{version}Task")
     )
@@ -169,11 +173,15 @@ def test_app_mesh_exports_envoy_stats_with_a_pinned_agent(synth, version):
     config = json.loads({e["Name"]: e["Value"] for e in agent["Environment"]}["CW_CONFIG_CONTENT"])
     assert config["metrics"]["namespace"] == "CrystalCanary/Envoy"
     assert config["metrics"]["metrics_collected"]["statsd"]["service_address"] == ":8125"
-    assert ["appmesh.virtual_node", "envoy.response_code_class"] in config["metrics"]["aggregation_dimensions"]
+    assert [
+        "appmesh.virtual_node",
+        "envoy.http_conn_manager_prefix",
+        "envoy.response_code_class",
+    ] in config["metrics"]["aggregation_dimensions"]
 
 
 def test_app_mesh_agent_may_put_metrics_into_its_namespace_only(synth):
-    s = synth(canaryWeight="10")
+    s = synth(canaryWeight="10", trafficRouter="appmesh")
     statements = [
         st
         for p in s.resources("AWS::IAM::Policy").values()
@@ -187,6 +195,36 @@ def test_app_mesh_agent_may_put_metrics_into_its_namespace_only(synth):
 
 
 def test_alb_router_exports_nothing_itself(synth):
-    s = synth(canaryWeight="10", trafficRouter="alb")
+    s = synth(canaryWeight="10")
     assert "cloudwatch:PutMetricData" not in json.dumps(s.template)
     assert CLOUDWATCH_AGENT_IMAGE not in json.dumps(s.template)
+
+
+def agent_config(s, version: str) -> dict:
+    task = next(
+        v["Properties"] for k, v in s.resources("AWS::ECS::TaskDefinition").items() if k.startswith(f"{version}Task")
+    )
+    agent = next(c for c in task["ContainerDefinitions"] if c["Name"] == "cwagent")
+    return json.loads({e["Name"]: e["Value"] for e in agent["Environment"]}["CW_CONFIG_CONTENT"])
+
+
+def test_alarm_metrics_are_named_and_dimensioned_as_the_agent_publishes_them(synth):
+    # The agent's statsd input joins the parts of a name with `metric_separator` (`_` unless set:
+    # aws/amazon-cloudwatch-agent translator/translate/metrics/metrics_collect/statsd), and
+    # publishes only the dimension sets listed in aggregation_dimensions.
+    s = synth(canaryWeight="10", trafficRouter="appmesh")
+    envoy_metrics = [
+        m
+        for alarm in alarms(s).values()
+        for m in metric_stats(alarm).values()
+        if m["Namespace"] == "CrystalCanary/Envoy"
+    ]
+    assert len(envoy_metrics) >= 4
+    for version in ("Production", "Canary"):
+        config = agent_config(s, version)
+        separator = config["metrics"]["metrics_collected"]["statsd"]["metric_separator"]
+        published = [sorted(dims) for dims in config["metrics"]["aggregation_dimensions"]]
+        for metric in envoy_metrics:
+            # Envoy's DogStatsD names: `envoy.` + the tag-extracted stat name, dot-separated.
+            assert metric["MetricName"].split(separator)[:2] == ["envoy", "http"], metric["MetricName"]
+            assert sorted(d["Name"] for d in metric["Dimensions"]) in published

@@ -7,19 +7,22 @@ per session): weights 0/10/50/100 on each router, and 37 with stickiness on the 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from canary_stack.stack import APP_MESH_END_OF_SUPPORT
 
 ROUTERS = ["appmesh", "alb"]
+# alb is the default: its configurations leave trafficRouter out, so each is synthesized once.
+ROUTER_CONTEXT: dict[str, dict[str, str]] = {"appmesh": {"trafficRouter": "appmesh"}, "alb": {}}
 ALB_STICKY = {"stickySeconds": "3600"}
 
 
 def synth_for(synth, router: str, weight: int):
     """One synthesis per (router, weight); the ALB's 37 is also the stickiness configuration."""
     extra = ALB_STICKY if (router, weight) == ("alb", 37) else {}
-    return synth(canaryWeight=str(weight), **({"trafficRouter": "alb"} if router == "alb" else {}), **extra)
+    return synth(canaryWeight=str(weight), **ROUTER_CONTEXT[router], **extra)
 
 
 def ref_name(node: dict) -> str:
@@ -38,6 +41,16 @@ def service_of_target_group(resources: dict, target_group: str) -> str:
     return "Canary" if owners[0].startswith("Canary") else "Production"
 
 
+def weighted_rule(s) -> dict:
+    """The ALB router's weight resource: the listener rule whose forward action has weights."""
+    (rule,) = [
+        v
+        for v in s.resources("AWS::ElasticLoadBalancingV2::ListenerRule").values()
+        if "ForwardConfig" in v["Properties"]["Actions"][0]
+    ]
+    return rule
+
+
 def shares(s, router: str) -> dict[str, int]:
     """Weight per version, as the router's template has it."""
     resources = s.template["Resources"]
@@ -50,7 +63,7 @@ def shares(s, router: str) -> dict[str, int]:
             nodes[resources[ref_name(t["VirtualNode"])]["Properties"]["VirtualNodeName"]]: t["Weight"]
             for t in route["Properties"]["Spec"]["HttpRoute"]["Action"]["WeightedTargets"]
         }
-    (action,) = s.one("AWS::ElasticLoadBalancingV2::Listener")["Properties"]["DefaultActions"]
+    (action,) = weighted_rule(s)["Properties"]["Actions"]
     assert action["Type"] == "forward"
     return {
         service_of_target_group(resources, ref_name(g["TargetGroupArn"])): g["Weight"]
@@ -62,7 +75,7 @@ def shares(s, router: str) -> dict[str, int]:
 @pytest.mark.parametrize("weight", [0, 10, 37, 100])
 def test_weights_reach_the_right_versions_exactly(synth, router, weight):
     if (router, weight) == ("appmesh", 37):
-        s = synth(canaryWeight="37")
+        s = synth(canaryWeight="37", trafficRouter="appmesh")
     else:
         s = synth_for(synth, router, weight)
     # 0 stays 0 and 100 stays 100: no version gets a sliver it was not given.
@@ -80,15 +93,20 @@ def test_header_route_reaches_only_the_canary_at_weight_zero(synth, router):
             for v in s.resources("AWS::AppMesh::Route").values()
             if v["Properties"]["RouteName"] == "crystal-route-canary-header"
         )["Properties"]
-        assert route["Spec"]["HttpRoute"]["Match"]["Headers"][0]["Name"] == "canary_fleet"
+        assert route["Spec"]["HttpRoute"]["Match"]["Headers"][0]["Name"] == "canary-fleet"
         (target,) = route["Spec"]["HttpRoute"]["Action"]["WeightedTargets"]
         node = s.template["Resources"][ref_name(target["VirtualNode"])]["Properties"]["VirtualNodeName"]
         assert node == "crystal-sd-epoch"
         return
-    rule = s.one("AWS::ElasticLoadBalancingV2::ListenerRule")["Properties"]
-    assert rule["Priority"] == 10
+    (rule,) = [
+        v["Properties"]
+        for v in s.resources("AWS::ElasticLoadBalancingV2::ListenerRule").values()
+        if v["Properties"]["Conditions"][0]["Field"] == "http-header"
+    ]
+    # Evaluated before the weighted rule, so the header wins at any weight.
+    assert rule["Priority"] == 10 < weighted_rule(s)["Properties"]["Priority"]
     assert rule["Conditions"] == [
-        {"Field": "http-header", "HttpHeaderConfig": {"HttpHeaderName": "canary_fleet", "Values": ["true"]}}
+        {"Field": "http-header", "HttpHeaderConfig": {"HttpHeaderName": "canary-fleet", "Values": ["true"]}}
     ]
     (action,) = rule["Actions"]
     assert action["Type"] == "forward"
@@ -180,7 +198,205 @@ def test_alb_services_accept_the_app_port_from_the_load_balancer_only(synth):
 
 
 def test_alb_stickiness_only_when_asked_for(synth):
-    (plain,) = synth_for(synth, "alb", 10).one("AWS::ElasticLoadBalancingV2::Listener")["Properties"]["DefaultActions"]
+    (plain,) = weighted_rule(synth_for(synth, "alb", 10))["Properties"]["Actions"]
     assert "TargetGroupStickinessConfig" not in plain["ForwardConfig"]
-    (sticky,) = synth_for(synth, "alb", 37).one("AWS::ElasticLoadBalancingV2::Listener")["Properties"]["DefaultActions"]
+    (sticky,) = weighted_rule(synth_for(synth, "alb", 37))["Properties"]["Actions"]
     assert sticky["ForwardConfig"]["TargetGroupStickinessConfig"] == {"Enabled": True, "DurationSeconds": 3600}
+
+
+def test_alb_weighted_rule_matches_every_path_and_the_listener_default_is_production(synth):
+    s = synth_for(synth, "alb", 10)
+    rule = weighted_rule(s)["Properties"]
+    assert rule["Conditions"] == [{"Field": "path-pattern", "PathPatternConfig": {"Values": ["/*"]}}]
+    assert ref_name(rule["ListenerArn"]) in s.resources("AWS::ElasticLoadBalancingV2::Listener")
+    # What no rule matches (nothing, today) goes to production, never to the canary.
+    (default,) = s.one("AWS::ElasticLoadBalancingV2::Listener")["Properties"]["DefaultActions"]
+    assert service_of_target_group(s.template["Resources"], ref_name(default["TargetGroupArn"])) == "Production"
+
+
+def weight_resource(s, router: str) -> tuple[str, dict]:
+    """(logical id, resource) of the one resource that carries the router's weights."""
+    if router == "alb":
+        rule = weighted_rule(s)
+        return next(k for k, v in s.template["Resources"].items() if v is rule), rule
+    return next(
+        (k, v) for k, v in s.resources("AWS::AppMesh::Route").items() if v["Properties"]["RouteName"] == "crystal-route"
+    )
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+def test_weights_move_only_after_both_services_are_updated(synth, router):
+    # Promotion (production's image := the canary's, weight 0) in one deploy: CloudFormation
+    # updates, and waits for, both ECS services before it touches the weights, so production
+    # runs the canaried image before the canary's share returns to it.
+    s = synth_for(synth, router, 10)
+    _, resource = weight_resource(s, router)
+    services = {k for k, v in s.resources("AWS::ECS::Service").items() if k.startswith(("Production", "Canary"))}
+    assert len(services) == 2
+    assert services <= set(resource.get("DependsOn", []))
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+def test_no_ecs_service_waits_for_the_weights(synth, router):
+    # The other direction would be a cycle, and would let a traffic step hold up a rollback.
+    s = synth_for(synth, router, 10)
+    weights, _ = weight_resource(s, router)
+    for name, service in s.resources("AWS::ECS::Service").items():
+        assert weights not in service.get("DependsOn", []), name
+
+
+def evaluate_rule(node, parameters: dict[str, str]):
+    """Evaluates a Rules-section condition the way CloudFormation does, for the functions we use
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/rules-section-structure.html)."""
+    if isinstance(node, str):
+        return node
+    ((function, args),) = node.items()
+    if function == "Ref":
+        return parameters[args]
+    values = [evaluate_rule(a, parameters) for a in args]
+    if function == "Fn::Equals":
+        return values[0] == values[1]
+    if function == "Fn::Not":
+        return not values[0]
+    if function == "Fn::And":
+        return all(values)
+    if function == "Fn::Or":
+        return any(values)
+    raise AssertionError(f"unexpected rule function {function}")
+
+
+def test_app_mesh_template_fails_every_change_set_with_one_line_naming_the_alternative(synth):
+    template = synth_for(synth, "appmesh", 10).template
+    parameter = template["Parameters"]["AppMeshEndOfSupport"]
+    assert parameter["Type"] == "String"
+    assert parameter["AllowedValues"] == [parameter["Default"]] == ["2026-09-30"]
+    (assertion,) = template["Rules"]["AppMeshEndOfSupportRule"]["Assertions"]
+    assert "RuleCondition" not in template["Rules"]["AppMeshEndOfSupportRule"]  # always evaluated
+    # False for every value CloudFormation accepts for the parameter: no override gets through.
+    assert [evaluate_rule(assertion["Assert"], {"AppMeshEndOfSupport": v}) for v in parameter["AllowedValues"]] == [
+        False
+    ]
+    description = assertion["AssertDescription"]
+    assert "\n" not in description and len(description) < 200
+    assert "2026-09-30" in description and "-c trafficRouter=alb" in description and "App Mesh" in description
+
+
+def test_alb_template_has_no_rule_that_stops_it(synth):
+    template = synth_for(synth, "alb", 10).template
+    assert "Rules" not in template or set(template["Rules"]) <= {"CheckBootstrapVersion"}
+    assert "AppMeshEndOfSupport" not in template.get("Parameters", {})
+
+
+# ELB with routing.http.drop_invalid_header_fields.enabled=true removes header fields whose names
+# do not match [-A-Za-z0-9]+ before any rule or target sees them: "Elastic Load Balancing requires
+# that message header names conform to the regular expression [-A-Za-z0-9]+"
+# (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/application-load-balancers.html).
+ELB_HEADER_NAME = re.compile(r"[-A-Za-z0-9]+")
+# A listener rule's HttpHeaderName: "The maximum size is 40 characters" (AWS::ElasticLoadBalancingV2::
+# ListenerRule HttpHeaderConfig); App Mesh route and gateway route header names: 1 to 50 characters
+# (https://docs.aws.amazon.com/app-mesh/latest/APIReference/API_HttpRouteHeader.html,
+# https://docs.aws.amazon.com/app-mesh/latest/APIReference/API_HttpGatewayRouteHeader.html).
+ALB_RULE_HEADER_MAX = 40
+APP_MESH_HEADER_MAX = 50
+
+
+def through_load_balancer(headers: dict[str, str]) -> dict[str, str]:
+    """The request headers a target behind our load balancer receives (names are case-insensitive)."""
+    return {k.lower(): v for k, v in headers.items() if ELB_HEADER_NAME.fullmatch(k)}
+
+
+def alb_version_for(s, headers: dict[str, str]) -> str:
+    """Where the ALB router sends a request: a version, or "weighted" for the split."""
+    rules = sorted(
+        (v["Properties"] for v in s.resources("AWS::ElasticLoadBalancingV2::ListenerRule").values()),
+        key=lambda r: r["Priority"],
+    )
+    for rule in rules:
+        if all(
+            c["Field"] == "path-pattern"
+            or (
+                c["Field"] == "http-header"
+                and headers.get(c["HttpHeaderConfig"]["HttpHeaderName"].lower()) in c["HttpHeaderConfig"]["Values"]
+            )
+            for c in rule["Conditions"]
+        ):
+            (action,) = rule["Actions"]
+            if "ForwardConfig" in action:
+                return "weighted"
+            return service_of_target_group(s.template["Resources"], ref_name(action["TargetGroupArn"]))
+    raise AssertionError("no rule matched")
+
+
+def mesh_version_for(s, headers: dict[str, str]) -> str:
+    """Where the App Mesh router sends a request that arrives through the gateway."""
+    resources = s.template["Resources"]
+    nodes = {"crystal-sd-vanilla": "Production", "crystal-sd-epoch": "Canary"}
+    routes = sorted(
+        (v["Properties"]["Spec"] for v in s.resources("AWS::AppMesh::Route").values()),
+        key=lambda spec: spec["Priority"],
+    )
+    for spec in routes:
+        match = spec["HttpRoute"]["Match"]
+        if all(headers.get(h["Name"].lower()) == h["Match"]["Exact"] for h in match.get("Headers", [])):
+            targets = spec["HttpRoute"]["Action"]["WeightedTargets"]
+            if len(targets) > 1:
+                return "weighted"
+            return nodes[resources[ref_name(targets[0]["VirtualNode"])]["Properties"]["VirtualNodeName"]]
+    raise AssertionError("no route matched")
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+def test_the_load_balancer_drops_invalid_header_fields(synth, router):
+    lb = synth_for(synth, router, 10).one("AWS::ElasticLoadBalancingV2::LoadBalancer")["Properties"]
+    attributes = {a["Key"]: a["Value"] for a in lb["LoadBalancerAttributes"]}
+    assert attributes["routing.http.drop_invalid_header_fields.enabled"] == "true"
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+def test_every_header_the_routing_matches_through_the_load_balancer_is_one_it_lets_through(synth, router):
+    s = synth_for(synth, router, 0)
+    if router == "alb":
+        names = [
+            c["HttpHeaderConfig"]["HttpHeaderName"]
+            for v in s.resources("AWS::ElasticLoadBalancingV2::ListenerRule").values()
+            for c in v["Properties"]["Conditions"]
+            if c["Field"] == "http-header"
+        ]
+        assert names == ["canary-fleet"]
+        assert all(ELB_HEADER_NAME.fullmatch(n) and len(n) <= ALB_RULE_HEADER_MAX for n in names)
+        return
+    # The gateway's routes match no header; the virtual router's routes serve the gateway's traffic.
+    for route in s.resources("AWS::AppMesh::GatewayRoute").values():
+        assert "Headers" not in route["Properties"]["Spec"]["HttpRoute"]["Match"]
+    by_priority = sorted(
+        (v["Properties"]["Spec"] for v in s.resources("AWS::AppMesh::Route").values()), key=lambda sp: sp["Priority"]
+    )
+    names = [h["Name"] for spec in by_priority for h in spec["HttpRoute"]["Match"].get("Headers", [])]
+    assert names == ["canary-fleet", "canary_fleet"]
+    assert all(0 < len(n) <= APP_MESH_HEADER_MAX for n in names)
+    # The one name the load balancer would drop is the workshop's, kept for callers inside the
+    # mesh; the route a load-balancer caller needs is evaluated before it and uses a valid name.
+    assert [n for n in names if not ELB_HEADER_NAME.fullmatch(n)] == ["canary_fleet"]
+    assert ELB_HEADER_NAME.fullmatch(names[0])
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+@pytest.mark.parametrize(
+    "sent, expected",
+    [
+        ({"canary-fleet": "true"}, "Canary"),
+        ({"Canary-Fleet": "true"}, "Canary"),  # header names are case-insensitive
+        ({"canary_fleet": "true"}, "weighted"),  # dropped by the load balancer: the split decides
+        ({"canary-fleet": "false"}, "weighted"),
+        ({}, "weighted"),
+    ],
+)
+def test_test_traffic_through_the_load_balancer_reaches_the_canary_at_weight_zero(synth, router, sent, expected):
+    s = synth_for(synth, router, 0)
+    version_for = alb_version_for if router == "alb" else mesh_version_for
+    assert version_for(s, through_load_balancer(sent)) == expected
+
+
+def test_in_mesh_callers_reach_the_canary_with_the_workshop_header(synth):
+    # No load balancer between two meshed tasks: the workshop's name arrives as sent.
+    assert mesh_version_for(synth_for(synth, "appmesh", 0), {"canary_fleet": "true"}) == "Canary"

@@ -23,9 +23,9 @@ REFRESH = "run `make snapshot` and commit snapshots/ if the change is intended"
 
 # name -> the -c context of `cdk synth`, as strings, as from the CLI
 CONFIGURATIONS: dict[str, dict[str, str]] = {
-    "appmesh-w0": {"canaryWeight": "0"},
-    "appmesh-w10": {"canaryWeight": "10"},
-    "alb-w10": {"canaryWeight": "10", "trafficRouter": "alb"},
+    "appmesh-w0": {"canaryWeight": "0", "trafficRouter": "appmesh"},
+    "appmesh-w10": {"canaryWeight": "10", "trafficRouter": "appmesh"},
+    "alb-w10": {"canaryWeight": "10"},  # the default router
 }
 
 

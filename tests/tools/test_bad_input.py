@@ -19,6 +19,8 @@ from canary_stack.constants import PROJECT_ROOT as ROOT
 from canary_stack.ops import committed, offline_diff, promote, rollout, verify
 
 LONG = "9" * 3000
+# cdk.json's context needs a production image (any asset hash here).
+IMAGE = '"productionImage": "' + "0" * 64 + '"'
 # Values that would run `touch SENTINEL` if any shell or make expanded them; {s} is the sentinel.
 HOSTILE = [
     "1'; touch {s}; echo '",
@@ -52,8 +54,8 @@ MAKE = [
     (
         ["deploy", "WEIGHT=10", "ROUTER=appmesh"],
         2,
-        "make deploy: error: trafficRouter=appmesh cannot be deployed: AWS App Mesh reached its end of service on "
-        "2026-09-30; deploy the same canary with -c trafficRouter=alb",
+        "make deploy: error: trafficRouter=appmesh: AWS App Mesh reached end of support on 2026-09-30 and can no "
+        "longer be deployed; deploy the same canary with -c trafficRouter=alb",
     ),
     (
         ["deploy", "WEIGHT=abc", "ROUTER=alb"],
@@ -205,11 +207,11 @@ ROLLOUT = [
     (["--steps", "10", "--bake", "0", "--stack-name", "bad name"], "--stack-name: must be a CloudFormation stack name"),
     (
         ["--steps", "10", "--bake", "0", "-c", "trafficRouter=appmesh"],
-        "trafficRouter=appmesh cannot be deployed: AWS App Mesh reached its end of service on 2026-09-30",
+        "trafficRouter=appmesh: AWS App Mesh reached end of support on 2026-09-30",
     ),
     (
         ["--steps", "10", "--bake", "0", "-c", "trafficRouter=linkerd"],
-        "trafficRouter must be one of appmesh, alb, got 'linkerd'",
+        "trafficRouter must be one of alb, appmesh, got 'linkerd'",
     ),
     (["--steps", "10", "--bake", "0", "-c", "canaryWeight=5"], "-c canaryWeight conflicts with --steps"),
     (["--steps", "10", "--bake", "0", "-c", "canaryweight=5"], "unknown context parameter 'canaryweight'"),
@@ -243,7 +245,7 @@ class NoRunner:
 
 @pytest.mark.parametrize("argv, fragment", ROLLOUT)
 def test_rollout(tmp_path, argv, fragment):
-    (tmp_path / "cdk.json").write_text('{"context": {"canaryWeight": 0, "trafficRouter": "alb"}}')
+    (tmp_path / "cdk.json").write_text('{"context": {"canaryWeight": 0, "trafficRouter": "alb", ' + IMAGE + "}}")
     out, err = io.StringIO(), io.StringIO()
 
     class NoAws:
@@ -263,11 +265,15 @@ ROLLOUT_CDK_JSON = [
         "cdk.json is not valid JSON: Expecting property name enclosed in double quotes",
     ),
     ([], '{"context": []}', 'cdk.json: "context" must be a JSON object, got []'),
-    ([], '{"context": {"canaryWeight": 0}}', "trafficRouter=appmesh cannot be deployed"),  # the app's default router
+    (
+        [],
+        '{"context": {"trafficRouter": "appmesh", ' + IMAGE + "}}",
+        "trafficRouter=appmesh: AWS App Mesh reached end of support",
+    ),
     # A deploy's -c canaryWeight overrides a bad committed one; the dry run starts from it.
     (
         ["--dry-run"],
-        '{"context": {"canaryWeight": 10.5, "trafficRouter": "alb"}}',
+        '{"context": {"canaryWeight": 10.5, "trafficRouter": "alb", ' + IMAGE + "}}",
         "cdk.json: canaryWeight must be a whole number",
     ),
 ]
@@ -292,7 +298,7 @@ OFFLINE_DIFF = [
     (["--from", LONG, "--to", "10"], "canaryWeight must be a whole number from 0 to 100, got '999"),  # the app's line
     (
         ["--from", "10", "--to", "20", "-c", "trafficRouter=linkerd"],
-        "trafficRouter must be one of appmesh, alb, got 'linkerd'",
+        "trafficRouter must be one of alb, appmesh, got 'linkerd'",
     ),
     (["--from", "10", "--to", "20", "-c", "canaryWeight=5"], "-c canaryWeight conflicts with --from/--to"),
     (["--from", "10"], "--from and --to go together"),
@@ -341,7 +347,7 @@ def test_promote(tmp_path, argv, cdk_json, line):
 
 
 COMMITTED = [
-    (["canaryweight"], '{"context": {}}', "committed: error: unknown context parameter 'canaryweight'"),
+    (["canaryweight"], '{"context": {' + IMAGE + "}}", "committed: error: unknown context parameter 'canaryweight'"),
     ([], '{"context": {}}', "committed: error: expected one context key, e.g. canaryWeight, got ''"),
     (
         ["canaryWeight", "x"],
@@ -351,7 +357,7 @@ COMMITTED = [
     (["canaryWeight"], '{"context": {"canaryWeight": 10,}}', "committed: error: cdk.json is not valid JSON"),
     (
         ["canaryWeight"],
-        '{"context": {"canaryWeight": true}}',
+        '{"context": {"canaryWeight": true, ' + IMAGE + "}}",
         "committed: error: cdk.json: canaryWeight must be a whole number",
     ),
     (["canaryWeight"], None, "committed: error: no cdk.json in"),

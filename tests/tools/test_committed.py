@@ -38,7 +38,7 @@ def test_the_committed_context_is_the_clis_for_the_real_cdk_json():
 
 
 def test_a_committed_10_0_is_the_weight_10(tmp_path):
-    (tmp_path / "cdk.json").write_text('{"context": {"canaryWeight": 10.0}}')
+    (tmp_path / "cdk.json").write_text('{"context": {"canaryWeight": 10.0, "productionImage": "' + "0" * 64 + '"}}')
     assert committed_config(tmp_path).canary_weight == 10
     out = io.StringIO()
     assert committed.main(["canaryWeight"], root=tmp_path, stdout=out) == 0

@@ -95,8 +95,12 @@ def alb_checkout(tmp_path_factory) -> Path:
 CHECKOUT: list[Path] = []
 
 
+# productionImage is required in every cdk.json (canary_stack/config.py); any hash will do here.
+PRODUCTION_IMAGE = "0" * 64
+
+
 def write_cdk_json(root: Path, weight, **more) -> Path:
-    context = {"canaryWeight": weight, "trafficRouter": "alb", **more}
+    context = {"canaryWeight": weight, "trafficRouter": "alb", "productionImage": PRODUCTION_IMAGE, **more}
     (root / "cdk.json").write_text(json.dumps({"app": "x", "context": context}, indent=2) + "\n")
     return root
 
@@ -416,7 +420,8 @@ def test_dry_run_diffs_the_rolled_out_stack_with_the_same_context(tmp_path):
 
 
 def test_dry_run_of_a_committed_10_0_starts_at_10_as_the_cli_hands_it_over(tmp_path):
-    (tmp_path / "cdk.json").write_text('{"context": {"canaryWeight": 10.0, "trafficRouter": "alb"}}\n')
+    context = f'"canaryWeight": 10.0, "trafficRouter": "alb", "productionImage": "{PRODUCTION_IMAGE}"'
+    (tmp_path / "cdk.json").write_text('{"context": {' + context + "}}\n")
     runner = RecordingRunner()
     code, _, err = run_rollout(["--steps", "50", "--bake", 0, "--dry-run"], runner=runner, repo_root=tmp_path)
     assert code == 0, err
@@ -424,7 +429,8 @@ def test_dry_run_of_a_committed_10_0_starts_at_10_as_the_cli_hands_it_over(tmp_p
 
 
 def test_dry_run_without_weight_in_cdk_json_starts_from_0(tmp_path):
-    (tmp_path / "cdk.json").write_text('{"app": "x", "context": {"trafficRouter": "alb"}}')
+    context = {"trafficRouter": "alb", "productionImage": PRODUCTION_IMAGE}
+    (tmp_path / "cdk.json").write_text(json.dumps({"app": "x", "context": context}))
     runner = RecordingRunner()
     code, _, _ = run_rollout(["--steps", "10", "--bake", 0, "--dry-run"], runner=runner, repo_root=tmp_path)
     assert code == 0
@@ -570,7 +576,7 @@ def test_region_comes_from_aws_region_as_for_the_cdk_cli(aws, monkeypatch):
 def test_app_mesh_committed_or_given_is_refused_before_anything_runs(aws, tmp_path):
     committed_mesh = tmp_path / "mesh"
     committed_mesh.mkdir()
-    (committed_mesh / "cdk.json").write_text('{"context": {"canaryWeight": 0}}')  # the app's default router
+    write_cdk_json(committed_mesh, 0, trafficRouter="appmesh")
     for argv, root in (
         (["--steps", "10", "--bake", 0], committed_mesh),
         (["--steps", "10", "--bake", 0, "-c", "trafficRouter=appmesh"], None),
@@ -580,8 +586,8 @@ def test_app_mesh_committed_or_given_is_refused_before_anything_runs(aws, tmp_pa
         code, out, err = run_rollout(argv, runner=runner, cloudwatch=aws, repo_root=root)
         assert (code, out, runner.calls) == (2, "", [])
         assert err == (
-            "rollout: error: trafficRouter=appmesh cannot be deployed: AWS App Mesh reached its end of service "
-            "on 2026-09-30; deploy the same canary with -c trafficRouter=alb\n"
+            "rollout: error: trafficRouter=appmesh: AWS App Mesh reached end of support on 2026-09-30 and can no "
+            "longer be deployed; deploy the same canary with -c trafficRouter=alb\n"
         )
 
 
