@@ -318,12 +318,12 @@ class _WatchedHTTPS(http.client.HTTPSConnection):
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
-    def do_open(self, http_class, req, **kwargs):  # type: ignore[no-untyped-def]
+    def do_open(self, http_class, req, **kwargs):
         return super().do_open(_WatchedHTTP, req, **kwargs)
 
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
-    def do_open(self, http_class, req, **kwargs):  # type: ignore[no-untyped-def]
+    def do_open(self, http_class, req, **kwargs):
         return super().do_open(_WatchedHTTPS, req, **kwargs)
 
 

@@ -64,10 +64,15 @@ def test_given_reads_only_the_variables_make_exported():
 
 def test_deploy_runs_the_cli_without_a_shell_with_the_values_as_typed(tmp_path, monkeypatch):
     ran = []
+
+    def run(argv, **options):
+        ran.append((argv, options))
+        return 0
+
     code = make.main(
         ["deploy"],
         environ={"CANARY_MAKE_WEIGHT": " 10", "CANARY_MAKE_ROUTER": "alb"},
-        run=lambda argv, **kw: ran.append((argv, kw)) or 0,
+        run=run,
         stdout=io.StringIO(),
     )
     assert code == 0

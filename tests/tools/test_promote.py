@@ -99,6 +99,7 @@ def test_a_committed_weight_written_0_0_at_the_canary_image_is_nothing_to_promot
 
 def test_a_cdk_json_without_context_gets_both_values():
     after = promote.promoted_cdk_json('{"app": "x"}', CANARY)
+    assert after is not None
     assert parse_cdk_json(after) == {"canaryWeight": 0, "productionImage": CANARY}
 
 
