@@ -284,7 +284,9 @@ def run_diff(
     # step; `cdk synth` shows them too), then the diff from the "Stack NAME" line on.
     lines = (stdout + stderr).splitlines(keepends=True)
     first = next((i for i, line in enumerate(lines) if line.startswith(f"Stack {stack}")), 0)
-    err.write("".join(lines[:first]))
+    preamble = "".join(lines[:first])
+    if preamble.strip():  # not the CLI's lone blank line
+        err.write(preamble)
     if process.returncode != 0:
         err.write("".join(lines[first:]))
         raise Failed(f"cdk diff exit {process.returncode} (output above)")
