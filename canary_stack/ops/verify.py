@@ -248,6 +248,10 @@ def report_lines(summary: Summary) -> list[str]:
 # ------------------------------------------------------------------ network
 
 
+# The outcome of a request the run itself ended (an early stop, Ctrl-C): neither answer nor failure.
+CANCELLED = ("cancelled", "")
+
+
 class Watchdog:
     """Bounds one whole request: when its time is up it shuts the request's socket down, which
     ends whatever read or write the worker thread is blocked in. (A socket timeout alone bounds
@@ -259,6 +263,7 @@ class Watchdog:
     def __init__(self, seconds: float):
         self.seconds = seconds
         self.expired = False
+        self.cancelled = False  # ended by the run (stopped, interrupted), not by its own time
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
         self._timer = threading.Timer(max(seconds, 0.0), self.expire)
@@ -288,10 +293,12 @@ class Watchdog:
                 _shutdown(self._sock)
 
     @classmethod
-    def expire_all(cls) -> None:
+    def cancel_all(cls) -> None:
+        """Ends every request in flight now; their outcomes are CANCELLED, not timeouts."""
         with cls._registry_lock:
             running = list(cls.active)
         for watchdog in running:
+            watchdog.cancelled = True
             watchdog.expire()
 
 
@@ -351,6 +358,8 @@ def fetch(url: str, timeout: float, budget: float | None = None) -> tuple[str, s
                 raise NotTheService(f"answer is larger than {MAX_BODY_BYTES} bytes")
             return "ok", classify(status, body)
         except Exception as err:
+            if watchdog.cancelled:
+                return CANCELLED
             if watchdog.expired or isinstance(err, TimeoutError) or _timed_out(err):
                 return "error", f"timed out after {seconds:g}s"
             if isinstance(err, NotTheService):
@@ -452,7 +461,7 @@ def run_requests(
             done, pending = wait(pending, timeout=left, return_when=FIRST_COMPLETED)
             for future in done:
                 outcome = future.result()
-                if outcome is None:
+                if outcome is None or outcome == CANCELLED:
                     continue
                 outcomes.append(outcome)
                 if outcome[0] != "ok":
@@ -462,10 +471,11 @@ def run_requests(
             if failed > budget:
                 stop.set()
                 submitted = requests  # submit nothing more; drain what is in flight
+                Watchdog.cancel_all()  # the run is lost already: end the requests in flight now
     finally:
         stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
-        Watchdog.expire_all()  # requests still in flight end now, not at their timeout
+        Watchdog.cancel_all()  # requests still in flight end now, not at their timeout
         if progress:
             progress.close()
     return outcomes
@@ -543,7 +553,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     try:
         return measure(argv, out, err)
     except KeyboardInterrupt:  # wherever it lands: no traceback, no further request
-        Watchdog.expire_all()
+        Watchdog.cancel_all()
         err.write("verify: interrupted\n")
         return EXIT_INTERRUPTED
 
