@@ -11,12 +11,14 @@ from aws_cdk import aws_s3 as s3
 from synthesis import CLI_CONTEXT, ROOT, cdk_json_context
 
 import app as cdk_app
+from stack.test_https import CERTIFICATE
 from stack.test_pipeline import PIPELINE_CONTEXT
 
 CONFIGURATIONS = [
     {"canaryWeight": "10"},
     {"canaryWeight": "0", "productionImage": "canary"},
     {"canaryWeight": "10", "trafficRouter": "alb"},
+    {"canaryWeight": "10", "trafficRouter": "alb", "certificateArn": CERTIFICATE},  # HTTPS
     PIPELINE_CONTEXT,  # the canary stack and the pipeline stack
 ]
 
