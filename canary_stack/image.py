@@ -24,7 +24,8 @@ from cdk_docker_image_deployment import Destination, DockerImageDeployment, Sour
 from constructs import Construct
 
 from canary_stack.constants import CRYSTAL_SRC
-from canary_stack.nag import acknowledge, arn_of
+from canary_stack.log_groups import LOGS_AT_REST
+from canary_stack.nag import acknowledge, arn_of, skip_checkov, skip_checkov_for_deploy_time_function
 
 CODEBUILD_IMAGE = "aws/codebuild/standard:7.0"
 
@@ -130,6 +131,25 @@ def acknowledge_library_findings(deployment: DockerImageDeployment) -> None:
             reason="Known: the library's handlers need nodejs16.x (see AwsSolutions-L1 above)",
         )
     )
+    skip_library_checkov_findings(deployment)
+
+
+def skip_library_checkov_findings(deployment: DockerImageDeployment) -> None:
+    """checkov's findings on the library's functions (the same ones cdk-nag reports above)."""
+    provider = deployment.node.find_child("CRProvider")
+    functions = [deployment.node.find_child(h) for h in ("onEventHandler", "isCompleteHandler")] + [
+        provider.node.find_child(f) for f in ("framework-onEvent", "framework-isComplete", "framework-onTimeout")
+    ]
+    for function in functions:
+        skip_checkov_for_deploy_time_function(function)
+        skip_checkov(function.node.find_child("LogGroup"), "CKV_AWS_158", LOGS_AT_REST)
+    for handler in functions[:2]:
+        skip_checkov(
+            handler,
+            "CKV_AWS_363",
+            "The library's handlers use aws-sdk v2, which only the nodejs16.x runtime ships; "
+            "Lambda still creates nodejs16.x functions until 2027-02-01 (follow-up in the README)",
+        )
 
 
 class ImagePublication(Construct):
@@ -178,6 +198,18 @@ class CanaryImages(Construct):
             image_tag_mutability=ecr.TagMutability.MUTABLE,  # `epoch` and `vanilla` move by design
             encryption=ecr.RepositoryEncryption.AES_256,
             removal_policy=RemovalPolicy.RETAIN,
+        )
+        skip_checkov(
+            self.repository,
+            "CKV_AWS_51",
+            "The workshop's tags epoch and vanilla move to new images by design; "
+            "each image's own identity is its digest",
+        )
+        skip_checkov(
+            self.repository,
+            "CKV_AWS_136",
+            "ECR encrypts every image at rest (AES-256); a KMS key would add a KMS call to every pull, "
+            "and changing the encryption replaces the repository with its images",
         )
         self.canary_publication = ImagePublication(
             self, "Canary", repository=self.repository, tag=canary_tag, directory=directory

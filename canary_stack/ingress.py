@@ -11,7 +11,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from constructs import Construct
 
-from canary_stack.nag import acknowledge
+from canary_stack.nag import acknowledge, skip_checkov
 
 HTTP_PORT = 80
 HTTPS_PORT = 443
@@ -67,6 +67,12 @@ class PublicEntrypoint(Construct):
             "Region-agnostic stack: ALB log delivery needs the region's ELB account in the bucket "
             "policy; request logs are kept by the targets (one access-log line per request)",
         )
+        skip_checkov(
+            self.load_balancer,
+            "CKV_AWS_91",
+            "Region-agnostic stack: ALB log delivery needs the region's ELB account in the bucket policy; "
+            "the targets log one access-log line per request",
+        )
         if allowed_cidr == "0.0.0.0/0":
             acknowledge(
                 self.security_group,
@@ -74,12 +80,25 @@ class PublicEntrypoint(Construct):
                 "allowedCidr is 0.0.0.0/0, the default, because the workshop's endpoint is public; "
                 "set -c allowedCidr=<your range> to close it (only ports 80 and 443 are open either way)",
             )
+            skip_checkov(
+                self.security_group,
+                "CKV_AWS_260",
+                "allowedCidr is 0.0.0.0/0, the default: the workshop's endpoint is public "
+                "(port 80 redirects to HTTPS when a certificate is given); -c allowedCidr=<range> closes it",
+            )
         self.redirect_listener: elbv2.ApplicationListener | None = None
         if certificate_arn is None:
             self.listener = self.load_balancer.add_listener(
                 "Http", port=HTTP_PORT, protocol=elbv2.ApplicationProtocol.HTTP, open=False
             )
             self.url = f"http://{self.load_balancer.load_balancer_dns_name}"
+            for check in ("CKV_AWS_2", "CKV_AWS_103"):
+                skip_checkov(
+                    self.listener,
+                    check,
+                    "No certificate given: plain HTTP is the workshop's setup; -c certificateArn=<ACM ARN> "
+                    "serves HTTPS on 443 and redirects port 80 to it",
+                )
         else:
             self.listener = self.load_balancer.add_listener(
                 "Https",
