@@ -185,7 +185,7 @@ class CanaryConfig:
         """
         for key in sorted(keys or []):
             if key not in DEFAULTS and not _CDK_OWNED.match(key):
-                raise ConfigError(f"unknown context parameter {key!r}; known parameters: {', '.join(DEFAULTS)}")
+                raise ConfigError(f"unknown context parameter {_show(key)}; known parameters: {', '.join(DEFAULTS)}")
 
         def raw(name: str) -> Any:
             value = get(name)
@@ -202,7 +202,7 @@ class CanaryConfig:
         production_tag = _matching("productionTag", raw("productionTag"), _IMAGE_TAG, tag_rule, 128, min_len=2)
         if image_tag == production_tag:
             raise ConfigError(
-                f"productionTag must differ from imageTag, both are {image_tag!r}: "
+                f"productionTag must differ from imageTag, both are {_show(image_tag)}: "
                 "the canary would overwrite what production runs"
             )
         router = _choice("trafficRouter", raw("trafficRouter"), TRAFFIC_ROUTERS)

@@ -120,6 +120,12 @@ def test_unknown_parameter_is_a_typo_not_silence():
         parse(canaryweight="10")
 
 
+def test_an_unknown_parameter_with_a_long_name_is_cut_too():
+    with pytest.raises(ConfigError) as err:
+        parse(**{"k" * 3000: "1"})
+    assert str(err.value).startswith("unknown context parameter '" + "k" * 40 + "...' (3000 characters); known")
+
+
 def test_cdk_owned_keys_are_not_ours_to_check():
     config = parse(
         **{
