@@ -32,10 +32,11 @@ class Network(Construct):
                 ec2.SubnetConfiguration(name="Private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=24),
             ],
         )
-        # CDK's handler that empties the default security group (feature flag restrictDefaultSecurityGroup):
-        # a stack-wide singleton that runs at deploy time only.
-        restrict_default_sg = Stack.of(self).node.find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
-        skip_checkov_for_deploy_time_function(restrict_default_sg.node.find_child("Handler"))
+        # CDK's handler that empties the default security group (present with the feature flag
+        # @aws-cdk/aws-ec2:restrictDefaultSecurityGroup): a stack-wide singleton run at deploy time only.
+        restrict_default_sg = Stack.of(self).node.try_find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
+        if restrict_default_sg is not None:
+            skip_checkov_for_deploy_time_function(restrict_default_sg.node.find_child("Handler"))
         flow_logs = log_group(self, "FlowLogs")
         self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
 
