@@ -142,7 +142,10 @@ def skip_library_checkov_findings(deployment: DockerImageDeployment) -> None:
     ]
     for function in functions:
         skip_checkov_for_deploy_time_function(function)
-        skip_checkov(function.node.find_child("LogGroup"), "CKV_AWS_158", LOGS_AT_REST)
+        # A log group of its own with @aws-cdk/aws-lambda:useCdkManagedLogGroup (cdk.json).
+        function_logs = function.node.try_find_child("LogGroup")
+        if function_logs is not None:
+            skip_checkov(function_logs, "CKV_AWS_158", LOGS_AT_REST)
     for handler in functions[:2]:
         skip_checkov(
             handler,
