@@ -117,7 +117,7 @@ def synth(app: cdk.App) -> cx_api.CloudAssembly:
     """
     try:
         return app.synth()
-    except Exception:
+    except BaseException:
         remove_deployable(Path(app.outdir))
         raise
 
@@ -132,6 +132,9 @@ def main() -> int:
         remove_deployable(Path(app.outdir))
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BaseException:
+        remove_deployable(Path(app.outdir))  # a construct that throws fails the synth all the same
+        raise
     try:
         synth(app)
     except Exception as err:

@@ -106,3 +106,19 @@ def test_app_that_fails_validation_exits_1_with_the_report_and_no_template(monke
     assert err.rstrip().splitlines()[-1] == f"error: synthesis failed validation; no template was left in {tmp_path}"
     assert "Traceback" not in err
     assert not list(tmp_path.glob("*.template.json")) and not (tmp_path / "manifest.json").exists()
+
+
+def test_a_construct_that_throws_leaves_no_earlier_template_either(monkeypatch, tmp_path):
+    import app as cdk_app
+
+    for name in ("manifest.json", "CrystalCanary.template.json", "CrystalCanary.assets.json", "tree.json"):
+        (tmp_path / name).write_text("{}")  # an earlier run's assembly
+
+    def broken_build(app, **kwargs):
+        raise RuntimeError("a construct's own check failed")
+
+    monkeypatch.setattr(cdk_app, "build", broken_build)
+    monkeypatch.setenv("CDK_OUTDIR", str(tmp_path))
+    with pytest.raises(RuntimeError, match="a construct's own check failed"):
+        cdk_app.main()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tree.json"]
