@@ -22,11 +22,17 @@ diff_args = $(if $(FROM)$(TO),$(if $(FROM),--from '$(FROM)') $(if $(TO),--to '$(
 
 .PHONY: setup system-deps synth test lint bench clean diff deploy snapshot
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed node_modules/.installed .venv-checkov/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# checkov pins packaging<24 and an old boto3, which pytest 9 cannot share: its own virtualenv.
+.venv-checkov/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

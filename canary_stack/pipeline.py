@@ -19,7 +19,7 @@ from constructs import Construct
 
 from canary_stack.config import PipelineConfig
 from canary_stack.log_groups import log_group
-from canary_stack.nag import acknowledge
+from canary_stack.nag import acknowledge, skip_checkov
 
 WEIGHT_VARIABLE = "canaryWeight"
 # The CDK bootstrap roles a `cdk deploy` assumes; the deploy role's CloudFormation execution role,
@@ -218,6 +218,17 @@ class PipelineStack(Stack):
             "AwsSolutions-S1",
             "Holds only this pipeline's intermediate artifacts, reached through this stack's roles; "
             "CloudTrail records who started or approved a deploy",
+        )
+        skip_checkov(
+            bucket,
+            "CKV_AWS_18",
+            "Holds only this pipeline's intermediate artifacts, reached through this stack's roles; "
+            "CloudTrail records who started or approved a deploy",
+        )
+        skip_checkov(
+            bucket,
+            "CKV_AWS_21",
+            "Every artifact is rebuilt from the git commit it came from; versions would only accumulate",
         )
 
     def _logging(self, id: str) -> codebuild.LoggingOptions:

@@ -103,7 +103,13 @@ class CanaryStack(Stack):
             directory=image_directory,
             disposable=disposable_repository,
         )
-        self.entrypoint = PublicEntrypoint(self, "Entrypoint", vpc=self.network.vpc, allowed_cidr=config.allowed_cidr)
+        self.entrypoint = PublicEntrypoint(
+            self,
+            "Entrypoint",
+            vpc=self.network.vpc,
+            allowed_cidr=config.allowed_cidr,
+            certificate_arn=config.certificate_arn,
+        )
 
         # The router is the swappable part: the services and images are the same either way.
         self.mesh: MeshCanary | None = None
