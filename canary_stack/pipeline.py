@@ -171,7 +171,23 @@ class PipelineStack(Stack):
             ],
         )
 
+        self._grant_connection_use(source.connection_arn)
         self._acknowledge_findings()
+
+    def _source_action_role(self) -> iam.IRole:
+        # The role CDK made for the source action (Pipeline/Source/Source/CodePipelineActionRole).
+        source = self.pipeline.node.find_child("Source").node.find_child("Source")
+        return source.node.find_child("CodePipelineActionRole")  # type: ignore[return-value]
+
+    def _grant_connection_use(self, connection_arn: str) -> None:
+        """CDK grants only `codestar-connections:UseConnection`. AWS CodeStar Connections was renamed
+        AWS CodeConnections, the console creates `arn:aws:codeconnections:...` connections since
+        2024-07-01, and "when specifying a resource in the IAM policy, the service prefix needs to match
+        that of the resource" (https://docs.aws.amazon.com/dtconsole/latest/userguide/rename.html).
+        Both actions on the one connection: whichever prefix the ARN has, its action is granted."""
+        self._source_action_role().add_to_principal_policy(
+            iam.PolicyStatement(actions=["codeconnections:UseConnection"], resources=[connection_arn])
+        )
 
     def _acknowledge_findings(self) -> None:
         """cdk-nag findings this stack keeps on purpose, each on the construct it is about."""
@@ -204,11 +220,8 @@ class PipelineStack(Stack):
                 "encrypted with AWS managed keys, and a customer managed key would add cost, not protection",
                 "CB4",
             )
-        # The pipeline's role and the role CDK made for the source action (Pipeline/Source/Source/...).
-        source_role = (
-            self.pipeline.node.find_child("Source").node.find_child("Source").node.find_child("CodePipelineActionRole")
-        )
-        for role in (self.pipeline.role, source_role):
+        # The pipeline's role and the role CDK made for the source action.
+        for role in (self.pipeline.role, self._source_action_role()):
             policy = role.node.find_child("DefaultPolicy").node.default_child
             _acknowledge(policy, artifacts_reason, *(f"IAM5[{f}]" for f in artifact_writes))
         _acknowledge(

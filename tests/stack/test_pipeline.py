@@ -113,6 +113,47 @@ def test_source_is_the_connection_repository_and_branch(pipeline):
     assert config["BranchName"] == "main"
 
 
+def role_statements(template: dict, role_id: str) -> list[dict]:
+    """Every statement of the AWS::IAM::Policy resources attached to `role_id`."""
+    return [
+        st
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::IAM::Policy" and {"Ref": role_id} in r["Properties"]["Roles"]
+        for st in r["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+CODESTAR_CONNECTION = CONNECTION.replace(":codeconnections:", ":codestar-connections:")
+
+
+@pytest.mark.parametrize("connection", [CONNECTION, CODESTAR_CONNECTION], ids=["codeconnections", "codestar"])
+def test_source_action_may_use_the_connection_whichever_service_prefix_its_arn_has(synth, connection):
+    """AWS CodeStar Connections became AWS CodeConnections; new connections have `codeconnections` ARNs,
+    old ones keep `codestar-connections`, and IAM's service prefix must match the resource's
+    (https://docs.aws.amazon.com/dtconsole/latest/userguide/rename.html)."""
+    piped = synth(**{**PIPELINE_CONTEXT, "pipelineConnectionArn": connection})
+    template = piped.templates[STACK]
+    source = action(piped.one("AWS::CodePipeline::Pipeline", STACK)["Properties"], "Source")
+    assert source["Configuration"]["ConnectionArn"] == connection
+    role_id = source["RoleArn"]["Fn::GetAtt"][0]
+    statements = role_statements(template, role_id)
+    granted = {a for st in statements if connection in as_list(st["Resource"]) for a in as_list(st["Action"])}
+    prefix = connection.split(":")[2]
+    assert f"{prefix}:UseConnection" in granted  # the one IAM checks for this ARN
+    assert granted == {"codeconnections:UseConnection", "codestar-connections:UseConnection"}
+    # Nothing else on the connection, and the connection on no other statement of any role.
+    for r in template["Resources"].values():
+        if r["Type"] == "AWS::IAM::Policy":
+            for st in r["Properties"]["PolicyDocument"]["Statement"]:
+                if any("UseConnection" in a for a in as_list(st["Action"])):
+                    assert r["Properties"]["Roles"] == [{"Ref": role_id}]
+                    assert as_list(st["Resource"]) == [connection]
+
+
 def test_tests_and_diff_then_deploy_the_same_source(pipeline):
     source_output = action(pipeline, "Source")["OutputArtifacts"][0]["Name"]
     for stage in ("TestAndDiff", "Deploy"):
