@@ -30,6 +30,11 @@ production and taking the canary out of the traffic path.
 at the weight committed in cdk.json (context canaryWeight, default 0).
 Nothing is deployed and AWS is not contacted.
 
+--max-duration SECONDS (for CI builds with a timeout, such as the pipeline's
+Deploy build): refuse, before anything is deployed or diffed, a plan whose bakes
+plus DEPLOY_ALLOWANCE seconds per deploy (every step and a rollback) do not fit in
+SECONDS. A build killed by its timeout in the middle of a bake rolls nothing back.
+
 Ctrl-C never starts another deploy: the tool says which weight the stack is
 at (or that a deploy was interrupted and the state is unknown, with the
 `make deploy WEIGHT=...` to run) and exits 130.
@@ -70,6 +75,10 @@ from canary_stack.ops.cli import (
 from canary_stack.ops.offline_diff import committed_context
 
 DEFAULT_POLL = 30.0
+# What --max-duration budgets for one `cdk deploy` of a step (or of the rollback): a weight step
+# updates one listener rule in a minute or two; the first step of a run may also build and push
+# the image and roll the canary's tasks.
+DEPLOY_ALLOWANCE = 900.0
 
 ALARM = "ALARM"
 
@@ -197,6 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print the plan and the offline diff of each step; deploy nothing"
     )
     parser.add_argument(
+        "--max-duration",
+        type=bounded_float(0, math.inf, low_inclusive=False),
+        metavar="SECONDS",
+        help=f"refuse a plan whose bakes plus {DEPLOY_ALLOWANCE:g}s per deploy (steps and a rollback) exceed "
+        "SECONDS (a CI build's timeout)",
+    )
+    parser.add_argument(
         "--stack-name",
         type=parse_stack_name,
         default=STACK_NAME,
@@ -211,6 +227,15 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
     if (args.url is None) != (args.verify_requests is None):
         given, missing = ("--url", "--verify-requests") if args.url else ("--verify-requests", "--url")
         parser.error(f"argument {given}: needs {missing} as well")
+    if args.max_duration is not None:
+        deploys = len(args.steps) + 1  # every step, and a rollback to 0
+        needed = len(args.steps) * args.bake + deploys * DEPLOY_ALLOWANCE
+        if needed > args.max_duration:
+            parser.error(
+                f"argument --max-duration: {len(args.steps)} steps baking {args.bake:g}s each plus "
+                f"{DEPLOY_ALLOWANCE:g}s for each of {deploys} deploys (the steps and a rollback) need "
+                f"{needed:g}s, more than {args.max_duration:g}s; use fewer steps or a shorter --bake"
+            )
     if args.promote and args.steps[-1] != 100:
         parser.error(f"argument --promote: the last step must be 100, got {args.steps[-1]}")
     return args

@@ -445,6 +445,9 @@ def test_dry_run_rejects_bad_committed_weight(tmp_path):
         (["--steps", "10", "--bake", "0", "--url", "http://x", "--verify-requests", "0"], ["--verify-requests", "'0'"]),
         (["--steps", "10", "--bake", "0", "--stack-name", "bad name"], ["--stack-name", "'bad name'"]),
         (["--bake", "0"], ["--steps"]),
+        (["--steps", "10", "--bake", "0", "--max-duration", "0"], ["--max-duration", "'0'", "greater than 0"]),
+        (["--steps", "10,50", "--bake", "3600", "--max-duration", "9899"], ["--max-duration", "9900s", "9899s"]),
+        (["--steps", "10", "--bake", "0", "--max-duration", "1e400"], ["--max-duration", "'1e400'"]),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, fragments):
@@ -463,3 +466,31 @@ def test_subprocess_runner_runs_from_repo_root(tmp_path):
     result = runner.run([sys.executable, "-c", "import os; print(os.getcwd())"], capture_output=True)
     assert result.returncode == 0
     assert Path(result.stdout.strip()) == tmp_path
+
+
+# ------------------------------------------------------------ time budget
+
+
+def test_max_duration_counts_every_bake_and_a_deploy_allowance_per_step_and_rollback(canary_alarms):
+    # 2 bakes of 3600 s + 3 deploys (10, 50 and a possible rollback) of DEPLOY_ALLOWANCE each.
+    budget = 2 * 3600 + 3 * rollout.DEPLOY_ALLOWANCE
+    runner = RecordingRunner()
+    code, _, err = run_rollout(
+        ["--steps", "10,50", "--bake", 3600, "--poll", 3600, "--max-duration", f"{budget:g}"],
+        runner=runner,
+        cloudwatch=canary_alarms,
+    )
+    assert code == 0, err
+    assert runner.calls == [deploy(10), deploy(50)]
+
+
+def test_max_duration_refuses_a_dry_run_too_so_ci_says_so_before_approval(tmp_path):
+    runner = RecordingRunner()
+    code, out, err = run_rollout(
+        ["--steps", "10,50,100", "--bake", 3600, "--dry-run", "--max-duration", 3600],
+        runner=runner,
+        repo_root=write_cdk_json(tmp_path, 0),
+    )
+    assert code == 2
+    assert runner.calls == [] and out == ""
+    assert err.startswith("rollout: error: argument --max-duration: 3 steps baking 3600s each")
