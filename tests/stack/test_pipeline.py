@@ -4,7 +4,13 @@ by default; the deploy build can do nothing but assume the CDK bootstrap roles."
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -50,6 +56,10 @@ def env_vars(action_: dict) -> dict:
     return {v["name"]: v["value"] for v in json.loads(action_["Configuration"]["EnvironmentVariables"])}
 
 
+def build_commands(template: dict, pipeline: dict, stage: str) -> list[str]:
+    return buildspec(project_of(template, action(pipeline, stage)))["phases"]["build"]["commands"]
+
+
 def test_no_pipeline_stack_without_pipeline_true(synth):
     assert set(synth().templates) == {"CrystalCanary"}
     assert set(synth(pipeline="false").templates) == {"CrystalCanary"}
@@ -65,33 +75,14 @@ def test_the_canary_stack_does_not_depend_on_the_pipeline(synth, piped):
 
 def test_codepipeline_v2_deploys_the_checked_out_committed_weight_by_default(template, pipeline):
     assert pipeline["PipelineType"] == "V2"
-    (variable,) = pipeline["Variables"]
-    assert variable["Name"] == "canaryWeight"
-    # Not a number frozen when the pipeline was deployed: cdk.json as merged, read at run time.
-    assert variable["DefaultValue"] == "committed"
-    commands = buildspec(project_of(template, action(pipeline, "Deploy")))["phases"]["build"]["commands"]
-    resolve = commands[0]
-    assert 'json.load(open("cdk.json"))["context"].get("canaryWeight", 0)' in resolve
-    assert 'if [ "$WEIGHT" = committed ]; then WEIGHT="$COMMITTED_WEIGHT"; fi' in resolve
-
-
-def test_the_weight_resolution_runs_in_bash_as_intended(template, pipeline, tmp_path):
-    import subprocess
-
-    resolve = buildspec(project_of(template, action(pipeline, "Deploy")))["phases"]["build"]["commands"][0]
-    (tmp_path / "cdk.json").write_text('{"context": {"canaryWeight": 25}}')
-    (tmp_path / ".venv" / "bin").mkdir(parents=True)
-    (tmp_path / ".venv" / "bin" / "python").symlink_to(sys.executable)
-    for variable, expected in (("committed", "25"), ("40", "40")):
-        out = subprocess.run(
-            ["bash", "-c", resolve + '; echo "$WEIGHT"'],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            env={"CANARY_WEIGHT": variable, "PATH": "/usr/bin:/bin"},
-            check=True,
-        )
-        assert out.stdout.strip() == expected
+    variables = {v["Name"]: v["DefaultValue"] for v in pipeline["Variables"]}
+    # Not a number frozen when the pipeline was deployed: cdk.json as merged, read at run time;
+    # and no rollout unless a run asks for one. A variable's default cannot be empty (1-1000
+    # characters: https://docs.aws.amazon.com/codepipeline/latest/APIReference/API_PipelineVariableDeclaration.html).
+    assert variables == {"canaryWeight": "committed", "rolloutSteps": "none", "rolloutBake": "600"}
+    commands = build_commands(template, pipeline, "Deploy")
+    assert "COMMITTED_WEIGHT=$(.venv/bin/python -m canary_stack.ops.committed canaryWeight)" in commands
+    assert 'WEIGHT="$CANARY_WEIGHT"; if [ "$WEIGHT" = committed ]; then WEIGHT="$COMMITTED_WEIGHT"; fi' in commands
 
 
 def test_stages_in_order_source_test_and_diff_approval_deploy(pipeline):
@@ -160,25 +151,68 @@ def test_tests_and_diff_then_deploy_the_same_source(pipeline):
         assert action(pipeline, stage)["InputArtifacts"] == [{"Name": source_output}]
 
 
-def test_test_stage_runs_make_test_and_the_diff_to_the_weight_to_deploy(template, pipeline):
+def test_variables_reach_both_builds_only_as_environment_variables(template, pipeline):
+    # Pipeline variables resolve in action configuration only; the buildspecs read the env vars.
+    expected = {
+        "CANARY_WEIGHT": "#{variables.canaryWeight}",
+        "ROLLOUT_STEPS": "#{variables.rolloutSteps}",
+        "ROLLOUT_BAKE": "#{variables.rolloutBake}",
+    }
+    for stage in ("TestAndDiff", "Deploy"):
+        assert env_vars(action(pipeline, stage)) == expected
+        for command in build_commands(template, pipeline, stage):
+            assert "#{" not in command
+            # Every use of a variable is a double-quoted expansion: no value becomes shell text.
+            for name in (*expected, "WEIGHT", "COMMITTED_WEIGHT"):
+                unquoted = re.sub(r'"[^"]*"', "", command)
+                assert f"${name}" not in unquoted and f"${{{name}}}" not in unquoted, command
+
+
+def test_test_stage_runs_every_test_with_the_image_s_crystal_compiler_then_the_diff(template, pipeline):
     test = action(pipeline, "TestAndDiff")
-    assert env_vars(test) == {"CANARY_WEIGHT": "#{variables.canaryWeight}"}
-    commands = buildspec(project_of(template, test))["phases"]["build"]["commands"]
-    assert commands[0] == "make test"
-    assert commands[-1] == '.venv/bin/python -m canary_stack.ops.offline_diff --from "$COMMITTED_WEIGHT" --to "$WEIGHT"'
+    project = project_of(template, test)
+    commands = build_commands(template, pipeline, "TestAndDiff")
+    # The wrapper as `crystal`, first on PATH for `make test` only (Ubuntu 22.04 has no crystal).
+    install = commands.index('mkdir -p build/ci-bin && ln -sfn "$PWD/ci/crystal-in-docker" build/ci-bin/crystal')
+    assert commands[install + 1] == 'PATH="$PWD/build/ci-bin:$PATH" make test'
+    # Docker in CodeBuild needs privileged mode.
+    assert project["Environment"]["PrivilegedMode"] is True
+    assert project["Environment"]["Image"] == "aws/codebuild/standard:7.0"
+    assert commands[-1] == (
+        'if [ "$ROLLOUT_STEPS" = none ]; then '
+        'echo "committed canaryWeight: $COMMITTED_WEIGHT; deploying canaryWeight: $WEIGHT" && '
+        '.venv/bin/python -m canary_stack.ops.offline_diff --from "$COMMITTED_WEIGHT" --to "$WEIGHT"; '
+        "else .venv/bin/python -m canary_stack.ops.rollout --dry-run "
+        '--steps "$ROLLOUT_STEPS" --bake "$ROLLOUT_BAKE" --max-duration 27600 --stack-name CrystalCanary; fi'
+    )
+    # A bad combination of variables stops the run before the tests.
+    assert commands[0].startswith('if [ "$ROLLOUT_STEPS" != none ] && [ "$CANARY_WEIGHT" != committed ]')
 
 
-def test_deploy_runs_cdk_deploy_at_the_pipeline_variable(template, pipeline):
-    deploy = action(pipeline, "Deploy")
-    # Pipeline variables resolve in action configuration only; the buildspec reads the env var.
-    assert env_vars(deploy) == {"CANARY_WEIGHT": "#{variables.canaryWeight}"}
-    commands = buildspec(project_of(template, deploy))["phases"]["build"]["commands"]
-    assert commands[1:] == [
-        'npx cdk deploy CrystalCanary --require-approval never --no-notices -c canaryWeight="$WEIGHT"'
-    ]
+def test_deploy_runs_cdk_deploy_at_the_variable_or_the_rollout_tool(template, pipeline):
+    commands = build_commands(template, pipeline, "Deploy")
+    assert commands[-1] == (
+        'if [ "$ROLLOUT_STEPS" = none ]; then '
+        'node_modules/.bin/cdk deploy CrystalCanary --require-approval never --no-notices -c canaryWeight="$WEIGHT"; '
+        "else .venv/bin/python -m canary_stack.ops.rollout "
+        '--steps "$ROLLOUT_STEPS" --bake "$ROLLOUT_BAKE" --max-duration 27600 --stack-name CrystalCanary; fi'
+    )
 
 
-def test_deploy_role_may_only_assume_the_bootstrap_roles(template, pipeline):
+def test_deploy_build_timeout_covers_the_longest_rollout_the_tool_accepts(template, pipeline):
+    """CodeBuild builds time out after 5 to 2160 minutes (36 hours)
+    (https://docs.aws.amazon.com/codebuild/latest/APIReference/API_CreateProject.html). The rollout
+    is given the timeout less 20 minutes of set-up as --max-duration, so a plan that cannot finish
+    is refused before its first deploy instead of being killed mid-bake with no rollback."""
+    project = project_of(template, action(pipeline, "Deploy"))
+    minutes = project["TimeoutInMinutes"]
+    assert 5 <= minutes <= 2160
+    assert minutes == 480
+    (max_duration,) = re.findall(r"--max-duration (\d+)", build_commands(template, pipeline, "Deploy")[-1])
+    assert int(max_duration) == minutes * 60 - 20 * 60
+
+
+def test_deploy_role_may_only_assume_the_bootstrap_roles_and_read_the_canary_alarms(template, pipeline):
     resources = template["Resources"]
     project = project_of(template, action(pipeline, "Deploy"))
     role_id = project["ServiceRole"]["Fn::GetAtt"][0]
@@ -202,9 +236,29 @@ def test_deploy_role_may_only_assume_the_bootstrap_roles(template, pipeline):
     for arn in assume["Resource"]:
         assert arn["Fn::Join"][1][5:] == [{"Ref": "AWS::AccountId"}, "-", {"Ref": "AWS::Region"}]
 
+    # The rollout reads the canary alarms' states: DescribeAlarms on this stack's canary alarms only
+    # (the action takes the alarm resource type:
+    # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html).
+    (alarms,) = [st for st in statements if any(a.startswith("cloudwatch:") for a in actions(st))]
+    assert actions(alarms) == ["cloudwatch:DescribeAlarms"]
+    assert alarms["Resource"] == {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":cloudwatch:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                ":alarm:CrystalCanary-canary-*",
+            ],
+        ]
+    }
+
     # The rest: writing its build logs and reading the pipeline's artifacts, nothing else.
     for st in statements:
-        if st is assume:
+        if st is assume or st is alarms:
             continue
         acts = set(actions(st))
         if all(a.startswith("logs:") for a in acts):
@@ -218,3 +272,243 @@ def test_builds_are_not_given_aws_credentials_in_plain_text(template):
     # Neither project gets keys: the deploy works through its role only.
     for project in (r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CodeBuild::Project"):
         assert "AWS_ACCESS_KEY_ID" not in json.dumps(project)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Deploy stage end to end: its buildspec commands, run by bash as CodeBuild runs them, against
+# CloudWatch served by moto on 127.0.0.1 and a recording stand-in for the project's CDK CLI.
+
+ROOT = Path(__file__).resolve().parents[2]
+ALARM_5XX = "CrystalCanary-canary-5xx"
+ALARM_LATENCY = "CrystalCanary-canary-p99-latency"
+REGION = "us-east-1"
+
+# Until canary_stack.ops.committed is merged (another change makes it), the build copy gets this
+# stand-in with the same contract: the committed, validated value of a context key of cdk.json,
+# or one line and exit 2. With the real module present, the real module runs.
+COMMITTED_STAND_IN = '''"""Stand-in for canary_stack.ops.committed (tests only)."""
+import json
+import sys
+
+from canary_stack.config import CanaryConfig, ConfigError
+
+try:
+    config = CanaryConfig.from_context(json.load(open("cdk.json"))["context"].get)
+except ConfigError as err:
+    sys.exit(f"committed: error: cdk.json: {err}")
+print({"canaryWeight": config.canary_weight}[sys.argv[1]])
+'''
+
+# Records its argv (one JSON line per run), says what it deployed, and fails when asked to.
+FAKE_CDK = f"""#!{sys.executable}
+import json, os, sys
+with open(os.environ["FAKE_CDK_LOG"], "a") as log:
+    log.write(json.dumps(sys.argv[1:]) + "\\n")
+weight = [a for a in sys.argv if a.startswith("canaryWeight=")][-1].split("=", 1)[1]
+print(f"fake cdk: deploy canaryWeight={{weight}}", flush=True)
+sys.exit(1 if weight == os.environ.get("FAKE_CDK_FAIL_AT") else 0)
+"""
+
+
+def run_like_codebuild(commands: list[str], *, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """A buildspec 0.2 phase with `shell: bash`: one shell runs the commands in order, so variables
+    persist between them; the first command that exits non-zero fails the phase, and the rest
+    never run (https://docs.aws.amazon.com/codebuild/latest/userguide/build-spec-ref.html)."""
+    script = []
+    for index, command in enumerate(commands):
+        script.append(command)
+        script.append(
+            f'__rc=$?; if [ "$__rc" -ne 0 ]; then echo "[Container] command {index} exit status $__rc"; exit "$__rc"; fi'
+        )
+    return subprocess.run(
+        ["bash", "-c", "\n".join(script)], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def moto_cloudwatch():
+    """CloudWatch by moto's server on a free loopback port; yields (endpoint, client)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    client = boto3.client(
+        "cloudwatch",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    for name in (ALARM_5XX, ALARM_LATENCY, "CrystalCanary-production-5xx"):
+        client.put_metric_alarm(
+            AlarmName=name,
+            Namespace="AWS/ApplicationELB",
+            MetricName="HTTPCode_Target_5XX_Count",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=5,
+            ComparisonOperator="GreaterThanThreshold",
+        )
+    # Not a canary alarm: even firing, it must not stop a rollout.
+    client.set_alarm_state(AlarmName="CrystalCanary-production-5xx", StateValue="ALARM", StateReason="test")
+    yield endpoint, client
+    server.stop()
+
+
+@pytest.fixture
+def source_copy(tmp_path: Path) -> Path:
+    """What the Deploy build needs of the checked-out source, after `make setup`: the package,
+    cdk.json (committed weight 25), the venv, and a recording node_modules/.bin/cdk."""
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copytree(ROOT / "canary_stack", src / "canary_stack", ignore=shutil.ignore_patterns("__pycache__"))
+    cdk_json = json.loads((ROOT / "cdk.json").read_text())
+    cdk_json["context"]["canaryWeight"] = 25
+    (src / "cdk.json").write_text(json.dumps(cdk_json))
+    (src / ".venv").symlink_to((ROOT / ".venv").resolve(), target_is_directory=True)
+    committed = src / "canary_stack" / "ops" / "committed.py"
+    if not committed.exists():
+        committed.write_text(COMMITTED_STAND_IN)
+    cdk = src / "node_modules" / ".bin" / "cdk"
+    cdk.parent.mkdir(parents=True)
+    cdk.write_text(FAKE_CDK)
+    cdk.chmod(0o755)
+    return src
+
+
+class DeployRun:
+    def __init__(self, result: subprocess.CompletedProcess, log: Path):
+        self.code = result.returncode
+        self.out = result.stdout
+        self.err = result.stderr
+        self.argv = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+    @property
+    def weights(self) -> list[str]:
+        return [argv[-1].removeprefix("canaryWeight=") for argv in self.argv]
+
+
+@pytest.fixture
+def run_deploy_stage(template, pipeline, source_copy, moto_cloudwatch, tmp_path):
+    """Runs the synthesized Deploy buildspec with pipeline variables as CodePipeline resolves them."""
+    endpoint, _ = moto_cloudwatch
+    defaults = {v["Name"]: v["DefaultValue"] for v in pipeline["Variables"]}
+    deploy = action(pipeline, "Deploy")
+    commands = build_commands(template, pipeline, "Deploy")
+    log = tmp_path / "cdk-argv.jsonl"
+
+    def run(extra_env: dict[str, str] | None = None, **variables: str) -> DeployRun:
+        values = {**defaults, **variables}
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "LANG": "C.UTF-8",
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "FAKE_CDK_LOG": str(log),
+            **(extra_env or {}),
+        }
+        for name, reference in env_vars(deploy).items():
+            (variable,) = re.fullmatch(r"#\{variables\.(\w+)\}", reference).groups()
+            env[name] = values[variable]
+        return DeployRun(run_like_codebuild(commands, cwd=source_copy, env=env), log)
+
+    return run
+
+
+def deploy_argv(weight: int) -> list[str]:
+    return ["deploy", "CrystalCanary", "--require-approval", "never", "--no-notices", "-c", f"canaryWeight={weight}"]
+
+
+def test_deploy_stage_by_default_deploys_the_committed_weight_once(run_deploy_stage):
+    run = run_deploy_stage()
+    assert run.code == 0, run.out + run.err
+    assert run.argv == [deploy_argv(25)]
+
+
+def test_deploy_stage_deploys_a_weight_the_run_was_started_with(run_deploy_stage, source_copy):
+    hostile = '$(touch pwned); `touch pwned` "; touch pwned'
+    run = run_deploy_stage(canaryWeight="40")
+    assert run.code == 0 and run.argv == [deploy_argv(40)]
+    # The app validates the weight; the shell only ever passes it on, as one argument.
+    run = run_deploy_stage(canaryWeight=hostile)
+    assert run.argv[-1][-1] == f"canaryWeight={hostile}"
+    assert not (source_copy / "pwned").exists()
+
+
+def test_deploy_stage_rollout_deploys_every_step_in_order_watching_the_canary_alarms(run_deploy_stage):
+    run = run_deploy_stage(rolloutSteps="10,50,100", rolloutBake="0")
+    assert run.code == 0, run.out + run.err
+    assert run.argv == [deploy_argv(10), deploy_argv(50), deploy_argv(100)]
+    # The log shows each step and what was watched: the canary alarms, not production's.
+    for i, weight in enumerate((10, 50, 100), 1):
+        assert f"== step {i}/3: canary weight {weight}% ==" in run.out
+    assert f"{ALARM_5XX}=OK" in run.out and "production-5xx" not in run.out
+    assert "the stack is at canary weight 100%" in run.out
+
+
+def test_deploy_stage_rollout_rolls_back_to_0_and_fails_on_an_alarm_during_a_bake(
+    run_deploy_stage, moto_cloudwatch, tmp_path
+):
+    _, client = moto_cloudwatch
+    log = tmp_path / "cdk-argv.jsonl"
+    fired = threading.Event()
+
+    def fire_during_the_bake_at_50() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if log.exists() and "canaryWeight=50" in log.read_text():
+                time.sleep(1.0)  # after the bake's first poll, before its second
+                client.set_alarm_state(AlarmName=ALARM_5XX, StateValue="ALARM", StateReason="canary 5xx above 5%")
+                fired.set()
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=fire_during_the_bake_at_50, daemon=True)
+    watcher.start()
+    run = run_deploy_stage(rolloutSteps="10,50,100", rolloutBake="3")
+    watcher.join(timeout=5)
+    assert fired.is_set()
+    assert run.code == 1, run.out + run.err
+    assert run.argv == [deploy_argv(10), deploy_argv(50), deploy_argv(0)]
+    at_50 = run.out[run.out.index("== step 2/3") :]
+    assert f"{ALARM_5XX}=OK" in at_50  # the bake had started with the alarm quiet
+    assert f"ROLLBACK: alarm {ALARM_5XX} is in state ALARM" in at_50
+    assert "rolled back: the stack is at canary weight 0" in at_50
+    assert "[Container] command 3 exit status 1" in run.out  # the build fails
+
+
+def test_deploy_stage_rollout_rolls_back_and_fails_when_a_step_s_deploy_fails(run_deploy_stage):
+    run = run_deploy_stage({"FAKE_CDK_FAIL_AT": "50"}, rolloutSteps="10,50,100", rolloutBake="0")
+    assert run.code == 1, run.out + run.err
+    assert run.argv == [deploy_argv(10), deploy_argv(50), deploy_argv(0)]
+    assert "ROLLBACK: deploy of 50 failed (exit 1)" in run.out
+    assert "rolled back: the stack is at canary weight 0" in run.out
+
+
+@pytest.mark.parametrize(
+    "variables, fragment",
+    [
+        ({"rolloutSteps": "10,50;touch pwned", "rolloutBake": "0"}, "--steps"),
+        ({"rolloutSteps": "$(touch pwned)", "rolloutBake": "0"}, "--steps"),
+        ({"rolloutSteps": "10,50", "rolloutBake": "`touch pwned`"}, "--bake"),
+        ({"rolloutSteps": "10,50", "rolloutBake": "-1"}, "--bake"),
+        # 3 bakes of 3 hours and 4 deploys cannot finish in the 8-hour build: refused up front.
+        ({"rolloutSteps": "10,50,100", "rolloutBake": "10800"}, "--max-duration"),
+        ({"rolloutSteps": "10,50", "canaryWeight": "40"}, "canaryWeight and rolloutSteps are both set"),
+    ],
+)
+def test_deploy_stage_refuses_bad_variables_before_any_deploy(run_deploy_stage, source_copy, variables, fragment):
+    run = run_deploy_stage(**variables)
+    assert run.code != 0
+    assert run.argv == []
+    errors = run.err.strip().splitlines()
+    assert len(errors) == 1 and fragment in errors[0], run.err
+    assert not (source_copy / "pwned").exists()
