@@ -32,6 +32,7 @@ from canary_stack.log_groups import log_group
 WEIGHT_VARIABLE = "canaryWeight"
 STEPS_VARIABLE = "rolloutSteps"
 BAKE_VARIABLE = "rolloutBake"
+VERIFY_VARIABLE = "rolloutVerifyRequests"
 # The CDK bootstrap roles a `cdk deploy` assumes; the deploy role's CloudFormation execution role,
 # not the build, holds the rights to change the canary stack.
 BOOTSTRAP_ROLE_KINDS = ("deploy", "file-publishing", "image-publishing", "lookup")
@@ -50,6 +51,7 @@ COMMITTED = "committed"  # canaryWeight's default: deploy what cdk.json says
 # https://docs.aws.amazon.com/codepipeline/latest/APIReference/API_PipelineVariableDeclaration.html).
 NO_ROLLOUT = "none"
 DEFAULT_BAKE = "600"
+NO_VERIFY = "0"
 
 # CodeBuild allows 5 to 2160 minutes (36 hours) per build
 # (https://docs.aws.amazon.com/codebuild/latest/APIReference/API_CreateProject.html, timeoutInMinutes).
@@ -64,7 +66,12 @@ MAX_ROLLOUT_SECONDS = int(DEPLOY_TIMEOUT.to_seconds() - SETUP_ALLOWANCE.to_secon
 
 # Pipeline variables reach the builds only as these environment variables, and every command
 # reads them quoted: no value is ever part of the shell text.
-VARIABLE_ENV = {WEIGHT_VARIABLE: "CANARY_WEIGHT", STEPS_VARIABLE: "ROLLOUT_STEPS", BAKE_VARIABLE: "ROLLOUT_BAKE"}
+VARIABLE_ENV = {
+    WEIGHT_VARIABLE: "CANARY_WEIGHT",
+    STEPS_VARIABLE: "ROLLOUT_STEPS",
+    BAKE_VARIABLE: "ROLLOUT_BAKE",
+    VERIFY_VARIABLE: "ROLLOUT_VERIFY_REQUESTS",
+}
 
 # A run either deploys one weight or rolls out; both set is a mistake to stop before the tests.
 _ONE_OR_THE_OTHER = (
@@ -80,6 +87,12 @@ _RESOLVE_WEIGHT = f'WEIGHT="$CANARY_WEIGHT"; if [ "$WEIGHT" = {COMMITTED} ]; the
 # The Crystal compiler for `make test`: ci/crystal-in-docker as `crystal`, first on PATH, in this build only.
 _CRYSTAL_ON_PATH = 'mkdir -p build/ci-bin && ln -sfn "$PWD/ci/crystal-in-docker" build/ci-bin/crystal'
 _MAKE_TEST = 'PATH="$PWD/build/ci-bin:$PATH" make test'
+# The rollout's optional verify: N requests to the stack's Url output after each bake. A bash
+# array, expanded quoted: the value stays one argument, which the tool validates.
+_VERIFY_ARGS = (
+    f'VERIFY=(); if [ "$ROLLOUT_VERIFY_REQUESTS" != {NO_VERIFY} ]; then '
+    'VERIFY=(--verify-requests "$ROLLOUT_VERIFY_REQUESTS" --url-from-stack); fi'
+)
 
 
 def _rollout(target_stack: str, *extra: str) -> str:
@@ -88,7 +101,7 @@ def _rollout(target_stack: str, *extra: str) -> str:
         [
             ".venv/bin/python -m canary_stack.ops.rollout",
             *extra,
-            '--steps "$ROLLOUT_STEPS" --bake "$ROLLOUT_BAKE"',
+            '--steps "$ROLLOUT_STEPS" --bake "$ROLLOUT_BAKE" "${VERIFY[@]}"',
             f"--max-duration {MAX_ROLLOUT_SECONDS} --stack-name {target_stack}",
         ]
     )
@@ -110,6 +123,7 @@ def tests_and_diff_commands(target_stack: str) -> list[str]:
         _MAKE_TEST,
         _COMMITTED_WEIGHT,
         _RESOLVE_WEIGHT,
+        _VERIFY_ARGS,
         _one_deploy_or_rollout(diff, _rollout(target_stack, "--dry-run")),
     ]
 
@@ -121,6 +135,7 @@ def deploy_commands(target_stack: str) -> list[str]:
         _ONE_OR_THE_OTHER,
         _COMMITTED_WEIGHT,
         _RESOLVE_WEIGHT,
+        _VERIFY_ARGS,
         _one_deploy_or_rollout(one_deploy, _rollout(target_stack)),
     ]
 
@@ -141,6 +156,10 @@ def _buildspec(commands: list[str]) -> codebuild.BuildSpec:
 
 def bootstrap_role_arn(kind: str, qualifier: str = DefaultStackSynthesizer.DEFAULT_QUALIFIER) -> str:
     return f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/cdk-{qualifier}-{kind}-role-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+
+
+def stack_arn(stack_name: str) -> str:
+    return f"arn:{Aws.PARTITION}:cloudformation:{Aws.REGION}:{Aws.ACCOUNT_ID}:stack/{stack_name}/*"
 
 
 def canary_alarms_arn(target_stack: str) -> str:
@@ -179,7 +198,16 @@ class PipelineStack(Stack):
             default_value=DEFAULT_BAKE,
             description=f"Seconds each rollout step is watched against the canary alarms (with {STEPS_VARIABLE})",
         )
-        variables = {v.variable_name: v for v in (self.weight_variable, self.steps_variable, self.bake_variable)}
+        self.verify_variable = codepipeline.Variable(
+            variable_name=VERIFY_VARIABLE,
+            default_value=NO_VERIFY,
+            description="Requests to the stack's Url after each bake to measure the split (0: none); "
+            "the load balancer must admit CodeBuild (allowedCidr)",
+        )
+        variables = {
+            v.variable_name: v
+            for v in (self.weight_variable, self.steps_variable, self.bake_variable, self.verify_variable)
+        }
         build_env = {
             env: codebuild.BuildEnvironmentVariable(value=variables[name].reference())
             for name, env in VARIABLE_ENV.items()
@@ -221,8 +249,15 @@ class PipelineStack(Stack):
         # (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_DescribeAlarms.html):
         # the canary alarms are metric alarms.
         self._alarm_prefix = canary_alarm_prefix(target_stack)
+        self._target_stack = target_stack
         self.deploy_role.add_to_policy(
             iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"], resources=[canary_alarms_arn(target_stack)])
+        )
+        # The optional verify reads the service URL from the stack's outputs. DescribeStacks takes
+        # the stack resource type, whose ARN ends in a generated id
+        # (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscloudformation.html).
+        self.deploy_role.add_to_policy(
+            iam.PolicyStatement(actions=["cloudformation:DescribeStacks"], resources=[stack_arn(target_stack)])
         )
         self.deploy_project = codebuild.PipelineProject(
             self,
@@ -260,7 +295,8 @@ class PipelineStack(Stack):
             action_name="Approve",
             additional_information=(
                 f"Deploys {target_stack} at canaryWeight #{{variables.{WEIGHT_VARIABLE}}}, or rolls it out "
-                f"through #{{variables.{STEPS_VARIABLE}}} baking #{{variables.{BAKE_VARIABLE}}}s a step. "
+                f"through #{{variables.{STEPS_VARIABLE}}} baking #{{variables.{BAKE_VARIABLE}}}s a step "
+                f"(verify: #{{variables.{VERIFY_VARIABLE}}} requests). "
                 "The TestAndDiff logs show the tests and the CloudFormation diff (or the rollout plan)."
             ),
         )
@@ -338,6 +374,12 @@ class PipelineStack(Stack):
             "The rollout reads the states of this stack's canary alarms, which share this name prefix "
             "(the names are set in observability.py); the alarms are made after the pipeline",
             f"IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:{self._alarm_prefix}*]",
+        )
+        _acknowledge(
+            self.deploy_role.node.find_child("DefaultPolicy").node.default_child,
+            "The rollout reads the Url output of the canary stack; a stack ARN ends in an id "
+            "CloudFormation generates, so the stack is named and its id left open",
+            f"IAM5[Resource::arn:<AWS::Partition>:cloudformation:<AWS::Region>:<AWS::AccountId>:stack/{self._target_stack}/*]",
         )
         # The pipeline's role and the role CDK made for the source action.
         for role in (self.pipeline.role, self._source_action_role()):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,12 @@ def test_codepipeline_v2_deploys_the_checked_out_committed_weight_by_default(tem
     # Not a number frozen when the pipeline was deployed: cdk.json as merged, read at run time;
     # and no rollout unless a run asks for one. A variable's default cannot be empty (1-1000
     # characters: https://docs.aws.amazon.com/codepipeline/latest/APIReference/API_PipelineVariableDeclaration.html).
-    assert variables == {"canaryWeight": "committed", "rolloutSteps": "none", "rolloutBake": "600"}
+    assert variables == {
+        "canaryWeight": "committed",
+        "rolloutSteps": "none",
+        "rolloutBake": "600",
+        "rolloutVerifyRequests": "0",
+    }
     commands = build_commands(template, pipeline, "Deploy")
     assert "COMMITTED_WEIGHT=$(.venv/bin/python -m canary_stack.ops.committed canaryWeight)" in commands
     assert 'WEIGHT="$CANARY_WEIGHT"; if [ "$WEIGHT" = committed ]; then WEIGHT="$COMMITTED_WEIGHT"; fi' in commands
@@ -157,13 +163,14 @@ def test_variables_reach_both_builds_only_as_environment_variables(template, pip
         "CANARY_WEIGHT": "#{variables.canaryWeight}",
         "ROLLOUT_STEPS": "#{variables.rolloutSteps}",
         "ROLLOUT_BAKE": "#{variables.rolloutBake}",
+        "ROLLOUT_VERIFY_REQUESTS": "#{variables.rolloutVerifyRequests}",
     }
     for stage in ("TestAndDiff", "Deploy"):
         assert env_vars(action(pipeline, stage)) == expected
         for command in build_commands(template, pipeline, stage):
             assert "#{" not in command
             # Every use of a variable is a double-quoted expansion: no value becomes shell text.
-            for name in (*expected, "WEIGHT", "COMMITTED_WEIGHT"):
+            for name in (*expected, "WEIGHT", "COMMITTED_WEIGHT", "VERIFY"):
                 unquoted = re.sub(r'"[^"]*"', "", command)
                 assert f"${name}" not in unquoted and f"${{{name}}}" not in unquoted, command
 
@@ -183,7 +190,7 @@ def test_test_stage_runs_every_test_with_the_image_s_crystal_compiler_then_the_d
         'echo "committed canaryWeight: $COMMITTED_WEIGHT; deploying canaryWeight: $WEIGHT" && '
         '.venv/bin/python -m canary_stack.ops.offline_diff --from "$COMMITTED_WEIGHT" --to "$WEIGHT"; '
         "else .venv/bin/python -m canary_stack.ops.rollout --dry-run "
-        '--steps "$ROLLOUT_STEPS" --bake "$ROLLOUT_BAKE" --max-duration 27600 --stack-name CrystalCanary; fi'
+        '--steps "$ROLLOUT_STEPS" --bake "$ROLLOUT_BAKE" "${VERIFY[@]}" --max-duration 27600 --stack-name CrystalCanary; fi'
     )
     # A bad combination of variables stops the run before the tests.
     assert commands[0].startswith('if [ "$ROLLOUT_STEPS" != none ] && [ "$CANARY_WEIGHT" != committed ]')
@@ -195,8 +202,19 @@ def test_deploy_runs_cdk_deploy_at_the_variable_or_the_rollout_tool(template, pi
         'if [ "$ROLLOUT_STEPS" = none ]; then '
         'node_modules/.bin/cdk deploy CrystalCanary --require-approval never --no-notices -c canaryWeight="$WEIGHT"; '
         "else .venv/bin/python -m canary_stack.ops.rollout "
-        '--steps "$ROLLOUT_STEPS" --bake "$ROLLOUT_BAKE" --max-duration 27600 --stack-name CrystalCanary; fi'
+        '--steps "$ROLLOUT_STEPS" --bake "$ROLLOUT_BAKE" "${VERIFY[@]}" --max-duration 27600 --stack-name CrystalCanary; fi'
     )
+
+
+def test_rollout_verify_is_optional_and_reads_the_stack_s_url_output(template, pipeline, piped):
+    for stage in ("TestAndDiff", "Deploy"):
+        commands = build_commands(template, pipeline, stage)
+        assert commands[-2] == (
+            'VERIFY=(); if [ "$ROLLOUT_VERIFY_REQUESTS" != 0 ]; then '
+            'VERIFY=(--verify-requests "$ROLLOUT_VERIFY_REQUESTS" --url-from-stack); fi'
+        )
+    # The output the rollout reads (rollout.URL_OUTPUT) is the canary stack's service URL.
+    assert "Url" in piped.template["Outputs"]
 
 
 def test_deploy_build_timeout_covers_the_longest_rollout_the_tool_accepts(template, pipeline):
@@ -256,9 +274,16 @@ def test_deploy_role_may_only_assume_the_bootstrap_roles_and_read_the_canary_ala
         ]
     }
 
+    # The optional verify reads the canary stack's Url output: DescribeStacks on that stack only
+    # (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscloudformation.html).
+    (outputs,) = [st for st in statements if any(a.startswith("cloudformation:") for a in actions(st))]
+    assert actions(outputs) == ["cloudformation:DescribeStacks"]
+    assert outputs["Resource"]["Fn::Join"][1][-1] == ":stack/CrystalCanary/*"
+    assert outputs["Resource"]["Fn::Join"][1][2] == ":cloudformation:"
+
     # The rest: writing its build logs and reading the pipeline's artifacts, nothing else.
     for st in statements:
-        if st is assume or st is alarms:
+        if st is assume or st is alarms or st is outputs:
             continue
         acts = set(actions(st))
         if all(a.startswith("logs:") for a in acts):
@@ -423,6 +448,88 @@ def run_deploy_stage(template, pipeline, source_copy, moto_cloudwatch, tmp_path)
     return run
 
 
+class LoopbackHttp:
+    """A tiny HTTP server on 127.0.0.1 answering with `handle(method, path, body) -> (status, type, bytes)`."""
+
+    def __init__(self, handle):
+        outer = self
+        self.requests: list[tuple[str, str, bytes]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def answer(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.requests.append((self.command, self.path, body))
+                status, ctype, payload = handle(self.command, self.path, body, len(outer.requests) - 1)
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = answer  # noqa: N815 (http.server naming)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def crystal_service(canary_every: int):
+    """/crystal/api of the service behind a router sending every n-th request to the canary."""
+
+    def handle(method, path, body, n):
+        if path != "/crystal/api":
+            return 404, "text/plain", b"not found"
+        commit = "CANARY" if n % canary_every == 0 else "ed106ce"
+        doc = {"from": "Crystal backend", "message": "us-east-1a", "commit": commit}
+        return 200, "application/json", json.dumps(doc).encode()
+
+    return handle
+
+
+def describe_stacks(outputs: dict[str, str]):
+    """CloudFormation's DescribeStacks (query protocol) for the canary stack, with `outputs`."""
+    members = "".join(
+        f"<member><OutputKey>{k}</OutputKey><OutputValue>{v}</OutputValue></member>" for k, v in outputs.items()
+    )
+    xml = (
+        '<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/">'
+        "<DescribeStacksResult><Stacks><member><StackName>CrystalCanary</StackName>"
+        "<StackId>arn:aws:cloudformation:us-east-1:123456789012:stack/CrystalCanary/1</StackId>"
+        "<CreationTime>2026-11-27T00:00:00Z</CreationTime><StackStatus>UPDATE_COMPLETE</StackStatus>"
+        f"<Outputs>{members}</Outputs></member></Stacks></DescribeStacksResult>"
+        "<ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></DescribeStacksResponse>"
+    ).encode()
+
+    def handle(method, path, body, n):
+        if b"Action=DescribeStacks" not in body or b"StackName=CrystalCanary" not in body:
+            return 400, "text/xml", b"<ErrorResponse><Error><Code>InvalidAction</Code></Error></ErrorResponse>"
+        return 200, "text/xml", xml
+
+    return handle
+
+
+@pytest.fixture
+def loopback():
+    servers: list[LoopbackHttp] = []
+
+    def start(handle) -> LoopbackHttp:
+        servers.append(LoopbackHttp(handle))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
 def deploy_argv(weight: int) -> list[str]:
     return ["deploy", "CrystalCanary", "--require-approval", "never", "--no-notices", "-c", f"canaryWeight={weight}"]
 
@@ -482,7 +589,7 @@ def test_deploy_stage_rollout_rolls_back_to_0_and_fails_on_an_alarm_during_a_bak
     assert f"{ALARM_5XX}=OK" in at_50  # the bake had started with the alarm quiet
     assert f"ROLLBACK: alarm {ALARM_5XX} is in state ALARM" in at_50
     assert "rolled back: the stack is at canary weight 0" in at_50
-    assert "[Container] command 3 exit status 1" in run.out  # the build fails
+    assert re.search(r"\[Container\] command \d+ exit status 1\n$", run.out)  # the build fails
 
 
 def test_deploy_stage_rollout_rolls_back_and_fails_when_a_step_s_deploy_fails(run_deploy_stage):
@@ -491,6 +598,37 @@ def test_deploy_stage_rollout_rolls_back_and_fails_when_a_step_s_deploy_fails(ru
     assert run.argv == [deploy_argv(10), deploy_argv(50), deploy_argv(0)]
     assert "ROLLBACK: deploy of 50 failed (exit 1)" in run.out
     assert "rolled back: the stack is at canary weight 0" in run.out
+
+
+def test_deploy_stage_rollout_verifies_each_step_at_the_stack_s_url(run_deploy_stage, loopback):
+    """rolloutVerifyRequests: after each bake, the measured split at the stack's Url output must
+    match the step; the router here really sends 10 %, so step 10 passes and step 50 rolls back."""
+    service = loopback(crystal_service(canary_every=10))
+    cloudformation = loopback(describe_stacks({"Url": service.url, "CanaryWeight": "0"}))
+    run = run_deploy_stage(
+        {"AWS_ENDPOINT_URL_CLOUDFORMATION": cloudformation.url},
+        rolloutSteps="10,50",
+        rolloutBake="0",
+        rolloutVerifyRequests="200",
+    )
+    assert run.code == 1, run.out + run.err
+    assert run.argv == [deploy_argv(10), deploy_argv(50), deploy_argv(0)]
+    assert len(cloudformation.requests) == 1  # the URL is read once, before the first deploy
+    assert len(service.requests) == 400
+    assert "PASS: expected 10%" in run.out and "FAIL: expected 50%" in run.out
+    assert "ROLLBACK: verify at weight 50" in run.out
+
+
+def test_deploy_stage_rollout_without_a_readable_url_deploys_nothing(run_deploy_stage, loopback):
+    cloudformation = loopback(describe_stacks({"CanaryWeight": "0"}))
+    run = run_deploy_stage(
+        {"AWS_ENDPOINT_URL_CLOUDFORMATION": cloudformation.url},
+        rolloutSteps="10,50",
+        rolloutBake="0",
+        rolloutVerifyRequests="200",
+    )
+    assert run.code == 2 and run.argv == []
+    assert run.err.strip() == "rollout: error: stack CrystalCanary has no 'Url' output to verify against"
 
 
 @pytest.mark.parametrize(
@@ -503,6 +641,8 @@ def test_deploy_stage_rollout_rolls_back_and_fails_when_a_step_s_deploy_fails(ru
         # 3 bakes of 3 hours and 4 deploys cannot finish in the 8-hour build: refused up front.
         ({"rolloutSteps": "10,50,100", "rolloutBake": "10800"}, "--max-duration"),
         ({"rolloutSteps": "10,50", "canaryWeight": "40"}, "canaryWeight and rolloutSteps are both set"),
+        ({"rolloutSteps": "10,50", "rolloutBake": "0", "rolloutVerifyRequests": "$(touch pwned)"}, "--verify-requests"),
+        ({"rolloutSteps": "10,50", "rolloutBake": "0", "rolloutVerifyRequests": "-5"}, "--verify-requests"),
     ],
 )
 def test_deploy_stage_refuses_bad_variables_before_any_deploy(run_deploy_stage, source_copy, variables, fragment):
