@@ -219,6 +219,8 @@ class PipelineStack(Stack):
             description="make test, then the CloudFormation diff (or the rollout plan) of what is to be deployed",
             # Privileged: the Docker daemon runs the Crystal compiler of the image the Dockerfile
             # builds with (ci/crystal-in-docker), so the tests also test the compiler that image ships.
+            # It pulls crystallang/crystal from Docker Hub, as the Deploy build's image asset does:
+            # anonymous pulls are limited per IP address (what to do: ci/crystal-in-docker).
             environment=codebuild.BuildEnvironment(
                 build_image=BUILD_IMAGE, compute_type=codebuild.ComputeType.MEDIUM, privileged=True
             ),
