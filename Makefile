@@ -34,8 +34,9 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 # The Crystal compiler and wrk are needed by the tests only (the image itself builds in Docker).
-# Only what is missing is installed: Ubuntu 22.04 has wrk but no crystal package, so there a
-# `crystal` must already be on PATH, e.g. ci/crystal-in-docker (the pipeline's TestAndDiff does that).
+# Only what is missing is installed: Ubuntu 22.04 has wrk (https://packages.ubuntu.com/jammy/wrk)
+# but no crystal package (it starts with 24.04: https://packages.ubuntu.com/noble/all/crystal-samples),
+# so there a `crystal` must already be on PATH, e.g. ci/crystal-in-docker (as the pipeline's TestAndDiff does).
 system-deps:
 	@missing=""; \
 	for tool in crystal wrk; do command -v "$$tool" >/dev/null || missing="$$missing $$tool"; done; \
