@@ -206,6 +206,19 @@ def test_deploy_runs_cdk_deploy_at_the_variable_or_the_rollout_tool(template, pi
     )
 
 
+def test_the_canary_alarms_are_metric_alarms_which_a_scoped_describe_alarms_returns(piped):
+    """A DescribeAlarms permission narrower than "*" returns no composite alarms
+    (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_DescribeAlarms.html): the
+    deploy role's grant on CrystalCanary-canary-* sees every canary alarm only while none is composite."""
+    alarms = piped.resources("AWS::CloudWatch::Alarm")
+    canary = [a for a in alarms.values() if a["Properties"]["AlarmName"].startswith("CrystalCanary-canary-")]
+    assert len(canary) >= 2
+    composite = piped.resources("AWS::CloudWatch::CompositeAlarm")
+    assert not any(
+        str(a["Properties"].get("AlarmName", "")).startswith("CrystalCanary-canary-") for a in composite.values()
+    )
+
+
 def test_rollout_verify_is_optional_and_reads_the_stack_s_url_output(template, pipeline, piped):
     for stage in ("TestAndDiff", "Deploy"):
         commands = build_commands(template, pipeline, stage)
