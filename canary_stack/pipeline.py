@@ -79,16 +79,24 @@ _ONE_OR_THE_OTHER = (
     f'echo "error: {WEIGHT_VARIABLE} and {STEPS_VARIABLE} are both set; start the pipeline with '
     f'{WEIGHT_VARIABLE}={COMMITTED} for a rollout, or {STEPS_VARIABLE}={NO_ROLLOUT} for one deploy" >&2; false; fi'
 )
+# What one command sets for the next is exported: buildspec 0.2 keeps the environment from one
+# command to the next (https://docs.aws.amazon.com/codebuild/latest/userguide/build-env-ref-cmd.html);
+# exported variables carry over whether or not the commands share one shell.
 # The committed weight: cdk.json's context as the CDK CLI reads it, validated by the app's parser
-# (exit 2 with one line if it is not a weight). Its own command, so its failure fails the build.
-_COMMITTED_WEIGHT = "COMMITTED_WEIGHT=$(.venv/bin/python -m canary_stack.ops.committed canaryWeight)"
+# (exit 2 with one line if it is not a weight). `&& export`, so the tool's failure fails the build.
+_COMMITTED_WEIGHT = (
+    "COMMITTED_WEIGHT=$(.venv/bin/python -m canary_stack.ops.committed canaryWeight) && export COMMITTED_WEIGHT"
+)
 # The weight to deploy: the variable, or the committed weight when the variable says so.
-_RESOLVE_WEIGHT = f'WEIGHT="$CANARY_WEIGHT"; if [ "$WEIGHT" = {COMMITTED} ]; then WEIGHT="$COMMITTED_WEIGHT"; fi'
+_RESOLVE_WEIGHT = (
+    f'WEIGHT="$CANARY_WEIGHT"; if [ "$WEIGHT" = {COMMITTED} ]; then WEIGHT="$COMMITTED_WEIGHT"; fi; export WEIGHT'
+)
 # The Crystal compiler for `make test`: ci/crystal-in-docker as `crystal`, first on PATH, in this build only.
 _CRYSTAL_ON_PATH = 'mkdir -p build/ci-bin && ln -sfn "$PWD/ci/crystal-in-docker" build/ci-bin/crystal'
 _MAKE_TEST = 'PATH="$PWD/build/ci-bin:$PATH" make test'
 # The rollout's optional verify: N requests to the stack's Url output after each bake. A bash
-# array, expanded quoted: the value stays one argument, which the tool validates.
+# array (in the rollout's own command: arrays cannot be exported), expanded quoted: the value stays
+# one argument, which the tool validates.
 _VERIFY_ARGS = (
     f'VERIFY=(); if [ "$ROLLOUT_VERIFY_REQUESTS" != {NO_VERIFY} ]; then '
     'VERIFY=(--verify-requests "$ROLLOUT_VERIFY_REQUESTS" --url-from-stack); fi'
@@ -97,13 +105,17 @@ _VERIFY_ARGS = (
 
 def _rollout(target_stack: str, *extra: str) -> str:
     """The rollout tool at the pipeline's variables; it validates them (one line, exit 2)."""
-    return " ".join(
-        [
-            ".venv/bin/python -m canary_stack.ops.rollout",
-            *extra,
-            '--steps "$ROLLOUT_STEPS" --bake "$ROLLOUT_BAKE" "${VERIFY[@]}"',
-            f"--max-duration {MAX_ROLLOUT_SECONDS} --stack-name {target_stack}",
-        ]
+    return (
+        _VERIFY_ARGS
+        + "; "
+        + " ".join(
+            [
+                ".venv/bin/python -m canary_stack.ops.rollout",
+                *extra,
+                '--steps "$ROLLOUT_STEPS" --bake "$ROLLOUT_BAKE" "${VERIFY[@]}"',
+                f"--max-duration {MAX_ROLLOUT_SECONDS} --stack-name {target_stack}",
+            ]
+        )
     )
 
 
@@ -123,7 +135,6 @@ def tests_and_diff_commands(target_stack: str) -> list[str]:
         _MAKE_TEST,
         _COMMITTED_WEIGHT,
         _RESOLVE_WEIGHT,
-        _VERIFY_ARGS,
         _one_deploy_or_rollout(diff, _rollout(target_stack, "--dry-run")),
     ]
 
@@ -135,7 +146,6 @@ def deploy_commands(target_stack: str) -> list[str]:
         _ONE_OR_THE_OTHER,
         _COMMITTED_WEIGHT,
         _RESOLVE_WEIGHT,
-        _VERIFY_ARGS,
         _one_deploy_or_rollout(one_deploy, _rollout(target_stack)),
     ]
 

@@ -87,8 +87,14 @@ def test_codepipeline_v2_deploys_the_checked_out_committed_weight_by_default(tem
         "rolloutVerifyRequests": "0",
     }
     commands = build_commands(template, pipeline, "Deploy")
-    assert "COMMITTED_WEIGHT=$(.venv/bin/python -m canary_stack.ops.committed canaryWeight)" in commands
-    assert 'WEIGHT="$CANARY_WEIGHT"; if [ "$WEIGHT" = committed ]; then WEIGHT="$COMMITTED_WEIGHT"; fi' in commands
+    assert (
+        "COMMITTED_WEIGHT=$(.venv/bin/python -m canary_stack.ops.committed canaryWeight) && export COMMITTED_WEIGHT"
+        in commands
+    )
+    assert (
+        'WEIGHT="$CANARY_WEIGHT"; if [ "$WEIGHT" = committed ]; then WEIGHT="$COMMITTED_WEIGHT"; fi; export WEIGHT'
+        in commands
+    )
 
 
 def test_stages_in_order_source_test_and_diff_approval_deploy(pipeline):
@@ -189,7 +195,7 @@ def test_test_stage_runs_every_test_with_the_image_s_crystal_compiler_then_the_d
         'if [ "$ROLLOUT_STEPS" = none ]; then '
         'echo "committed canaryWeight: $COMMITTED_WEIGHT; deploying canaryWeight: $WEIGHT" && '
         '.venv/bin/python -m canary_stack.ops.offline_diff --from "$COMMITTED_WEIGHT" --to "$WEIGHT"; '
-        "else .venv/bin/python -m canary_stack.ops.rollout --dry-run "
+        "else " + VERIFY_ARGS + "; .venv/bin/python -m canary_stack.ops.rollout --dry-run "
         '--steps "$ROLLOUT_STEPS" --bake "$ROLLOUT_BAKE" "${VERIFY[@]}" --max-duration 27600 --stack-name CrystalCanary; fi'
     )
     # A bad combination of variables stops the run before the tests.
@@ -201,7 +207,7 @@ def test_deploy_runs_cdk_deploy_at_the_variable_or_the_rollout_tool(template, pi
     assert commands[-1] == (
         'if [ "$ROLLOUT_STEPS" = none ]; then '
         'node_modules/.bin/cdk deploy CrystalCanary --require-approval never --no-notices -c canaryWeight="$WEIGHT"; '
-        "else .venv/bin/python -m canary_stack.ops.rollout "
+        "else " + VERIFY_ARGS + "; .venv/bin/python -m canary_stack.ops.rollout "
         '--steps "$ROLLOUT_STEPS" --bake "$ROLLOUT_BAKE" "${VERIFY[@]}" --max-duration 27600 --stack-name CrystalCanary; fi'
     )
 
@@ -219,12 +225,18 @@ def test_the_canary_alarms_are_metric_alarms_which_a_scoped_describe_alarms_retu
     )
 
 
+VERIFY_ARGS = (
+    'VERIFY=(); if [ "$ROLLOUT_VERIFY_REQUESTS" != 0 ]; then '
+    'VERIFY=(--verify-requests "$ROLLOUT_VERIFY_REQUESTS" --url-from-stack); fi'
+)
+
+
 def test_rollout_verify_is_optional_and_reads_the_stack_s_url_output(template, pipeline, piped):
     for stage in ("TestAndDiff", "Deploy"):
-        commands = build_commands(template, pipeline, stage)
-        assert commands[-2] == (
-            'VERIFY=(); if [ "$ROLLOUT_VERIFY_REQUESTS" != 0 ]; then '
-            'VERIFY=(--verify-requests "$ROLLOUT_VERIFY_REQUESTS" --url-from-stack); fi'
+        # In the rollout's own command: an array does not outlive its command's environment.
+        assert (
+            VERIFY_ARGS + "; .venv/bin/python -m canary_stack.ops.rollout"
+            in build_commands(template, pipeline, stage)[-1]
         )
     # The output the rollout reads (rollout.URL_OUTPUT) is the canary stack's service URL.
     assert "Url" in piped.template["Outputs"]
@@ -349,18 +361,27 @@ sys.exit(1 if weight == os.environ.get("FAKE_CDK_FAIL_AT") else 0)
 
 
 def run_like_codebuild(commands: list[str], *, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """A buildspec 0.2 phase with `shell: bash`: one shell runs the commands in order, so variables
-    persist between them; the first command that exits non-zero fails the phase, and the rest
-    never run (https://docs.aws.amazon.com/codebuild/latest/userguide/build-spec-ref.html)."""
-    script = []
+    """A buildspec 0.2 phase with `shell: bash`: the commands run in order, each seeing the
+    environment and directory the one before left; the first that exits non-zero fails the phase
+    and the rest never run (https://docs.aws.amazon.com/codebuild/latest/userguide/build-spec-ref.html).
+    Stricter than one shared shell: each command gets its own bash and only exported variables carry
+    over, so the buildspec works whichever way CodeBuild keeps state between commands."""
+    out, err = [], []
+    state = cwd.parent / "codebuild-state"
+    state.mkdir(exist_ok=True)
+    env_file, cwd_file = state / "env", state / "cwd"
     for index, command in enumerate(commands):
-        script.append(command)
-        script.append(
-            f'__rc=$?; if [ "$__rc" -ne 0 ]; then echo "[Container] command {index} exit status $__rc"; exit "$__rc"; fi'
-        )
-    return subprocess.run(
-        ["bash", "-c", "\n".join(script)], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
-    )
+        script = f'{command}\n__rc=$?; env -0 > "{env_file}"; pwd > "{cwd_file}"; exit "$__rc"'
+        result = subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+        out.append(result.stdout)
+        err.append(result.stderr)
+        if result.returncode != 0:
+            out.append(f"[Container] command {index} exit status {result.returncode}\n")
+            return subprocess.CompletedProcess(commands, result.returncode, "".join(out), "".join(err))
+        pairs = (entry.split("=", 1) for entry in env_file.read_text().split("\0") if "=" in entry)
+        env = {k: v for k, v in pairs if k not in ("_", "SHLVL", "PWD", "OLDPWD")}
+        cwd = Path(cwd_file.read_text().strip())
+    return subprocess.CompletedProcess(commands, 0, "".join(out), "".join(err))
 
 
 @pytest.fixture
