@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -367,8 +368,7 @@ def run_like_codebuild(commands: list[str], *, cwd: Path, env: dict[str, str]) -
     Stricter than one shared shell: each command gets its own bash and only exported variables carry
     over, so the buildspec works whichever way CodeBuild keeps state between commands."""
     out, err = [], []
-    state = cwd.parent / "codebuild-state"
-    state.mkdir(exist_ok=True)
+    state = Path(tempfile.mkdtemp(prefix="codebuild-state-"))
     env_file, cwd_file = state / "env", state / "cwd"
     for index, command in enumerate(commands):
         script = f'{command}\n__rc=$?; env -0 > "{env_file}"; pwd > "{cwd_file}"; exit "$__rc"'
@@ -377,10 +377,12 @@ def run_like_codebuild(commands: list[str], *, cwd: Path, env: dict[str, str]) -
         err.append(result.stderr)
         if result.returncode != 0:
             out.append(f"[Container] command {index} exit status {result.returncode}\n")
+            shutil.rmtree(state)
             return subprocess.CompletedProcess(commands, result.returncode, "".join(out), "".join(err))
         pairs = (entry.split("=", 1) for entry in env_file.read_text().split("\0") if "=" in entry)
         env = {k: v for k, v in pairs if k not in ("_", "SHLVL", "PWD", "OLDPWD")}
         cwd = Path(cwd_file.read_text().strip())
+    shutil.rmtree(state)
     return subprocess.CompletedProcess(commands, 0, "".join(out), "".join(err))
 
 
@@ -686,3 +688,33 @@ def test_deploy_stage_refuses_bad_variables_before_any_deploy(run_deploy_stage, 
     errors = run.err.strip().splitlines()
     assert len(errors) == 1 and fragment in errors[0], run.err
     assert not (source_copy / "pwned").exists()
+
+
+def test_test_stage_puts_the_wrapper_first_on_path_for_make_test_only(template, pipeline, tmp_path):
+    commands = build_commands(template, pipeline, "TestAndDiff")
+    install = commands.index('mkdir -p build/ci-bin && ln -sfn "$PWD/ci/crystal-in-docker" build/ci-bin/crystal')
+    make_test = commands[install + 1]
+    src = tmp_path / "src"
+    (src / "ci").mkdir(parents=True)
+    shutil.copy2(ROOT / "ci" / "crystal-in-docker", src / "ci" / "crystal-in-docker")
+    # `make test`, replaced by what it would find as `crystal`; then what the next command finds.
+    probe = make_test.replace("make test", "command -v crystal")
+    assert probe != make_test
+    run = run_like_codebuild(
+        [commands[install], probe, "command -v crystal || echo none"],
+        cwd=src,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    found, after = run.stdout.splitlines()
+    assert Path(found).resolve() == (src / "ci" / "crystal-in-docker").resolve()
+    assert after != found  # PATH was changed for `make test` only
+
+
+def test_test_stage_refuses_a_weight_and_a_rollout_together_before_the_tests(template, pipeline, tmp_path):
+    commands = build_commands(template, pipeline, "TestAndDiff")
+    env = {"PATH": "/usr/bin:/bin", "CANARY_WEIGHT": "40", "ROLLOUT_STEPS": "10,50"}
+    run = run_like_codebuild(commands, cwd=tmp_path, env=env)
+    assert run.returncode == 1
+    assert run.stdout == "[Container] command 0 exit status 1\n"  # nothing after the check ran
+    assert run.stderr.startswith("error: canaryWeight and rolloutSteps are both set")
