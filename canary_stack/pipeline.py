@@ -28,6 +28,7 @@ from constructs import Construct
 from canary_stack.config import PipelineConfig
 from canary_stack.constants import CDK_CLI, canary_alarm_prefix
 from canary_stack.log_groups import log_group
+from canary_stack.nag import acknowledge
 
 WEIGHT_VARIABLE = "canaryWeight"
 STEPS_VARIABLE = "rolloutSteps"
@@ -381,17 +382,18 @@ class PipelineStack(Stack):
                 "encrypted with AWS managed keys, and a customer managed key would add cost, not protection",
                 "CB4",
             )
-        _acknowledge(
-            self.deploy_role.node.find_child("DefaultPolicy").node.default_child,
+        deploy_policy = self.deploy_role.node.find_child("DefaultPolicy")
+        acknowledge(
+            deploy_policy,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:{self._alarm_prefix}*]",
             "The rollout reads the states of this stack's canary alarms, which share this name prefix "
             "(the names are set in observability.py); the alarms are made after the pipeline",
-            f"IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:{self._alarm_prefix}*]",
         )
-        _acknowledge(
-            self.deploy_role.node.find_child("DefaultPolicy").node.default_child,
+        acknowledge(
+            deploy_policy,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudformation:<AWS::Region>:<AWS::AccountId>:stack/{self._target_stack}/*]",
             "The rollout reads the Url output of the canary stack; a stack ARN ends in an id "
             "CloudFormation generates, so the stack is named and its id left open",
-            f"IAM5[Resource::arn:<AWS::Partition>:cloudformation:<AWS::Region>:<AWS::AccountId>:stack/{self._target_stack}/*]",
         )
         # The pipeline's role and the role CDK made for the source action.
         for role in (self.pipeline.role, self._source_action_role()):
