@@ -40,11 +40,16 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 # The Crystal compiler and wrk are needed by the tests only (the image itself builds in Docker).
+# Only what is missing is installed: Ubuntu 22.04 has wrk (https://packages.ubuntu.com/jammy/wrk)
+# but no crystal package (it starts with 24.04: https://packages.ubuntu.com/noble/all/crystal-samples),
+# so there a `crystal` must already be on PATH, e.g. ci/crystal-in-docker (as the pipeline's TestAndDiff does).
 system-deps:
-	@if ! command -v crystal >/dev/null || ! command -v wrk >/dev/null; then \
-	  echo "installing Debian packages: crystal wrk"; \
+	@missing=""; \
+	for tool in crystal wrk; do command -v "$$tool" >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
 	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq crystal wrk >/dev/null; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 ## synth: offline, no AWS credentials: `make synth` or `make synth WEIGHT=10`

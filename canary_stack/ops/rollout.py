@@ -1,7 +1,7 @@
 """Step the canary through traffic weights, watching its alarms, rolling back on trouble.
 
     python -m canary_stack.ops.rollout --steps 10,25,50,100 --bake SECONDS
-        [--verify-requests N --url URL] [--promote] [--dry-run]
+        [--verify-requests N (--url URL | --url-from-stack)] [--promote] [--dry-run]
         [--stack-name CrystalCanary] [--poll SECONDS] [--canary-commit CANARY]
 
 For each weight W in --steps:
@@ -11,7 +11,9 @@ For each weight W in --steps:
 2. bake:    for --bake seconds, every --poll seconds, read the canary alarms
             (CloudWatch alarms whose names start with "STACK-canary-") and
             print their states;
-3. verify:  with --url and --verify-requests, measure the live split with
+3. verify:  with --verify-requests and --url (or --url-from-stack: the stack's
+            `Url` output, read once before the first deploy with CloudFormation
+            DescribeStacks), measure the live split with
             canary_stack.ops.verify --expect W.
 
 An alarm in state ALARM, a failed verify, a failed deploy or alarms that
@@ -29,6 +31,11 @@ production and taking the canary out of the traffic path.
 `python -m canary_stack.ops.offline_diff --from PREV --to W`, where PREV starts
 at the weight committed in cdk.json (context canaryWeight, default 0).
 Nothing is deployed and AWS is not contacted.
+
+--max-duration SECONDS (for CI builds with a timeout, such as the pipeline's
+Deploy build): refuse, before anything is deployed or diffed, a plan whose bakes
+plus DEPLOY_ALLOWANCE seconds per deploy (every step and a rollback) do not fit in
+SECONDS. A build killed by its timeout in the middle of a bake rolls nothing back.
 
 Ctrl-C never starts another deploy: the tool says which weight the stack is
 at (or that a deploy was interrupted and the state is unknown, with the
@@ -70,6 +77,12 @@ from canary_stack.ops.cli import (
 from canary_stack.ops.offline_diff import committed_context
 
 DEFAULT_POLL = 30.0
+# The canary stack's output with the service's base URL (CfnOutput "Url" in stack.py).
+URL_OUTPUT = "Url"
+# What --max-duration budgets for one `cdk deploy` of a step (or of the rollback): a weight step
+# updates one listener rule in a minute or two; the first step of a run may also build and push
+# the image and roll the canary's tasks.
+DEPLOY_ALLOWANCE = 900.0
 
 ALARM = "ALARM"
 
@@ -185,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", type=verify.parse_url, metavar="URL", help="base URL of the service for --verify-requests"
     )
     parser.add_argument(
+        "--url-from-stack",
+        action="store_true",
+        help=f"for --verify-requests, the URL is the stack's {URL_OUTPUT!r} output (CloudFormation DescribeStacks)",
+    )
+    parser.add_argument(
         "--canary-commit",
         default=verify.DEFAULT_CANARY_COMMIT,
         metavar="CANARY",
@@ -195,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="print the plan and the offline diff of each step; deploy nothing"
+    )
+    parser.add_argument(
+        "--max-duration",
+        type=bounded_float(0, math.inf, low_inclusive=False),
+        metavar="SECONDS",
+        help=f"refuse a plan whose bakes plus {DEPLOY_ALLOWANCE:g}s per deploy (steps and a rollback) exceed "
+        "SECONDS (a CI build's timeout)",
     )
     parser.add_argument(
         "--stack-name",
@@ -208,9 +233,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
-    if (args.url is None) != (args.verify_requests is None):
-        given, missing = ("--url", "--verify-requests") if args.url else ("--verify-requests", "--url")
-        parser.error(f"argument {given}: needs {missing} as well")
+    if args.url is not None and args.url_from_stack:
+        parser.error("argument --url-from-stack: not allowed with --url")
+    url_given = args.url is not None or args.url_from_stack
+    if url_given and args.verify_requests is None:
+        given = "--url" if args.url is not None else "--url-from-stack"
+        parser.error(f"argument {given}: needs --verify-requests as well")
+    if args.verify_requests is not None and not url_given:
+        parser.error("argument --verify-requests: needs --url or --url-from-stack as well")
+    if args.max_duration is not None:
+        deploys = len(args.steps) + 1  # every step, and a rollback to 0
+        needed = len(args.steps) * args.bake + deploys * DEPLOY_ALLOWANCE
+        if needed > args.max_duration:
+            parser.error(
+                f"argument --max-duration: {len(args.steps)} steps baking {args.bake:g}s each plus "
+                f"{DEPLOY_ALLOWANCE:g}s for each of {deploys} deploys (the steps and a rollback) need "
+                f"{needed:g}s, more than {args.max_duration:g}s; use fewer steps or a shorter --bake"
+            )
     if args.promote and args.steps[-1] != 100:
         parser.error(f"argument --promote: the last step must be 100, got {args.steps[-1]}")
     return args
@@ -228,6 +267,7 @@ class Rollout:
     monotonic: Callable[[], float]
     out: TextIO
     err: TextIO
+    cloudformation: Any = None  # only for --url-from-stack
     last_good: int | None = None  # weight of the last deploy that completed successfully
     deploying: str | None = None  # what is being deployed right now
     rolling_back: bool = False
@@ -350,6 +390,23 @@ class Rollout:
         if firing:
             raise UsageError(f"alarm {', '.join(firing)} is already in state ALARM; not starting a rollout")
         self.alarm_names = [name for name, _ in states]
+        if self.args.url_from_stack:
+            self.args.url = self.stack_url()
+
+    def stack_url(self) -> str:
+        """The stack's Url output, checked like --url; any failure is a precondition (exit 2)."""
+        stack = self.args.stack_name
+        try:
+            (described,) = self.cloudformation.describe_stacks(StackName=stack)["Stacks"]
+            outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in described.get("Outputs", [])}
+        except Exception as err:  # botocore raises many unrelated types; all mean "cannot read"
+            raise UsageError(f"cannot read the outputs of stack {stack}: {one_line(err)}") from None
+        if URL_OUTPUT not in outputs:
+            raise UsageError(f"stack {stack} has no {URL_OUTPUT!r} output to verify against")
+        try:
+            return verify.parse_url(outputs[URL_OUTPUT])
+        except argparse.ArgumentTypeError as err:
+            raise UsageError(f"the {URL_OUTPUT!r} output of stack {stack} {err}") from None
 
     def print_plan(self, dry_run: bool, committed: int | None = None) -> None:
         a = self.args
@@ -358,8 +415,9 @@ class Rollout:
             self.say(f"  committed weight (cdk.json): {committed}")
         watched = ", ".join(self.alarm_names) if self.alarm_names else f"{self.prefix}*"
         checks = f"alarms {watched} every {a.poll:g}s"
-        if a.url:
-            checks += f"; then verify {a.verify_requests} requests to {a.url} expecting W%"
+        if a.url or a.url_from_stack:
+            url = a.url or f"the {URL_OUTPUT!r} output of {a.stack_name}"
+            checks += f"; then verify {a.verify_requests} requests to {url} expecting W%"
         for i, weight in enumerate(a.steps, 1):
             self.say(
                 f"  step {i}/{len(a.steps)}: canaryWeight={weight}, bake {a.bake:g}s, "
@@ -451,6 +509,7 @@ def main(
     *,
     runner: Runner | None = None,
     cloudwatch: Any = None,
+    cloudformation: Any = None,
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
     repo_root: Path | None = None,
@@ -475,17 +534,21 @@ def main(
         monotonic=monotonic,
         out=out,
         err=err,
+        cloudformation=cloudformation,
     )
     try:
         if args.dry_run:
             return rollout.dry_run(root)
-        if rollout.cloudwatch is None:
+        if rollout.cloudwatch is None or (args.url_from_stack and rollout.cloudformation is None):
             try:
                 import boto3
 
-                rollout.cloudwatch = boto3.client("cloudwatch")
+                if rollout.cloudwatch is None:
+                    rollout.cloudwatch = boto3.client("cloudwatch")
+                if args.url_from_stack and rollout.cloudformation is None:
+                    rollout.cloudformation = boto3.client("cloudformation")
             except Exception as exc:
-                raise UsageError(f"cannot create a CloudWatch client: {one_line(exc)}") from None
+                raise UsageError(f"cannot create an AWS client: {one_line(exc)}") from None
         return rollout.run()
     except UsageError as exc:
         err.write(usage_line("rollout", exc))

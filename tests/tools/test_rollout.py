@@ -100,13 +100,14 @@ def canary_alarms(aws, put_alarm):
     return aws
 
 
-def run_rollout(argv, *, runner, cloudwatch=None, clock=None, repo_root=None):
+def run_rollout(argv, *, runner, cloudwatch=None, clock=None, repo_root=None, cloudformation=None):
     clock = clock or FakeClock()
     out, err = io.StringIO(), io.StringIO()
     code = rollout.main(
         [str(a) for a in argv],
         runner=runner,
         cloudwatch=cloudwatch,
+        cloudformation=cloudformation,
         sleep=clock.sleep,
         monotonic=clock.monotonic,
         repo_root=repo_root,
@@ -444,9 +445,17 @@ def test_dry_run_rejects_bad_committed_weight(tmp_path):
         (["--steps", "10,50", "--bake", "0", "--promote"], ["--promote", "100", "50"]),
         (["--steps", "10", "--bake", "0", "--url", "http://x"], ["--url", "--verify-requests"]),
         (["--steps", "10", "--bake", "0", "--verify-requests", "5"], ["--verify-requests", "--url"]),
+        (["--steps", "10", "--bake", "0", "--url-from-stack"], ["--url-from-stack", "--verify-requests"]),
+        (
+            ["--steps", "10", "--bake", "0", "--url", "http://x", "--url-from-stack", "--verify-requests", "5"],
+            ["--url-from-stack", "not allowed with --url"],
+        ),
         (["--steps", "10", "--bake", "0", "--url", "http://x", "--verify-requests", "0"], ["--verify-requests", "'0'"]),
         (["--steps", "10", "--bake", "0", "--stack-name", "bad name"], ["--stack-name", "'bad name'"]),
         (["--bake", "0"], ["--steps"]),
+        (["--steps", "10", "--bake", "0", "--max-duration", "0"], ["--max-duration", "'0'", "greater than 0"]),
+        (["--steps", "10,50", "--bake", "3600", "--max-duration", "9899"], ["--max-duration", "9900s", "9899s"]),
+        (["--steps", "10", "--bake", "0", "--max-duration", "1e400"], ["--max-duration", "'1e400'"]),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, fragments):
@@ -465,3 +474,87 @@ def test_subprocess_runner_runs_from_repo_root(tmp_path):
     result = runner.run([sys.executable, "-c", "import os; print(os.getcwd())"], capture_output=True)
     assert result.returncode == 0
     assert Path(result.stdout.strip()) == tmp_path
+
+
+# ------------------------------------------------------------ time budget
+
+
+def test_max_duration_counts_every_bake_and_a_deploy_allowance_per_step_and_rollback(canary_alarms):
+    # 2 bakes of 3600 s + 3 deploys (10, 50 and a possible rollback) of DEPLOY_ALLOWANCE each.
+    budget = 2 * 3600 + 3 * rollout.DEPLOY_ALLOWANCE
+    runner = RecordingRunner()
+    code, _, err = run_rollout(
+        ["--steps", "10,50", "--bake", 3600, "--poll", 3600, "--max-duration", f"{budget:g}"],
+        runner=runner,
+        cloudwatch=canary_alarms,
+    )
+    assert code == 0, err
+    assert runner.calls == [deploy(10), deploy(50)]
+
+
+def test_max_duration_refuses_a_dry_run_too_so_ci_says_so_before_approval(tmp_path):
+    runner = RecordingRunner()
+    code, out, err = run_rollout(
+        ["--steps", "10,50,100", "--bake", 3600, "--dry-run", "--max-duration", 3600],
+        runner=runner,
+        repo_root=write_cdk_json(tmp_path, 0),
+    )
+    assert code == 2
+    assert runner.calls == [] and out == ""
+    assert err.startswith("rollout: error: argument --max-duration: 3 steps baking 3600s each")
+
+
+# ------------------------------------------------------- URL from the stack
+
+
+class StackOutputs:
+    """Stand-in for a CloudFormation client: DescribeStacks answers with `outputs` (or raises)."""
+
+    def __init__(self, outputs: dict[str, str] | Exception):
+        self.outputs = outputs
+        self.calls: list[dict] = []
+
+    def describe_stacks(self, **kwargs):
+        self.calls.append(kwargs)
+        if isinstance(self.outputs, Exception):
+            raise self.outputs
+        outputs = [{"OutputKey": k, "OutputValue": v} for k, v in self.outputs.items()]
+        return {"Stacks": [{"StackName": kwargs["StackName"], "Outputs": outputs}]}
+
+
+def test_url_from_stack_verifies_each_step_against_the_stack_s_url_output(canary_alarms, http_server, answers):
+    server = http_server(answers.every_nth_canary(10))
+    stack = StackOutputs({"Url": server.url, "CanaryWeight": "0"})
+    runner = RecordingRunner()
+    code, out, err = run_rollout(
+        ["--steps", "10,25", "--bake", 0, "--verify-requests", 100, "--url-from-stack"],
+        runner=runner,
+        cloudwatch=canary_alarms,
+        cloudformation=stack,
+    )
+    assert code == 1, out + err
+    assert stack.calls == [{"StackName": STACK}]  # read once, before the first deploy
+    assert runner.calls == [deploy(10), deploy(25), deploy(0)]
+    assert f"verifying the split at {server.url}" in out
+    assert "PASS: expected 10%" in out and "verify at weight 25" in out
+
+
+@pytest.mark.parametrize(
+    "outputs, fragment",
+    [
+        ({"CanaryWeight": "0"}, "has no 'Url' output"),
+        ({"Url": "ftp://x"}, "'Url' output of stack CrystalCanary must be an http"),
+        (RuntimeError("AccessDenied: not authorized to perform cloudformation:DescribeStacks"), "AccessDenied"),
+    ],
+)
+def test_url_from_stack_that_cannot_be_read_is_refused_before_any_deploy(canary_alarms, outputs, fragment):
+    runner = RecordingRunner()
+    code, _, err = run_rollout(
+        ["--steps", "10", "--bake", 0, "--verify-requests", 10, "--url-from-stack"],
+        runner=runner,
+        cloudwatch=canary_alarms,
+        cloudformation=StackOutputs(outputs),
+    )
+    assert code == 2
+    assert runner.calls == []
+    assert len(err.splitlines()) == 1 and fragment in err

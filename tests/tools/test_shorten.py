@@ -30,8 +30,8 @@ def test_value_is_shown_as_the_user_wrote_it(value, shown):
 
 
 def test_a_value_up_to_the_limit_is_whole_and_one_past_it_is_cut():
-    assert shorten("x" * 58) == "'" + "x" * 58 + "'"  # 60 characters shown
-    assert shorten("x" * 59) == "'" + "x" * 40 + "...' (59 characters)"
+    assert shorten("x" * 78) == "'" + "x" * 78 + "'"  # 80 characters shown: a 64-character hash fits
+    assert shorten("x" * 79) == "'" + "x" * 40 + "...' (79 characters)"
     assert shorten("x" * 3000) == "'" + "x" * 40 + "...' (3000 characters)"
 
 
@@ -42,4 +42,4 @@ def test_the_limit_is_a_parameter():
 
 def test_long_json_values_are_cut_too():
     shown = shorten(list(range(1000)))
-    assert shown.startswith("[0, 1, 2, 3") and shown.endswith("characters)") and len(shown) < 80
+    assert shown.startswith("[0, 1, 2, 3") and shown.endswith("characters)") and len(shown) < 70
