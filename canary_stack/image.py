@@ -166,7 +166,11 @@ class CanaryImages(Construct):
         production_tag: str,
         promote: bool,
         directory: Path = CRYSTAL_SRC,
+        disposable: bool = False,
     ) -> None:
+        """`disposable=True` deletes the repository and every image in it with the stack (DESTROY +
+        EmptyOnDelete): only for a repository the stack owns outright, such as the integration test's
+        own (integ/integ_canary.py), never the user's."""
         super().__init__(scope, id)
         # A user-facing name is the point here: the workshop pushed to this repository by hand,
         # and people pull from it. RETAIN: deleting the stack must not delete released images.
@@ -177,7 +181,8 @@ class CanaryImages(Construct):
             image_scan_on_push=True,
             image_tag_mutability=ecr.TagMutability.MUTABLE,  # `epoch` and `vanilla` move by design
             encryption=ecr.RepositoryEncryption.AES_256,
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=RemovalPolicy.DESTROY if disposable else RemovalPolicy.RETAIN,
+            empty_on_delete=True if disposable else None,
         )
         self.canary_publication = ImagePublication(
             self, "Canary", repository=self.repository, tag=canary_tag, directory=directory

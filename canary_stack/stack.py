@@ -36,7 +36,11 @@ APP_MESH_END_OF_SUPPORT = (
 
 
 class CanaryStack(Stack):
-    """Production and canary of the Crystal backend, with `canary_weight`% of requests to the canary."""
+    """Production and canary of the Crystal backend, with `canary_weight`% of requests to the canary.
+
+    `disposable_repository=True` makes the image repository go with the stack, images included (the
+    deploy check's own repository); the default keeps a user-facing repository and its images.
+    """
 
     def __init__(
         self,
@@ -45,6 +49,7 @@ class CanaryStack(Stack):
         *,
         config: CanaryConfig,
         image_directory: Path = CRYSTAL_SRC,
+        disposable_repository: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(scope, id, **kwargs)
@@ -59,6 +64,7 @@ class CanaryStack(Stack):
             production_tag=config.production_tag,
             promote=config.promote,
             directory=image_directory,
+            disposable=disposable_repository,
         )
         self.entrypoint = PublicEntrypoint(self, "Entrypoint", vpc=self.network.vpc, allowed_cidr=config.allowed_cidr)
 
