@@ -136,3 +136,71 @@ def test_the_steps_around_the_deploy_start_no_node_js():
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert json.loads(result.stdout) == []
+
+
+FAKE_CDK = """#!/bin/bash
+# Stands in for the CDK CLI: records its arguments, plays the outcome the test asks for.
+echo "$*" >> "$FAKE_LOG"
+case "$1" in
+  deploy)
+    while [ $# -gt 0 ]; do
+      if [ "$1" = --outputs-file ] && [ -n "$FAKE_OUTPUTS" ]; then printf '%s' "$FAKE_OUTPUTS" > "$2"; fi
+      shift
+    done
+    exit "${FAKE_DEPLOY_RC:-0}";;
+  destroy) exit "${FAKE_DESTROY_RC:-0}";;
+esac
+exit 64
+"""
+# Stands in for the preflight only (it would call STS); every other step runs the real module.
+FAKE_PY = """#!/bin/bash
+if [ "$1 $2" = "-m integ.preflight" ]; then echo "deploy check: account 123456789012 (fake)"; exit 0; fi
+exec "$REAL_PY" "$@"
+"""
+
+
+@pytest.fixture
+def fake_run(tmp_path):
+    cdk, py, log = tmp_path / "cdk", tmp_path / "python", tmp_path / "cdk.log"
+    cdk.write_text(FAKE_CDK)
+    py.write_text(FAKE_PY)
+    cdk.chmod(0o755)
+    py.chmod(0o755)
+
+    def go(**env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+        log.write_text("")
+        full_env = {**os.environ, "FAKE_LOG": str(log), "REAL_PY": sys.executable, **env}
+        argv = [*MAKE, "integ", f"CDK={cdk}", f"PY={py}", f"INTEG_OUT={tmp_path / 'out'}"]
+        result = run(argv, full_env)
+        return result, [line.split()[0] for line in log.read_text().splitlines()]
+
+    return go
+
+
+def all_passed() -> str:
+    return json.dumps(outputs(success(), success(), success()))
+
+
+def test_a_passing_run_deploys_checks_and_destroys(fake_run):
+    result, calls = fake_run(FAKE_OUTPUTS=all_passed())
+    assert calls == ["deploy", "destroy"]
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "deploy check passed" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"FAKE_DEPLOY_RC": "1"},  # the deploy failed: no outputs
+        {"FAKE_OUTPUTS": json.dumps(outputs(success(), json.dumps({"status": "fail", "message": "x"}), success()))},
+        {"FAKE_OUTPUTS": all_passed(), "FAKE_DESTROY_RC": "1"},  # everything passed but something is left
+    ],
+)
+def test_a_failing_run_still_destroys_and_fails(fake_run, env):
+    result, calls = fake_run(**env)
+    assert calls == ["deploy", "destroy"]
+    assert result.returncode != 0
+    if "FAKE_DESTROY_RC" in env:
+        assert "error: cdk destroy failed: delete the stacks" in result.stderr
+    else:
+        assert "deploy check FAILED" in result.stdout
