@@ -204,3 +204,13 @@ def test_a_failing_run_still_destroys_and_fails(fake_run, env):
         assert "error: cdk destroy failed: delete the stacks" in result.stderr
     else:
         assert "deploy check FAILED" in result.stdout
+
+
+def test_a_bad_committed_value_stops_the_integ_app_with_one_line():
+    # The CDK CLI hands the app its context in CDK_CONTEXT_JSON, cdk.json's included.
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps({"imageTag": "same", "productionTag": "same"})}
+    result = run([sys.executable, "-m", "integ.integ_canary"], env)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: productionTag must differ from imageTag, both are 'same': the canary would overwrite what production runs\n"
+    )
