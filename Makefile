@@ -20,7 +20,7 @@ router_ctx = $(if $(ROUTER),-c trafficRouter='$(ROUTER)')
 # A weight step with FROM and TO (one alone is refused by the tool), else BASE against the working tree.
 diff_args = $(if $(FROM)$(TO),$(if $(FROM),--from '$(FROM)') $(if $(TO),--to '$(TO)'),--base '$(BASE)')
 
-.PHONY: setup system-deps synth test lint bench clean diff deploy snapshot
+.PHONY: setup system-deps synth test lint bench clean diff deploy snapshot integ
 
 setup: $(VENV)/.installed node_modules/.installed .venv-checkov/.installed
 
@@ -71,9 +71,27 @@ diff: setup
 deploy: setup
 	$(CDK) deploy $(STACK) --require-approval never $(CDK_FLAGS) $(weight_ctx) $(router_ctx)
 
-## snapshot: rewrite snapshots/ from the same synthesis the snapshot test compares with
+## snapshot: rewrite snapshots/ (snapshots/integ/ too) from the same synthesis the snapshot tests compare with
 snapshot: setup
-	UPDATE_SNAPSHOTS=1 $(PY) -m pytest -q -p no:cacheprovider tests/stack/test_snapshots.py
+	UPDATE_SNAPSHOTS=1 $(PY) -m pytest -q -p no:cacheprovider tests/stack/test_snapshots.py tests/deploy_check/test_integ_app.py
+
+## integ: the deploy check, in the AWS account and region of your credentials (needs Docker and a
+## `cdk bootstrap`ped account). Deploys CrystalCanaryInteg (own stack and repository, weight 10) and
+## its assertions, prints the verdict, then destroys both whatever happened: ~30 min, ~US$0.30
+## (integ/integ_canary.py has the breakdown). Driven by the pinned CDK CLI, not @aws-cdk/integ-runner:
+## the latter's latest release reads cloud assembly schema 53, aws-cdk-lib 2.275 writes 55.
+INTEG_APP := $(PY) -m integ.integ_canary
+INTEG_OUT := build/integ
+integ_cdk = $(CDK) $(1) --app '$(INTEG_APP)' --output $(INTEG_OUT)/cdk.out --all $(CDK_FLAGS)
+integ: setup
+	@$(PY) -m integ.preflight
+	@rm -rf $(INTEG_OUT); mkdir -p $(INTEG_OUT); failed=0; \
+	trap 'echo "interrupted: destroying what was deployed" >&2; failed=1' INT TERM; \
+	$(call integ_cdk,deploy) --require-approval never --outputs-file $(INTEG_OUT)/outputs.json || failed=1; \
+	$(PY) -m integ.results $(INTEG_OUT)/outputs.json || failed=1; \
+	$(call integ_cdk,destroy) --force || { failed=1; echo "error: cdk destroy failed: delete the stacks \
+	CrystalCanaryIntegAssertions and CrystalCanaryInteg in the CloudFormation console" >&2; }; \
+	exit $$failed
 
 clean:
 	rm -rf cdk.out .cdk-tmp build

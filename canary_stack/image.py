@@ -342,6 +342,10 @@ class CanaryImages(Construct):
     what happens to it on a failed create or `cdk destroy` (it is never the stack's to delete).
     Make it IMMUTABLE_WITH_EXCLUSION for the moving tags by hand to keep the release model sound.
     `disposable`: see `named_repository` (ignored for an adopted repository, never the stack's).
+    `production_directory`: build production's image from this directory too, instead of naming an
+    image already in the repository (`production_image` must then be None). Only for a stack whose
+    repository starts empty and whose versions must differ: the integration test's. The app never
+    builds production: production runs an image the canary ran.
     """
 
     def __init__(
@@ -352,13 +356,16 @@ class CanaryImages(Construct):
         repository_name: str,
         canary_tag: str,
         production_tag: str,
-        production_image: str,
+        production_image: str | None,
         cpu_architecture: CpuArchitecture,
         adopt_repository: bool = False,
         directory: Path = CRYSTAL_SRC,
+        production_directory: Path | None = None,
         disposable: bool = False,
     ) -> None:
         super().__init__(scope, id)
+        if (production_image is None) == (production_directory is None):
+            raise ValueError("give either production_image (an image in the repository) or production_directory")
         platform, self.cpu_architecture = PLATFORMS[cpu_architecture]
         self.repository: ecr.IRepository = (
             ecr.Repository.from_repository_name(self, "Repository", repository_name)
@@ -377,7 +384,15 @@ class CanaryImages(Construct):
         # Each version runs an immutable tag: the template names exactly the image that runs.
         self.canary_hash = self.canary_publication.content_hash
         self.canary_image = ecs.ContainerImage.from_ecr_repository(self.repository, self.canary_hash)
-        self.production_hash = production_image
+        self.production_publication: ImagePublication | None = None
+        if production_directory is not None:
+            self.production_publication = ImagePublication(
+                self, "Production", repository=self.repository, directory=production_directory, platform=platform
+            )
+            self.production_hash = self.production_publication.content_hash
+        else:
+            assert production_image is not None
+            self.production_hash = production_image
         self.production_image = ecs.ContainerImage.from_ecr_repository(self.repository, self.production_hash)
 
         tagger = ImageTagger(self, "Tagger", repository=self.repository)
@@ -387,3 +402,5 @@ class CanaryImages(Construct):
         # committed) production's image is the one the copy has just pushed.
         for mover in (self.canary_tag, self.production_tag):
             mover.node.add_dependency(self.canary_publication.custom_resource)
+        if self.production_publication is not None:
+            self.production_tag.node.add_dependency(self.production_publication.custom_resource)
