@@ -5,13 +5,17 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+CDK := node_modules/.bin/cdk
+CDK_FLAGS := --no-notices
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-# The variables users give (WEIGHT, ROUTER, FROM, TO, BASE) never appear in a recipe: each one given
-# (even empty) is exported raw, unexpanded by make, as CANARY_MAKE_<NAME>, and canary_stack/ops/make.py
-# turns it into arguments of a program run without a shell. No character of a value ($(...), quotes,
-# backticks, ;, line breaks) is interpreted by make or a shell; a blank one is refused there.
-TOOL_VARS := WEIGHT ROUTER FROM TO BASE
+# The variables users give (WEIGHT, ROUTER, FROM, TO, BASE, INTEG_OUT) never appear in a recipe's text:
+# each one given (even empty) is exported raw, unexpanded by make, as CANARY_MAKE_<NAME>; the tools
+# (canary_stack/ops/make.py) read it from the environment and run programs without a shell, and a
+# recipe only ever reads it quoted ("$$CANARY_MAKE_INTEG_OUT"). No character of a value ($(...),
+# quotes, backticks, ;, line breaks) is interpreted by make or a shell; a blank one is refused.
+TOOL_VARS := WEIGHT ROUTER FROM TO BASE INTEG_OUT
+INTEG_OUT := build/integ
 define pass_raw
 ifneq ($$(origin $1),undefined)
 export CANARY_MAKE_$1 := $$(value $1)
@@ -21,7 +25,7 @@ $(foreach name,$(TOOL_VARS),$(eval $(call pass_raw,$(name))))
 # make would otherwise export command-line variables to recipes itself, expanding them first.
 unexport $(TOOL_VARS)
 
-.PHONY: help setup system-deps synth test lint bench clean diff deploy promote snapshot
+.PHONY: help setup system-deps synth test lint bench clean diff deploy promote snapshot integ
 
 ## help: this list
 help:
@@ -36,17 +40,30 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --disable-pip-version-check --progress-bar off -r requirements-dev.txt
 	touch $@
 
+# checkov pins packaging<24 and an old boto3, which pytest 9 cannot share: its own virtualenv, for
+# the tests only (synth, diff and deploy do not wait for it).
+.venv-checkov/.installed: requirements-checkov.txt
+	@echo "setup: creating .venv-checkov and installing checkov (requirements-checkov.txt), for make test"
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --disable-pip-version-check --progress-bar off -r requirements-checkov.txt
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	@echo "setup: installing the pinned CDK CLI and esbuild (npm ci)"
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 ## system-deps: the Crystal compiler and wrk, which only the tests need (Debian packages)
+# Only what is missing is installed: Ubuntu 22.04 has wrk (https://packages.ubuntu.com/jammy/wrk)
+# but no crystal package (it starts with 24.04: https://packages.ubuntu.com/noble/all/crystal-samples),
+# so there a `crystal` must already be on PATH, e.g. ci/crystal-in-docker (as the pipeline's TestAndDiff does).
 system-deps:
-	@if ! command -v crystal >/dev/null || ! command -v wrk >/dev/null; then \
-	  echo "installing Debian packages: crystal wrk"; \
+	@missing=""; \
+	for tool in crystal wrk; do command -v "$$tool" >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
 	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq crystal wrk >/dev/null; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 ## synth: templates into cdk.out/, offline: `make synth [WEIGHT=10] [ROUTER=alb]`
@@ -54,7 +71,7 @@ synth: setup
 	$(PY) -m canary_stack.ops.make synth
 
 ## test: everything CI runs
-test: setup system-deps
+test: setup .venv-checkov/.installed system-deps
 	$(PY) -m pytest
 
 ## diff: offline CloudFormation diff: `make diff FROM=10 TO=50 [ROUTER=alb]` (a step) or `make diff [BASE=rev]`
@@ -69,13 +86,32 @@ deploy: setup
 promote: setup
 	$(PY) -m canary_stack.ops.promote
 
-## snapshot: rewrite snapshots/ from the same synthesis the snapshot test compares with; names the files rewritten
+## snapshot: rewrite snapshots/ (snapshots/integ/ too) from the synthesis the tests compare with; names the files rewritten
 snapshot: setup
-	@before=$$(sha256sum snapshots/*.json 2>/dev/null); \
-	UPDATE_SNAPSHOTS=1 $(PY) -m pytest -q -p no:cacheprovider tests/stack/test_snapshots.py || exit $$?; \
-	after=$$(sha256sum snapshots/*.json 2>/dev/null); \
+	@before=$$(sha256sum snapshots/*.json snapshots/integ/*.json 2>/dev/null); \
+	UPDATE_SNAPSHOTS=1 $(PY) -m pytest -q -p no:cacheprovider tests/stack/test_snapshots.py tests/deploy_check/test_integ_app.py || exit $$?; \
+	after=$$(sha256sum snapshots/*.json snapshots/integ/*.json 2>/dev/null); \
 	changed=$$(diff <(echo "$$before") <(echo "$$after") | sed -n 's/^> [0-9a-f]*  /rewrote /p'); \
 	if [ -n "$$changed" ]; then echo "$$changed"; else echo "snapshots/ already up to date: nothing rewritten"; fi
+
+## integ: the deploy check in your AWS account (Docker, a bootstrapped account; ~30 min, ~US$0.30), then destroys it
+# Deploys CrystalCanaryInteg (own stack and repository, weight 10) and its assertions in the account and
+# region of your credentials, prints the verdict, then destroys both whatever happened (integ/integ_canary.py
+# has the cost breakdown). Driven by the pinned CDK CLI, not @aws-cdk/integ-runner: the latter's latest
+# release reads cloud assembly schema 53, aws-cdk-lib 2.275 writes 55. INTEG_OUT (default build/integ)
+# is where its cloud assembly and outputs go.
+INTEG_APP := $(PY) -m integ.integ_canary
+integ_cdk = $(CDK) $(1) --app '$(INTEG_APP)' --output "$$CANARY_MAKE_INTEG_OUT/cdk.out" --all $(CDK_FLAGS)
+integ: setup
+	@[ -n "$$CANARY_MAKE_INTEG_OUT" ] || { echo "error: INTEG_OUT is empty: give a folder or leave it out (build/integ)" >&2; exit 2; }
+	@$(PY) -m integ.preflight
+	@rm -rf -- "$$CANARY_MAKE_INTEG_OUT"; mkdir -p -- "$$CANARY_MAKE_INTEG_OUT"; failed=0; \
+	trap 'echo "interrupted: destroying what was deployed" >&2; failed=1' INT TERM; \
+	$(call integ_cdk,deploy) --require-approval never --outputs-file "$$CANARY_MAKE_INTEG_OUT/outputs.json" || failed=1; \
+	$(PY) -m integ.results "$$CANARY_MAKE_INTEG_OUT/outputs.json" || failed=1; \
+	$(call integ_cdk,destroy) --force || { failed=1; echo "error: cdk destroy failed: delete the stacks \
+	CrystalCanaryIntegAssertions and CrystalCanaryInteg in the CloudFormation console" >&2; }; \
+	exit $$failed
 
 ## clean: remove cdk.out and the build caches
 clean:

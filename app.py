@@ -2,7 +2,9 @@
 """The CDK app's entry point, and the only place that reads context or the environment.
 
 It parses the context once into a typed `CanaryConfig` (canary_stack/config.py) and hands plain
-values down. A bad value stops synthesis with one line, exit code 2 and no template.
+values down. A bad value stops synthesis with one line, exit code 2 and no template; a synthesis
+that fails validation (cdk-nag) exits 1. Either way the output folder is left with nothing that
+`cdk deploy --app <folder>` could ship: a previous run's templates are removed too.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def prepare_toolchain(environ: os._Environ[str] | dict[str, str] = os.environ) -
 prepare_toolchain()
 
 import aws_cdk as cdk  # noqa: E402  (must come after prepare_toolchain)
+from aws_cdk import cx_api  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
 from canary_stack.config import CanaryConfig, ConfigError  # noqa: E402
@@ -98,14 +101,55 @@ def build(app: cdk.App, *, image_directory: Path | None = None) -> CanaryStack:
     return stack
 
 
+# What makes a folder a deployable cloud assembly: the manifest, and the templates and asset
+# manifests it points at. Only the folder's top level: `-o` may name a folder holding other files.
+DEPLOYABLE = ("manifest.json", "*.template.json", "*.assets.json")
+
+
+def remove_deployable(outdir: Path) -> list[Path]:
+    """Deletes the cloud assembly's manifest, templates and asset manifests from `outdir`."""
+    removed = [path for pattern in DEPLOYABLE for path in sorted(outdir.glob(pattern)) if path.is_file()]
+    for path in removed:
+        path.unlink()
+    return removed
+
+
+def synth(app: cdk.App) -> cx_api.CloudAssembly:
+    """`app.synth()`, leaving nothing deployable behind if it fails.
+
+    The CDK writes the templates first and runs the validation plugins (cdk-nag) after: a failed
+    validation would leave this run's templates, and a failed run any earlier run's, in the folder
+    that `cdk deploy --app cdk.out` deploys.
+    """
+    try:
+        return app.synth()
+    except BaseException:
+        remove_deployable(Path(app.outdir))
+        raise
+
+
 def main() -> int:
-    app = create_app()
+    # Under the CLI the output folder is CDK_OUTDIR (cdk.out, or -o). Read here, not left to the
+    # CDK: it is the folder that must be cleaned when synthesis fails.
+    app = create_app(outdir=os.environ.get("CDK_OUTDIR") or None)
     try:
         build(app)
     except ConfigError as err:
+        remove_deployable(Path(app.outdir))
         print(f"error: {err}", file=sys.stderr)
         return 2
-    app.synth()
+    except BaseException:
+        remove_deployable(Path(app.outdir))  # a construct that throws fails the synth all the same
+        raise
+    try:
+        synth(app)
+    except Exception as err:
+        if not str(err).startswith("ValidationFailed"):
+            raise  # a bug: keep its traceback
+        # The validation report (every unacknowledged finding, each with its fix), not a traceback.
+        print(str(err), file=sys.stderr)
+        print("error: synthesis failed validation; no template was left in " + app.outdir, file=sys.stderr)
+        return 1
     return 0
 
 

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
+from canary_stack.text import shorten
+
 TrafficRouter = Literal["alb", "appmesh"]
 
 # The defaults, one place. `cdk.json` repeats canaryWeight so the committed weight is visible in
@@ -28,6 +30,7 @@ DEFAULTS: Mapping[str, Any] = {
     "cpuArchitecture": "x86_64",
     "adoptRepository": False,
     "allowedCidr": "0.0.0.0/0",
+    "certificateArn": None,  # none: HTTP on port 80
     "stickySeconds": 0,
     "pipeline": False,
     "pipelineConnectionArn": "",
@@ -43,19 +46,60 @@ CPU_ARCHITECTURES: tuple[CpuArchitecture, ...] = ("x86_64", "arm64")
 # Keys that belong to the CDK itself (feature flags, CLI settings), not to this app.
 _CDK_OWNED = re.compile(r"^(@|aws:cdk:|aws-cdk:|cdk-|acknowledged-issue-numbers$)")
 
-# ECR's own rules for a repository name, and cdk-docker-image-deployment's rules for a tag
-# (its validateTag: 1..128 characters of [a-zA-Z0-9-_.], not starting with '.' or '-').
-_REPOSITORY_NAME = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-_IMAGE_TAG = re.compile(r"^[^-.][a-zA-Z0-9\-_.]+$")
+# A repository name must pass both ECR and aws-cdk-lib's ecr.Repository check. ECR's documented
+# pattern ([a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/...)*, 2 to 256 characters:
+# https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_Image.html) also allows `__` and
+# `--`; the CDK refuses them with a stack trace, so this is the CDK's narrower pattern.
+_REPOSITORY_NAME = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
+REPOSITORY_NAME_LENGTH = (2, 256)
+# An image tag goes into the image copy's CodeBuild commands (`docker tag ... repo:<tag>`), so it
+# must pass both rules that apply to it:
+# * cdk-docker-image-deployment's validateTag: at most 128 characters matching
+#   /^[^-.][a-zA-Z0-9-_.]+$/ - at least two characters, and any first character but '-' or '.'
+#   (a space or ';' included), which is why its check alone is not enough;
+# * the tag grammar ECR serves (Docker / OCI distribution: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127};
+#   https://docs.docker.com/engine/reference/commandline/image_tag/; ECR's API takes 1 to 300 characters,
+#   https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_ImageIdentifier.html).
+# Together: 2 to 128 ASCII letters, digits, '_', '.', '-', the first a letter, digit or '_'.
+_IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{1,127}")
 _CONNECTION_ARN = re.compile(
-    r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:connection/[0-9a-f-]{36}$"
+    r"arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:connection/[0-9a-f-]{36}"
 )
-_REPOSITORY_ID = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-_BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
+# An ACM certificate's ARN (https://docs.aws.amazon.com/acm/latest/APIReference/API_DescribeCertificate.html:
+# arn:aws:acm:region:123456789012:certificate/12345678-1234-1234-1234-123456789012), in any partition.
+_CERTIFICATE_ARN = re.compile(
+    r"arn:aws(?:-[a-z]+)*:acm:[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}:[0-9]{12}:certificate/"
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+)
+# `owner/name` of the pipeline's source repository, a name every CodeConnections provider takes:
+# GitHub repository names are at most 100 ASCII letters, digits, '.', '-', '_'
+# (https://docs.github.com/en/repositories/creating-and-managing-repositories/repository-limits),
+# account names letters, digits and '-' (GitLab groups and Bitbucket workspaces add '_' and '.');
+# CodeConnections' own owner and name fields are 1 to 100 characters
+# (https://docs.aws.amazon.com/codeguru/latest/reviewer-api/API_ThirdPartySourceRepository.html).
+# A leading '-' or '.' is refused (no provider creates one; '.'/'..' are path tricks), as is a
+# name ending in `.git`, which GitHub strips and GitLab refuses. GitLab subgroups are not covered.
+_REPOSITORY_PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}"
+_REPOSITORY_ID = re.compile(rf"({_REPOSITORY_PART})/({_REPOSITORY_PART})")
+# No provider documents a limit; 255 bytes (UTF-8) is a file name's limit, which a ref (a file in
+# .git/refs) meets, and keeps the pipeline stack's description within CloudFormation's 1,024 bytes.
+MAX_BRANCH_BYTES = 255
+# git check-ref-format (https://git-scm.com/docs/git-check-ref-format), rules 3 to 10 and --branch:
+# no ASCII control character, space, ~ ^ : ? * [ or \ anywhere; no `..`, `@{` or `//`; no leading
+# '-' or '/', no trailing '/' or '.'; no component starting with '.' or ending in `.lock`; not
+# `@` alone, and not `HEAD` (git refuses it as a branch name).
+_BRANCH_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
 # A CDK image asset hash: what names every image in the repository (an immutable tag).
-_ASSET_HASH = re.compile(r"^[0-9a-f]{64}$")
+_ASSET_HASH = re.compile(r"[0-9a-f]{64}")
 
 MAX_STICKY_SECONDS = 7 * 24 * 3600  # the ALB's own limit for target group stickiness
+
+# Parameters that only one router uses: with the other one they would be ignored silently, so
+# setting them there to anything but their default (off) is refused. (certificateArn is not here: both routers sit behind the same
+# load balancer, which terminates HTTPS for either.)
+ROUTER_PARAMETERS: Mapping[str, str] = {
+    "stickySeconds": "alb",
+}
 
 
 class ConfigError(ValueError):
@@ -63,7 +107,8 @@ class ConfigError(ValueError):
 
 
 def _show(raw: Any) -> str:
-    return repr(raw) if isinstance(raw, str) else repr(str(raw)) if raw is not None else "None"
+    """The value as the user wrote it (a JSON `true` stays `true`), cut when long."""
+    return shorten(raw)
 
 
 def _whole_number(name: str, raw: Any, low: int, high: int, what: str = "") -> int:
@@ -95,8 +140,8 @@ def _boolean(name: str, raw: Any) -> bool:
     raise ConfigError(f"{name} must be true or false, got {_show(raw)}")
 
 
-def _matching(name: str, raw: Any, pattern: re.Pattern[str], allowed: str, max_len: int) -> str:
-    if not isinstance(raw, str) or len(raw) > max_len or not pattern.fullmatch(raw):
+def _matching(name: str, raw: Any, pattern: re.Pattern[str], allowed: str, max_len: int, min_len: int = 1) -> str:
+    if not isinstance(raw, str) or not min_len <= len(raw) <= max_len or not pattern.fullmatch(raw):
         raise ConfigError(f"{name} must be {allowed}, got {_show(raw)}")
     return raw
 
@@ -134,6 +179,7 @@ class CanaryConfig:
     cpu_architecture: CpuArchitecture  # the tasks' CPU and the platform the image is built for
     adopt_repository: bool  # use an existing repository of that name instead of creating it
     allowed_cidr: str  # who may reach the public load balancer
+    certificate_arn: str | None  # ACM certificate: HTTPS on 443 (80 redirects); None: HTTP on 80
     sticky_seconds: int  # ALB router only: 0 = no stickiness
     pipeline: PipelineConfig | None  # the optional pipeline stack
 
@@ -150,24 +196,29 @@ class CanaryConfig:
         """
         for key in sorted(keys or []):
             if key not in DEFAULTS and not _CDK_OWNED.match(key):
-                raise ConfigError(f"unknown context parameter {key!r}; known parameters: {', '.join(DEFAULTS)}")
+                raise ConfigError(f"unknown context parameter {_show(key)}; known parameters: {', '.join(DEFAULTS)}")
 
         def raw(name: str) -> Any:
             value = get(name)
             return DEFAULTS[name] if value is None else value
 
         weight = _whole_number("canaryWeight", raw("canaryWeight"), 0, 100)
-        tag_rule = "an image tag of 1 to 128 letters, digits, '-', '_' or '.', not starting with '-' or '.'"
-        image_tag = _matching("imageTag", raw("imageTag"), _IMAGE_TAG, tag_rule, 128)
-        production_tag = _matching("productionTag", raw("productionTag"), _IMAGE_TAG, tag_rule, 128)
+        tag_rule = "an image tag of 2 to 128 letters, digits, '_', '.' or '-', starting with a letter, digit or '_'"
+        image_tag = _matching("imageTag", raw("imageTag"), _IMAGE_TAG, tag_rule, 128, min_len=2)
+        production_tag = _matching("productionTag", raw("productionTag"), _IMAGE_TAG, tag_rule, 128, min_len=2)
         if image_tag == production_tag:
             raise ConfigError(
-                f"productionTag must differ from imageTag, both are {image_tag!r}: "
+                f"productionTag must differ from imageTag, both are {_show(image_tag)}: "
                 "the canary would overwrite what production runs"
             )
+        router = _choice("trafficRouter", raw("trafficRouter"), TRAFFIC_ROUTERS)
+        sticky_seconds = _whole_number(
+            "stickySeconds", raw("stickySeconds"), 0, MAX_STICKY_SECONDS, " (0 turns stickiness off)"
+        )
+        _refuse_what_the_router_ignores(router, {"stickySeconds": sticky_seconds}, get)
         return cls(
             canary_weight=weight,
-            traffic_router=cast(TrafficRouter, _choice("trafficRouter", raw("trafficRouter"), TRAFFIC_ROUTERS)),
+            traffic_router=cast(TrafficRouter, router),
             repository_name=_repository_name(raw("repositoryName")),
             image_tag=image_tag,
             production_tag=production_tag,
@@ -177,9 +228,8 @@ class CanaryConfig:
             ),
             adopt_repository=_boolean("adoptRepository", raw("adoptRepository")),
             allowed_cidr=_cidr("allowedCidr", raw("allowedCidr")),
-            sticky_seconds=_whole_number(
-                "stickySeconds", raw("stickySeconds"), 0, MAX_STICKY_SECONDS, " (0 turns stickiness off)"
-            ),
+            certificate_arn=_certificate_arn(raw("certificateArn")),
+            sticky_seconds=sticky_seconds,
             pipeline=_pipeline(raw),
         )
 
@@ -187,18 +237,69 @@ class CanaryConfig:
 def _production_image(raw: Any) -> str:
     if isinstance(raw, str) and _ASSET_HASH.fullmatch(raw):
         return raw
-    shown = raw[:70] + "..." if isinstance(raw, str) and len(raw) > 70 else raw
     raise ConfigError(
         "productionImage must be the 64-character lowercase hex asset hash of an image the canary ran "
-        f"(`make promote` writes the canary's into cdk.json), got {_show(shown)}"
+        f"(`make promote` writes the canary's into cdk.json), got {_show(raw)}"
+    )
+
+
+def _refuse_what_the_router_ignores(router: str, parsed: Mapping[str, Any], get: Callable[[str], Any]) -> None:
+    """`parsed`: every ROUTER_PARAMETERS value, parsed. Its default (off) is fine with any router."""
+    assert parsed.keys() == ROUTER_PARAMETERS.keys(), "parse every router-specific parameter"
+    for name, needs in ROUTER_PARAMETERS.items():
+        if router != needs and parsed[name] != DEFAULTS[name]:
+            raise ConfigError(
+                f"{name} works with trafficRouter={needs} only, got {name}={_show(get(name))} "
+                f"with trafficRouter={router}: leave {name} unset or use trafficRouter={needs}"
+            )
+
+
+def _certificate_arn(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    return _matching(
+        "certificateArn",
+        raw,
+        _CERTIFICATE_ARN,
+        "the ARN of an ACM certificate (arn:aws:acm:REGION:ACCOUNT:certificate/UUID)",
+        2048,
     )
 
 
 def _repository_name(raw: Any) -> str:
-    allowed = "an ECR repository name: 2 to 256 lowercase letters, digits and . _ - /"
-    if isinstance(raw, str) and len(raw) < 2:
-        raise ConfigError(f"repositoryName must be {allowed}, got {_show(raw)}")
-    return _matching("repositoryName", raw, _REPOSITORY_NAME, allowed, 256)
+    low, high = REPOSITORY_NAME_LENGTH
+    allowed = (
+        f"an ECR repository name: {low} to {high} lowercase letters and digits, "
+        "single '.', '_' or '-' between them, '/' between path parts"
+    )
+    return _matching("repositoryName", raw, _REPOSITORY_NAME, allowed, high, min_len=low)
+
+
+def _is_branch_name(name: str) -> bool:
+    if name in ("@", "HEAD") or name.startswith(("-", "/")) or name.endswith(("/", ".")):
+        return False
+    if _BRANCH_FORBIDDEN.search(name):
+        return False
+    return not any(part.startswith(".") or part.endswith(".lock") for part in name.split("/"))
+
+
+def _branch(name: str, raw: Any) -> str:
+    if not isinstance(raw, str) or not 0 < len(raw.encode()) <= MAX_BRANCH_BYTES or not _is_branch_name(raw):
+        raise ConfigError(
+            f"{name} must be a git branch name (git check-ref-format --branch: no spaces, '..', '~^:?*[\\', "
+            f"leading '-') of at most {MAX_BRANCH_BYTES} bytes, got {_show(raw)}"
+        )
+    return raw
+
+
+def _repository_id(name: str, raw: Any) -> str:
+    match = _REPOSITORY_ID.fullmatch(raw) if isinstance(raw, str) else None
+    if match is None or any(part.endswith(".git") for part in match.groups()[1:]):
+        raise ConfigError(
+            f"{name} must be owner/name of the source repository (each 1 to 100 letters, digits, '_', '.' "
+            f"or '-', not starting with '.' or '-'; the name not ending in .git), got {_show(raw)}"
+        )
+    return raw
 
 
 def _pipeline(raw: Callable[[str], Any]) -> PipelineConfig | None:
@@ -212,8 +313,6 @@ def _pipeline(raw: Callable[[str], Any]) -> PipelineConfig | None:
             "the ARN of a CodeConnections connection (arn:aws:codeconnections:REGION:ACCOUNT:connection/ID)",
             2048,
         ),
-        repository=_matching(
-            "pipelineRepository", raw("pipelineRepository"), _REPOSITORY_ID, "owner/name of the source repository", 200
-        ),
-        branch=_matching("pipelineBranch", raw("pipelineBranch"), _BRANCH, "a branch name", 255),
+        repository=_repository_id("pipelineRepository", raw("pipelineRepository")),
+        branch=_branch("pipelineBranch", raw("pipelineBranch")),
     )

@@ -57,7 +57,8 @@ from constructs import Construct
 from canary_stack.config import CpuArchitecture
 from canary_stack.constants import CRYSTAL_SRC
 from canary_stack.image_tags import HANDLERS, NODEJS_RUNTIME, ImageTagger
-from canary_stack.nag import acknowledge, arn_of
+from canary_stack.log_groups import LOGS_AT_REST
+from canary_stack.nag import acknowledge, arn_of, skip_checkov, skip_checkov_for_deploy_time_function
 
 CODEBUILD_IMAGE = "aws/codebuild/standard:7.0"
 IMAGE_COPY_SOURCE = HANDLERS / "image_copy.js"
@@ -169,6 +170,21 @@ def acknowledge_library_findings(deployment: DockerImageDeployment) -> None:
             "deploys them on nodejs24.x with our own SDK v3 code (tests/stack/test_images.py)",
         )
     )
+    skip_library_checkov_findings(deployment)
+
+
+def skip_library_checkov_findings(deployment: DockerImageDeployment) -> None:
+    """checkov's findings on the library's functions (the same ones cdk-nag reports above)."""
+    provider = deployment.node.find_child("CRProvider")
+    functions = [deployment.node.find_child(h) for h in ("onEventHandler", "isCompleteHandler")] + [
+        provider.node.find_child(f) for f in ("framework-onEvent", "framework-isComplete", "framework-onTimeout")
+    ]
+    for function in functions:
+        skip_checkov_for_deploy_time_function(function)
+        # A log group of its own with @aws-cdk/aws-lambda:useCdkManagedLogGroup (cdk.json).
+        function_logs = function.node.try_find_child("LogGroup")
+        if function_logs is not None:
+            skip_checkov(function_logs, "CKV_AWS_158", LOGS_AT_REST)
 
 
 def replace_copy_handlers(deployment: DockerImageDeployment, *, source: str) -> list[lambda_.CfnFunction]:
@@ -300,6 +316,19 @@ def named_repository(
     cfn = repository.node.default_child
     assert isinstance(cfn, ecr.CfnRepository)
     cfn.empty_on_delete = True
+    # checkov 3.3.30 accepts only IMMUTABLE (CKV_AWS_51) and a KMS key (CKV_AWS_136).
+    skip_checkov(
+        repository,
+        "CKV_AWS_51",
+        "IMMUTABLE_WITH_EXCLUSION: every tag is immutable except the workshop's epoch and vanilla, "
+        "which move to new images by design; what runs is named by an immutable asset-hash tag",
+    )
+    skip_checkov(
+        repository,
+        "CKV_AWS_136",
+        "ECR encrypts every image at rest (AES-256); a KMS key would add a KMS call to every pull, "
+        "and changing the encryption replaces the repository with its images",
+    )
     return repository
 
 
@@ -313,6 +342,10 @@ class CanaryImages(Construct):
     what happens to it on a failed create or `cdk destroy` (it is never the stack's to delete).
     Make it IMMUTABLE_WITH_EXCLUSION for the moving tags by hand to keep the release model sound.
     `disposable`: see `named_repository` (ignored for an adopted repository, never the stack's).
+    `production_directory`: build production's image from this directory too, instead of naming an
+    image already in the repository (`production_image` must then be None). Only for a stack whose
+    repository starts empty and whose versions must differ: the integration test's. The app never
+    builds production: production runs an image the canary ran.
     """
 
     def __init__(
@@ -323,13 +356,16 @@ class CanaryImages(Construct):
         repository_name: str,
         canary_tag: str,
         production_tag: str,
-        production_image: str,
+        production_image: str | None,
         cpu_architecture: CpuArchitecture,
         adopt_repository: bool = False,
         directory: Path = CRYSTAL_SRC,
+        production_directory: Path | None = None,
         disposable: bool = False,
     ) -> None:
         super().__init__(scope, id)
+        if (production_image is None) == (production_directory is None):
+            raise ValueError("give either production_image (an image in the repository) or production_directory")
         platform, self.cpu_architecture = PLATFORMS[cpu_architecture]
         self.repository: ecr.IRepository = (
             ecr.Repository.from_repository_name(self, "Repository", repository_name)
@@ -348,7 +384,15 @@ class CanaryImages(Construct):
         # Each version runs an immutable tag: the template names exactly the image that runs.
         self.canary_hash = self.canary_publication.content_hash
         self.canary_image = ecs.ContainerImage.from_ecr_repository(self.repository, self.canary_hash)
-        self.production_hash = production_image
+        self.production_publication: ImagePublication | None = None
+        if production_directory is not None:
+            self.production_publication = ImagePublication(
+                self, "Production", repository=self.repository, directory=production_directory, platform=platform
+            )
+            self.production_hash = self.production_publication.content_hash
+        else:
+            assert production_image is not None
+            self.production_hash = production_image
         self.production_image = ecs.ContainerImage.from_ecr_repository(self.repository, self.production_hash)
 
         tagger = ImageTagger(self, "Tagger", repository=self.repository)
@@ -358,3 +402,5 @@ class CanaryImages(Construct):
         # committed) production's image is the one the copy has just pushed.
         for mover in (self.canary_tag, self.production_tag):
             mover.node.add_dependency(self.canary_publication.custom_resource)
+        if self.production_publication is not None:
+            self.production_tag.node.add_dependency(self.production_publication.custom_resource)

@@ -1,13 +1,18 @@
-"""Acknowledging cdk-nag findings: one finding, one construct, one reason.
+"""Acknowledging scanner findings: one finding, one construct, one reason.
 
 cdk-nag 3 reports through CDK's validation framework: an unacknowledged finding fails synthesis.
 Acknowledgments are made on the construct that owns the finding (they reach its children), with
 the exact finding id synthesis prints ("Acknowledge with '...'").
+
+checkov (tests/stack/test_checkov.py) scans the synthesized templates; an accepted check is
+skipped on the one resource it is about with `skip_checkov`, which writes the resource's
+`Metadata.checkov.skip` entry checkov reads (https://www.checkov.io/2.Basics/Suppressing%20and%20Skipping%20Policies.html;
+checkov/cloudformation/context_parser.py, collect_skip_comments: a list of {id, comment}).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import Acknowledgment, CfnResource, Stack, Validations
 from constructs import IConstruct
@@ -28,3 +33,42 @@ def arn_of(resource: IConstruct) -> str:
     assert isinstance(cfn, CfnResource)
     stack = Stack.of(cfn)
     return f"<{stack.resolve(stack.get_logical_id(cfn))}.Arn>"
+
+
+def skip_checkov(scope: IConstruct, check_id: str, reason: str) -> None:
+    """Skips checkov's `check_id` (e.g. "CKV_AWS_91") on `scope`'s CloudFormation resource, with why.
+
+    `scope` is the resource itself or an L2 construct (its default child is used). Unlike a cdk-nag
+    acknowledgment this does not reach children: checkov reads the metadata of each resource.
+    """
+    resource = scope if isinstance(scope, CfnResource) else scope.node.default_child
+    if not isinstance(resource, CfnResource):
+        raise TypeError(f"{scope.node.path} has no CloudFormation resource to skip {check_id} on")
+    if not reason.strip():
+        raise ValueError(f"skipping {check_id} on {scope.node.path} needs a reason")
+    current = resource.get_metadata("checkov") or {}
+    skips = [skip for skip in current.get("skip", []) if skip["id"] != check_id]
+    resource.add_metadata("checkov", {"skip": [*skips, {"id": check_id, "comment": reason}]})
+
+
+# checkov's Lambda checks, for a function that runs only while CloudFormation deploys (a custom
+# resource handler or its provider framework), not in the request path.
+DEPLOY_TIME_FUNCTION: Mapping[str, str] = {
+    "CKV_AWS_115": "Runs only during a deployment, a few invocations per change; reserved concurrency "
+    "would take capacity from the account for nothing",
+    "CKV_AWS_116": "Invoked synchronously by CloudFormation's custom resource framework: a failure fails "
+    "and rolls back the deployment; there is no event for a dead-letter queue to keep",
+    "CKV_AWS_117": "Calls AWS APIs only and holds no data; inside the VPC it would need the NAT gateway "
+    "or endpoints for the same calls",
+    "CKV_AWS_173": "Its environment holds names and ARNs, no secrets; Lambda encrypts it at rest with an "
+    "AWS managed key",
+}
+
+
+def skip_checkov_for_deploy_time_function(function: IConstruct) -> None:
+    """The DEPLOY_TIME_FUNCTION skips on `function` (a lambda.Function or its CfnResource)."""
+    resource = function if isinstance(function, CfnResource) else function.node.default_child
+    has_environment = getattr(resource, "environment", None) is not None
+    for check_id, reason in DEPLOY_TIME_FUNCTION.items():
+        if check_id != "CKV_AWS_173" or has_environment:
+            skip_checkov(function, check_id, reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aws_cdk import Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_servicediscovery as servicediscovery
@@ -9,6 +10,7 @@ from constructs import Construct
 
 from canary_stack.constants import NAMESPACE_NAME
 from canary_stack.log_groups import log_group
+from canary_stack.nag import skip_checkov_for_deploy_time_function
 
 
 class Network(Construct):
@@ -30,6 +32,11 @@ class Network(Construct):
                 ec2.SubnetConfiguration(name="Private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=24),
             ],
         )
+        # CDK's handler that empties the default security group (present with the feature flag
+        # @aws-cdk/aws-ec2:restrictDefaultSecurityGroup): a stack-wide singleton run at deploy time only.
+        restrict_default_sg = Stack.of(self).node.try_find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
+        if restrict_default_sg is not None:
+            skip_checkov_for_deploy_time_function(restrict_default_sg.node.find_child("Handler"))
         flow_logs = log_group(self, "FlowLogs")
         self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
 

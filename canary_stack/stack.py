@@ -75,6 +75,8 @@ class CanaryStack(Stack):
 
     `disposable_repository=True` makes the image repository go with the stack, images included (the
     deploy check's own repository); the default keeps a user-facing repository and its images.
+    `production_directory`: build production's image from there instead of running
+    `config.production_image` (the deploy check, whose repository starts empty; see CanaryImages).
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class CanaryStack(Stack):
         *,
         config: CanaryConfig,
         image_directory: Path = CRYSTAL_SRC,
+        production_directory: Path | None = None,
         disposable_repository: bool = False,
         **kwargs,
     ) -> None:
@@ -97,13 +100,20 @@ class CanaryStack(Stack):
             repository_name=config.repository_name,
             canary_tag=config.image_tag,
             production_tag=config.production_tag,
-            production_image=config.production_image,
+            production_image=None if production_directory else config.production_image,
             cpu_architecture=config.cpu_architecture,
             adopt_repository=config.adopt_repository,
             directory=image_directory,
+            production_directory=production_directory,
             disposable=disposable_repository,
         )
-        self.entrypoint = PublicEntrypoint(self, "Entrypoint", vpc=self.network.vpc, allowed_cidr=config.allowed_cidr)
+        self.entrypoint = PublicEntrypoint(
+            self,
+            "Entrypoint",
+            vpc=self.network.vpc,
+            allowed_cidr=config.allowed_cidr,
+            certificate_arn=config.certificate_arn,
+        )
 
         # The router is the swappable part: the services and images are the same either way.
         self.mesh: MeshCanary | None = None

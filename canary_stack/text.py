@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 
-# A cut value keeps this many characters: enough to recognise it, short enough for one line.
+# A value longer than `limit` (80: a 64-character hash still shows whole) keeps this many characters:
+# enough to recognise it, short enough for one line.
 HEAD = 40
 
 
-def shorten(value: object, limit: int = 60) -> str:
+def shorten(value: object, limit: int = 80) -> str:
     """`value` as the user wrote it, cut to its first characters (and its length) past `limit`.
 
     A string (from `-c key=value` or a command line) is quoted, with anything unprintable escaped so

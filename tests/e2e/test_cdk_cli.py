@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
-from synthesis import ROOT
+from synthesis import ROOT, cdk_json_context
 
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
 
@@ -87,3 +88,62 @@ def test_the_one_line_error_stays_one_line_whatever_the_user_set_for_jsiis_banne
     )
     assert result.returncode == 2
     assert result.stderr == "error: canaryWeight must be a whole number from 0 to 100, got 'abc'\n"
+
+
+def test_a_rejected_synth_leaves_no_earlier_template_behind(cli_w37, tmp_path):
+    """`cdk synth -c canaryWeight=37` then `cdk synth -c canaryWeight=abc` into the same folder: the
+    second must not leave the first's template for `cdk deploy --app <folder>` to ship."""
+    good, _ = cli_w37
+    out = tmp_path / "cdk.out"
+    shutil.copytree(good, out)
+    assert (out / "CrystalCanary.template.json").exists() and (out / "manifest.json").exists()
+    result = run([str(CDK), "synth", "-q", "--no-notices", "-o", str(out), "-c", "canaryWeight=abc"])
+    assert result.returncode != 0
+    assert "error: canaryWeight must be a whole number from 0 to 100, got 'abc'" in result.stderr
+    assert not list(out.glob("*.template.json"))
+    assert not (out / "manifest.json").exists()
+    assert not list(out.glob("*.assets.json"))
+
+
+def test_app_that_fails_validation_exits_1_with_the_report_and_no_template(monkeypatch, tmp_path, capsys):
+    """main() as the CLI runs it (the output folder from CDK_OUTDIR), on an app whose stack has an
+    unacknowledged cdk-nag finding: exit 1, the report, no traceback, no template."""
+    from aws_cdk import aws_s3 as s3
+
+    import app as cdk_app
+
+    build = cdk_app.build
+
+    def careless_build(app, **kwargs):
+        stack = build(app, **kwargs)
+        s3.CfnBucket(stack, "CarelessBucket")
+        return stack
+
+    monkeypatch.setattr(cdk_app, "build", careless_build)
+    monkeypatch.setenv("CDK_OUTDIR", str(tmp_path))
+    # What the CLI hands the app (through the Node.js process's environment, which this test
+    # cannot change any more): cdk.json's context, productionImage included.
+    create_app = cdk_app.create_app
+    monkeypatch.setattr(cdk_app, "create_app", lambda **kw: create_app(context=cdk_json_context(), **kw))
+    assert cdk_app.main() == 1
+    err = capsys.readouterr().err
+    assert "CrystalCanary/CarelessBucket" in err and "AwsSolutions-S1" in err
+    assert err.rstrip().splitlines()[-1] == f"error: synthesis failed validation; no template was left in {tmp_path}"
+    assert "Traceback" not in err
+    assert not list(tmp_path.glob("*.template.json")) and not (tmp_path / "manifest.json").exists()
+
+
+def test_a_construct_that_throws_leaves_no_earlier_template_either(monkeypatch, tmp_path):
+    import app as cdk_app
+
+    for name in ("manifest.json", "CrystalCanary.template.json", "CrystalCanary.assets.json", "tree.json"):
+        (tmp_path / name).write_text("{}")  # an earlier run's assembly
+
+    def broken_build(app, **kwargs):
+        raise RuntimeError("a construct's own check failed")
+
+    monkeypatch.setattr(cdk_app, "build", broken_build)
+    monkeypatch.setenv("CDK_OUTDIR", str(tmp_path))
+    with pytest.raises(RuntimeError, match="a construct's own check failed"):
+        cdk_app.main()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tree.json"]

@@ -1,10 +1,14 @@
-"""Hardening of the tasks, the network paths and the mesh, as synthesized."""
+"""Hardening of the tasks, the network paths and the mesh, as synthesized: on both routers where
+both have the thing hardened, on App Mesh for its own parts (Envoy, its stats agent, the routes)."""
 
 from __future__ import annotations
 
 import pytest
+from templates import containers, ref_name
 
 from canary_stack.fargate import SCRATCH_OWNER, SCRATCH_OWNER_IMAGE
+
+ROUTER_CONTEXT: dict[str, dict[str, str]] = {"appmesh": {"trafficRouter": "appmesh"}, "alb": {}}
 
 
 @pytest.fixture(scope="module")
@@ -12,15 +16,16 @@ def w10(synth):
     return synth(canaryWeight="10", trafficRouter="appmesh")
 
 
-def containers(s) -> list[dict]:
-    return [
-        c for t in s.resources("AWS::ECS::TaskDefinition").values() for c in t["Properties"]["ContainerDefinitions"]
-    ]
+@pytest.fixture(params=list(ROUTER_CONTEXT))
+def routed(request, synth):
+    """(router, its synthesis at weight 10), for each router."""
+    return request.param, synth(canaryWeight="10", **ROUTER_CONTEXT[request.param])
 
 
-def test_every_serving_container_is_non_root_without_capabilities(w10):
-    found = [c for c in containers(w10) if c["Name"] != SCRATCH_OWNER]
-    assert {c["Name"] for c in found} == {"app", "envoy", "cwagent"}
+def test_every_serving_container_is_non_root_without_capabilities(routed):
+    router, s = routed
+    found = [c for c in containers(s) if c["Name"] != SCRATCH_OWNER]
+    assert {c["Name"] for c in found} == ({"app", "envoy", "cwagent"} if router == "appmesh" else {"app"})
     for c in found:
         assert c.get("User") not in (None, "0", "root"), c["Name"]
         linux = c["LinuxParameters"]
@@ -30,10 +35,11 @@ def test_every_serving_container_is_non_root_without_capabilities(w10):
         assert "Privileged" not in c
 
 
-def test_root_file_systems_are_read_only_except_envoys(w10):
+def test_root_file_systems_are_read_only_except_envoys(routed):
     # Envoy's is writable: App Mesh's agent writes Envoy's bootstrap to /tmp as user 1337, and a
     # root-owned scratch volume there crashes it the same way (aws/aws-app-mesh-roadmap#433).
-    for c in containers(w10):
+    _, s = routed
+    for c in containers(s):
         assert c["ReadonlyRootFilesystem"] is (c["Name"] != "envoy"), c["Name"]
         if c["Name"] == "envoy":
             assert c["User"] == "1337" and "MountPoints" not in c
@@ -79,10 +85,11 @@ DOCKER_DEFAULT_CAPABILITIES = (
 )
 
 
-def test_no_container_adds_a_capability_fargate_refuses(w10):
+def test_no_container_adds_a_capability_fargate_refuses(routed):
     # "Tasks launched on AWS Fargate only support adding the SYS_PTRACE kernel capability"
     # (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_KernelCapabilities.html).
-    for c in containers(w10):
+    _, s = routed
+    for c in containers(s):
         assert set(c.get("LinuxParameters", {}).get("Capabilities", {}).get("Add", [])) <= {"SYS_PTRACE"}, c["Name"]
 
 
@@ -100,8 +107,9 @@ def test_the_scratch_owner_can_only_chown_and_exits(w10):
         assert "PortMappings" not in owner and "Environment" not in owner
 
 
-def test_every_log_group_has_a_retention(w10):
-    groups = w10.resources("AWS::Logs::LogGroup")
+def test_every_log_group_has_a_retention(routed):
+    _, s = routed
+    groups = s.resources("AWS::Logs::LogGroup")
     assert len(groups) >= 4
     for name, group in groups.items():
         # Ours keep 30 days; the image-copy library's Lambda log groups get CDK's default of 2 years.
@@ -109,12 +117,13 @@ def test_every_log_group_has_a_retention(w10):
         assert group["Properties"].get("RetentionInDays") == expected, name
 
 
-def test_only_the_needed_ports_are_open(w10):
-    resources = w10.template["Resources"]
-    ingress = [r["Properties"] for r in w10.resources("AWS::EC2::SecurityGroupIngress").values()]
+def test_only_the_needed_ports_are_open(routed):
+    router, s = routed
+    resources = s.template["Resources"]
+    ingress = [r["Properties"] for r in s.resources("AWS::EC2::SecurityGroupIngress").values()]
     inline = [
         rule
-        for sg in w10.resources("AWS::EC2::SecurityGroup").values()
+        for sg in s.resources("AWS::EC2::SecurityGroup").values()
         for rule in sg["Properties"].get("SecurityGroupIngress", [])
     ]
     # From the internet: port 80 on the load balancer only.
@@ -128,16 +137,13 @@ def test_only_the_needed_ports_are_open(w10):
             "ToPort": 80,
         }
     ]
-    # Between security groups: the gateway's listener and its Envoy's admin port (health checks)
-    # from the LB, the app port from the gateway.
-    assert sorted((r["FromPort"], r["ToPort"]) for r in ingress) == [
-        (3000, 3000),
-        (3000, 3000),
-        (8080, 8080),
-        (9901, 9901),
-    ]
+    # Between security groups: the app port of each version (from the gateway with App Mesh, from
+    # the LB without), and with App Mesh the gateway's listener and its Envoy's admin port (health
+    # checks) from the LB.
+    expected = [(3000, 3000), (3000, 3000)] + ([(8080, 8080), (9901, 9901)] if router == "appmesh" else [])
+    assert sorted((r["FromPort"], r["ToPort"]) for r in ingress) == expected
     for rule in ingress:
-        assert resources[rule["SourceSecurityGroupId"]["Fn::GetAtt"][0]]["Type"] == "AWS::EC2::SecurityGroup"
+        assert resources[ref_name(rule["SourceSecurityGroupId"])]["Type"] == "AWS::EC2::SecurityGroup"
 
 
 def test_allowed_cidr_narrows_the_public_entrypoint(synth):
@@ -180,14 +186,18 @@ def test_nodes_eject_tasks_that_answer_5xx(w10):
         assert listener["Timeout"]["HTTP"]["PerRequest"] == {"Unit": "ms", "Value": 15000}
 
 
-def test_execution_roles_pull_only_from_the_named_repository(w10):
-    resources = w10.template["Resources"]
-    for name, policy in w10.resources("AWS::IAM::Policy").items():
+def test_execution_roles_pull_only_from_the_named_repository(routed):
+    _, s = routed
+    resources = s.template["Resources"]
+    pulls = 0
+    for name, policy in s.resources("AWS::IAM::Policy").items():
         if "ExecutionRole" not in name:
             continue
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             if "ecr:BatchGetImage" in actions:
-                assert resources[statement["Resource"]["Fn::GetAtt"][0]]["Type"] == "AWS::ECR::Repository"
+                assert resources[ref_name(statement["Resource"])]["Type"] == "AWS::ECR::Repository"
+                pulls += 1
             if statement["Resource"] == "*":
                 assert actions == ["ecr:GetAuthorizationToken"], name
+    assert pulls == 2  # production's and the canary's task pull the app image

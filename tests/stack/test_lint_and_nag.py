@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from aws_cdk import aws_s3 as s3
 from synthesis import CLI_CONTEXT, ROOT, cdk_json_context
 
 import app as cdk_app
+from stack.test_https import CERTIFICATE
 from stack.test_pipeline import PIPELINE_CONTEXT
 
 CONFIGURATIONS = [
@@ -23,6 +25,7 @@ CONFIGURATIONS = [
         "adoptRepository": "true",
     },
     {"canaryWeight": "10", "trafficRouter": "appmesh"},
+    {"canaryWeight": "10", "certificateArn": CERTIFICATE},  # HTTPS
     PIPELINE_CONTEXT,  # the canary stack and the pipeline stack
 ]
 
@@ -54,6 +57,25 @@ def test_an_unacknowledged_finding_fails_synthesis(tmp_path):
     # Every error is the new bucket's: the shipped stack itself has no unacknowledged finding.
     assert errors and all("CrystalCanary/CarelessBucket " in block for block in errors), report
     assert "AwsSolutions-S10" in report
+
+
+def test_a_synthesis_that_fails_validation_leaves_nothing_deployable(synth, tmp_path):
+    """CDK writes the templates before cdk-nag runs: app.py's synth() must remove them, and a
+    previous run's, when validation fails (issue: `cdk deploy --app cdk.out` would ship them)."""
+    outdir = tmp_path / "cdk.out"
+    shutil.copytree(synth(canaryWeight="10").outdir, outdir)  # a previous, good synthesis
+    assert (outdir / "manifest.json").exists() and list(outdir.glob("*.template.json"))
+    (outdir / "notes.txt").write_text("not the assembly's")
+
+    app = cdk_app.create_app(context={**cdk_json_context(), **CLI_CONTEXT}, outdir=str(outdir))
+    stack = cdk_app.build(app)
+    s3.CfnBucket(stack, "CarelessBucket")  # unacknowledged AwsSolutions findings
+    with pytest.raises(Exception, match="^ValidationFailed"):
+        cdk_app.synth(app)
+    assert not list(outdir.glob("*.template.json"))
+    assert not (outdir / "manifest.json").exists()
+    assert not list(outdir.glob("*.assets.json"))
+    assert (outdir / "notes.txt").exists()  # only the assembly's own files are removed
 
 
 def test_the_shipped_app_synthesizes_clean_under_cdk_nag(synth):

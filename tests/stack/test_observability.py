@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import time
 
 import pytest
+from templates import (
+    NODE_VERSION,
+    Version,
+    container,
+    environment,
+    ref_name,
+    task,
+    version_of_service,
+    version_of_target_group,
+)
 
-from canary_stack.constants import STACK_NAME
+from canary_stack.constants import PROJECT_ROOT
 from canary_stack.fargate import CLOUDWATCH_AGENT_IMAGE
-from canary_stack.ops.rollout import Rollout
+from canary_stack.ops.rollout import Rollout, SubprocessRunner, build_parser
 
 ROUTERS: dict[str, dict[str, str]] = {"appmesh": {"trafficRouter": "appmesh"}, "alb": {}}
 PREFIX = "CrystalCanary-canary-"
@@ -37,38 +49,40 @@ def dimension(metric: dict, name: str):
     return next(d["Value"] for d in metric["Dimensions"] if d["Name"] == name)
 
 
-def version_of(s, router: str, metric: dict) -> str:
-    """ "Production" or "Canary": whose metric this is."""
-    resources = s.template["Resources"]
-    if metric["Namespace"] == "ECS/ContainerInsights":
-        service = dimension(metric, "ServiceName")["Fn::GetAtt"][0]
-    elif router == "alb":
-        group = dimension(metric, "TargetGroup")["Fn::GetAtt"][0]
-        service = next(
-            k
-            for k, v in resources.items()
-            if v["Type"] == "AWS::ECS::Service"
-            and any(lb["TargetGroupArn"] == {"Ref": group} for lb in v["Properties"].get("LoadBalancers", []))
-        )
-    else:
-        node = dimension(metric, "appmesh.virtual_node")
-        return {"crystal-sd-vanilla": "Production", "crystal-sd-epoch": "Canary"}[node]
-    return "Canary" if service.startswith("Canary") else "Production"
+def version_measured(s, dimensions: dict[str, str | dict]) -> Version:
+    """Whose metric this is, by its dimensions: the virtual node (Envoy's stats), the target group
+    (the load balancer's) or the ECS service (CPU, memory, task counts). A dimension's value is a
+    literal or a reference to the resource."""
+
+    def logical(value: str | dict) -> str:
+        return value if isinstance(value, str) else ref_name(value)
+
+    if "appmesh.virtual_node" in dimensions:
+        return NODE_VERSION[logical(dimensions["appmesh.virtual_node"])]
+    if "TargetGroup" in dimensions:
+        return version_of_target_group(s, logical(dimensions["TargetGroup"]))
+    return version_of_service(logical(dimensions["ServiceName"]))
+
+
+def version_of(s, metric: dict) -> Version:
+    """Whose metric an alarm's metric is."""
+    return version_measured(s, {d["Name"]: d["Value"] for d in metric["Dimensions"]})
 
 
 def test_every_canary_alarm_follows_the_rollout_contract(routed):
     router, s = routed
     found = alarms(s)
     assert sorted(found) == sorted(PREFIX + n for n in ("5xx", "p99-latency", "p99-vs-production", "running-tasks"))
-    # The other side of the contract: the prefix rollout.py lists alarms by.
+    # The other side of the contract: the prefix rollout.py lists alarms by, for the stack it
+    # rolls out when no --stack-name is given.
     rollout = Rollout(
-        args=argparse.Namespace(stack_name=STACK_NAME),
-        runner=None,
+        args=argparse.Namespace(stack_name=build_parser().get_default("stack_name")),
+        runner=SubprocessRunner(PROJECT_ROOT),
         cloudwatch=None,
-        sleep=None,
-        monotonic=None,
-        out=None,
-        err=None,
+        sleep=time.sleep,
+        monotonic=time.monotonic,
+        out=io.StringIO(),
+        err=io.StringIO(),
     )
     assert all(name.startswith(rollout.prefix) for name in found)
     output = s.template["Outputs"]["CanaryAlarms"]["Value"]
@@ -88,7 +102,7 @@ def test_5xx_rate_alarm_reads_the_canary_only(routed):
     assert "100 * FILL(errors, 0) / requests" in expression["Expression"]
     stats = metric_stats(alarm)
     assert set(stats) == {"requests", "errors"}
-    assert {version_of(s, router, m) for m in stats.values()} == {"Canary"}
+    assert {version_of(s, m) for m in stats.values()} == {"Canary"}
     periods = {m["MetricStat"]["Period"] for m in alarm["Metrics"] if "MetricStat" in m}
     assert periods == {60}
     if router == "alb":
@@ -108,13 +122,13 @@ def test_latency_alarms_absolute_and_against_production(routed):
     found = alarms(s)
     absolute = found[PREFIX + "p99-latency"]
     assert (absolute["Threshold"], absolute["ComparisonOperator"]) == (1, "GreaterThanThreshold")
-    assert {version_of(s, router, m) for m in metric_stats(absolute).values()} == {"Canary"}
+    assert {version_of(s, m) for m in metric_stats(absolute).values()} == {"Canary"}
     relative = found[PREFIX + "p99-vs-production"]
     expressions = [m["Expression"] for m in relative["Metrics"] if "Expression" in m]
     assert any("canary > 2 * production" in e for e in expressions)
-    by_version = {}
+    by_version: dict[Version, list[str]] = {}
     for metric_id, metric in metric_stats(relative).items():
-        by_version.setdefault(version_of(s, router, metric), []).append(metric_id)
+        by_version.setdefault(version_of(s, metric), []).append(metric_id)
     assert set(by_version) == {"Canary", "Production"}
     stats = {m["MetricStat"]["Stat"] for m in relative["Metrics"] if "MetricStat" in m}
     assert stats == {"p99"}
@@ -127,50 +141,74 @@ def test_running_tasks_alarm_watches_the_canary_service(routed):
     alarm = alarms(s)[PREFIX + "running-tasks"]
     stats = metric_stats(alarm)
     assert {m["MetricName"] for m in stats.values()} == {"DesiredTaskCount", "RunningTaskCount"}
-    assert {version_of(s, router, m) for m in stats.values()} == {"Canary"}
+    assert {version_of(s, m) for m in stats.values()} == {"Canary"}
     assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
 
 
-def test_dashboard_shows_both_versions_and_its_url_is_an_output(routed):
-    router, s = routed
+def dashboard_widgets(s) -> list[dict]:
+    """The dashboard's widgets, each reference in its body written as the logical id it names
+    (and any other function, such as the load balancer's name taken apart, as "?")."""
+    body = s.one("AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"]
+    parts = body["Fn::Join"][1] if isinstance(body, dict) else [body]
+    placeholder = {"Ref", "Fn::GetAtt"}
+    return json.loads(
+        "".join(p if isinstance(p, str) else ref_name(p) if set(p) & placeholder else "?" for p in parts)
+    )["widgets"]
+
+
+def graph_lines(s, widget: dict) -> dict[str, Version]:
+    """A graph's visible lines: label -> the version the line measures. A line is a metric, or an
+    expression over hidden metrics (Envoy's milliseconds divided into seconds)."""
+    rows = widget["properties"]["metrics"]
+    hidden = {row[-1]["id"]: row for row in rows if row[-1].get("visible") is False}
+    lines: dict[str, Version] = {}
+    for row in rows:
+        options = row[-1]
+        if options.get("visible") is False:
+            continue
+        measured = [hidden[i] for i in hidden if i in options["expression"]] if "expression" in options else [row]
+        versions = {version_measured(s, dict(zip(m[2:-1:2], m[3:-1:2], strict=True))) for m in measured}
+        (lines[options["label"]],) = versions
+    return lines
+
+
+def test_dashboard_graphs_each_version_side_by_side_and_lists_the_canary_alarms(routed):
+    _, s = routed
     dashboard = s.one("AWS::CloudWatch::Dashboard")["Properties"]
     assert dashboard["DashboardName"] == "CrystalCanary-canary"
-    body = json.dumps(dashboard["DashboardBody"])
-    for title in ("Requests per minute", "5xx per minute", "p99 latency", "CPU utilization", "Memory utilization"):
-        assert title in body
-        # Each graph has a production and a canary line.
-        assert body.count('\\"label\\":\\"production\\"') >= 5 and body.count('\\"label\\":\\"canary\\"') >= 5
-    url = json.dumps(s.template["Outputs"]["DashboardUrl"]["Value"])
-    assert "CrystalCanary-canary" in url and "cloudwatch" in url
+    widgets = dashboard_widgets(s)
+    graphs = {w["properties"]["title"]: graph_lines(s, w) for w in widgets if w["type"] == "metric"}
+    titles = ["Requests per minute", "5xx per minute", "p99 latency", "CPU utilization", "Memory utilization"]
+    assert graphs == {title: {"production": "Production", "canary": "Canary"} for title in titles}
+    (alarm_widget,) = [w for w in widgets if w["type"] == "alarm"]
+    assert sorted(alarm_widget["properties"]["alarms"]) == sorted(s.resources("AWS::CloudWatch::Alarm"))
+    url = s.template["Outputs"]["DashboardUrl"]["Value"]["Fn::Join"][1]
+    assert "".join(p if isinstance(p, str) else ref_name(p) for p in url) == (
+        "https://AWS::Region.console.aws.amazon.com/cloudwatch/home?region=AWS::Region"
+        "#dashboards/dashboard/CrystalCanary-canary"
+    )
 
 
-def test_alarms_and_dashboard_do_not_move_with_the_weight(synth):
-    # Covered for the whole template by test_determinism; here explicitly for these resources.
-    for extra in ROUTERS.values():
-        a, b = synth(canaryWeight="10", **extra).template, synth(canaryWeight="50", **extra).template
-        for type_ in ("AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard"):
-            ours = {k: v for k, v in a["Resources"].items() if v["Type"] == type_}
-            assert ours and all(b["Resources"][k] == v for k, v in ours.items())
+def agent_config(s, version: str) -> dict:
+    """The CloudWatch agent's configuration in a version's task."""
+    return json.loads(environment(container(task(s, version), "cwagent"))["CW_CONFIG_CONTENT"])
 
 
 @pytest.mark.parametrize("version", ["Production", "Canary"])
 def test_app_mesh_exports_envoy_stats_with_a_pinned_agent(synth, version):
     s = synth(canaryWeight="10", trafficRouter="appmesh")
-    task = next(
-        v["Properties"] for k, v in s.resources("AWS::ECS::TaskDefinition").items() if k.startswith(f"{version}Task")
-    )
-    containers = {c["Name"]: c for c in task["ContainerDefinitions"]}
-    env = {e["Name"]: e["Value"] for e in containers["envoy"]["Environment"]}
+    task_definition = task(s, version)
+    env = environment(container(task_definition, "envoy"))
     assert {k: env[k] for k in ("ENABLE_ENVOY_STATS_TAGS", "ENABLE_ENVOY_DOG_STATSD", "STATSD_PORT")} == {
         "ENABLE_ENVOY_STATS_TAGS": "1",
         "ENABLE_ENVOY_DOG_STATSD": "1",
         "STATSD_PORT": "8125",
     }
-    agent = containers["cwagent"]
+    agent = container(task_definition, "cwagent")
     assert agent["Image"] == CLOUDWATCH_AGENT_IMAGE and ":latest" not in agent["Image"]
     # Envoy's user, so App Mesh's iptables rules let its calls to CloudWatch past the proxy.
     assert agent["User"] == "1337"
-    config = json.loads({e["Name"]: e["Value"] for e in agent["Environment"]}["CW_CONFIG_CONTENT"])
+    config = agent_config(s, version)
     assert config["metrics"]["namespace"] == "CrystalCanary/Envoy"
     assert config["metrics"]["metrics_collected"]["statsd"]["service_address"] == ":8125"
     assert [
@@ -198,14 +236,6 @@ def test_alb_router_exports_nothing_itself(synth):
     s = synth(canaryWeight="10")
     assert "cloudwatch:PutMetricData" not in json.dumps(s.template)
     assert CLOUDWATCH_AGENT_IMAGE not in json.dumps(s.template)
-
-
-def agent_config(s, version: str) -> dict:
-    task = next(
-        v["Properties"] for k, v in s.resources("AWS::ECS::TaskDefinition").items() if k.startswith(f"{version}Task")
-    )
-    agent = next(c for c in task["ContainerDefinitions"] if c["Name"] == "cwagent")
-    return json.loads({e["Name"]: e["Value"] for e in agent["Environment"]}["CW_CONFIG_CONTENT"])
 
 
 def test_alarm_metrics_are_named_and_dimensioned_as_the_agent_publishes_them(synth):

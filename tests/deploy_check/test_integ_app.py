@@ -1,0 +1,374 @@
+"""The deploy check's app (integ/integ_canary.py), checked offline: what `make integ` would deploy and
+assert, from one in-process synthesis, and its committed snapshot (snapshots/integ/).
+
+`make snapshot` runs this module with UPDATE_SNAPSHOTS=1, as it does tests/stack/test_snapshots.py,
+and rewrites snapshots/integ/ from the same synthesis.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from stack.test_snapshots import REFRESH, UPDATE, changed_keys, render
+from synthesis import ROOT
+
+from canary_stack.config import ConfigError
+from canary_stack.constants import CANARY_HEADER, CANARY_HEADER_VALUE
+from integ.integ_canary import (
+    API_PATH,
+    CANARY_COMMIT,
+    CANARY_WEIGHT,
+    PROBE_REQUESTS,
+    PRODUCTION_COMMIT,
+    SHARE_TOLERANCE,
+    integ_config,
+    stage_canary_source,
+)
+from integ.names import ASSERTION_COUNT, ASSERTIONS_STACK_NAME, REPOSITORY_NAME, RESULT_OUTPUT_PREFIX, STACK_NAME
+
+SNAPSHOTS = ROOT / "snapshots" / "integ"
+HTTP_CALL = "Custom::DeployAssert@HttpCall"
+LAMBDA_INVOKE = "Custom::DeployAssert@SdkCallLambdainvoke"
+
+
+def resources(template: dict, type_: str) -> dict[str, dict]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
+
+
+def only(template: dict, type_: str) -> tuple[str, dict]:
+    found = resources(template, type_)
+    assert len(found) == 1, f"expected one {type_}, found {sorted(found)}"
+    return next(iter(found.items()))
+
+
+@pytest.fixture(scope="module")
+def stack(integ_synth) -> dict:
+    return integ_synth.templates[STACK_NAME]
+
+
+@pytest.fixture(scope="module")
+def assertions(integ_synth) -> dict:
+    return integ_synth.templates[ASSERTIONS_STACK_NAME]
+
+
+# --- the stack under test: its own names, destroyable, the default router at weight 10 -----------
+
+
+def test_the_check_deploys_its_own_two_stacks_and_nothing_of_the_users(integ_synth):
+    assert set(integ_synth.templates) == {STACK_NAME, ASSERTIONS_STACK_NAME}
+    text = json.dumps(integ_synth.templates)
+    # The user's repository and stack names appear nowhere; the alarms carry the check's stack name.
+    assert "ecsdemo-crystal" not in text
+    alarms = [
+        r["Properties"]["AlarmName"]
+        for r in resources(integ_synth.templates[STACK_NAME], "AWS::CloudWatch::Alarm").values()
+    ]
+    assert alarms and all(name.startswith(f"{STACK_NAME}-") for name in alarms)
+
+
+def test_its_repository_is_its_own_and_goes_with_the_stack_images_included(stack):
+    _, repository = only(stack, "AWS::ECR::Repository")
+    assert repository["Properties"]["RepositoryName"] == REPOSITORY_NAME
+    assert repository["DeletionPolicy"] == "Delete"
+    assert repository["UpdateReplacePolicy"] == "Delete"
+    # Without EmptyOnDelete, CloudFormation cannot delete a repository that holds the copied image.
+    assert repository["Properties"]["EmptyOnDelete"] is True
+
+
+def test_nothing_in_the_stack_outlives_the_destroy(stack):
+    kept = {
+        k: v.get("DeletionPolicy")
+        for k, v in stack["Resources"].items()
+        if v.get("DeletionPolicy", "Delete") != "Delete"
+    }
+    assert kept == {}
+
+
+def test_default_router_at_weight_10_on_the_load_balancers_weight_resource(stack):
+    weighted = []
+    for logical_id, resource in stack["Resources"].items():
+        if resource["Type"] not in (
+            "AWS::ElasticLoadBalancingV2::Listener",
+            "AWS::ElasticLoadBalancingV2::ListenerRule",
+        ):
+            continue
+        props = resource["Properties"]
+        for action in props.get("DefaultActions", []) + props.get("Actions", []):
+            groups = action.get("ForwardConfig", {}).get("TargetGroups", [])
+            if len(groups) == 2:
+                weighted.append((logical_id, {g["TargetGroupArn"]["Ref"]: g["Weight"] for g in groups}))
+    assert len(weighted) == 1, weighted
+    _, weights = weighted[0]
+    by_version = {("canary" if "Canary" in ref else "production"): weight for ref, weight in weights.items()}
+    assert by_version == {"canary": CANARY_WEIGHT, "production": 100 - CANARY_WEIGHT}
+    assert not resources(stack, "AWS::AppMesh::Mesh")
+
+
+def test_each_version_is_built_with_its_own_commit_and_runs_it(integ_synth, stack):
+    # Two image assets: crystal_src/ with code_hash.txt = INTEG-CANARY and = INTEG-PRODUCTION (the
+    # service reports it as `commit`). Each is published by its own copy job, under its own hash
+    # tag, and that tag is what each version's task runs: the repository starts empty.
+    commits = {
+        p.read_text().strip(): p.parent.name.removeprefix("asset.")
+        for p in integ_synth.outdir.glob("asset.*/code_hash.txt")
+    }
+    assert sorted(commits) == [CANARY_COMMIT, PRODUCTION_COMMIT]
+    resources = stack["Resources"]
+    assert resources["CanaryImageCopy"]["Properties"]["ImageContentHash"] == commits[CANARY_COMMIT]
+    assert resources["ProductionImageCopy"]["Properties"]["ImageContentHash"] == commits[PRODUCTION_COMMIT]
+    images = {
+        name: json.dumps(r["Properties"]["ContainerDefinitions"][0]["Image"])
+        for name, r in resources.items()
+        if r["Type"] == "AWS::ECS::TaskDefinition"
+    }
+    canary_task = next(name for name in images if name.startswith("Canary"))
+    production_task = next(name for name in images if name.startswith("Production"))
+    assert f":{commits[CANARY_COMMIT]}" in images[canary_task]
+    assert f":{commits[PRODUCTION_COMMIT]}" in images[production_task]
+
+
+def test_staging_the_source_is_deterministic_and_changes_only_the_commit():
+    first, second = stage_canary_source(), stage_canary_source()
+    assert first == second
+    assert (first / "code_hash.txt").read_text() == CANARY_COMMIT + "\n"
+    source = ROOT / "crystal_src"
+    for path in (source / "src").rglob("*"):
+        if path.is_file():
+            assert (first / path.relative_to(source)).read_bytes() == path.read_bytes()
+    assert (first / "Dockerfile").read_bytes() == (source / "Dockerfile").read_bytes()
+    assert stage_canary_source("OTHER") != first
+
+
+def test_the_configuration_goes_through_the_apps_own_validation():
+    committed = {"productionImage": "0" * 64}  # cdk.json's; the check builds production's image itself
+    config = integ_config(
+        {**committed, "canaryWeight": 0, "trafficRouter": "appmesh", "repositoryName": "ecsdemo-crystal"}
+    )
+    # The check's values win over cdk.json's and -c's.
+    assert (config.canary_weight, config.traffic_router, config.repository_name) == (10, "alb", REPOSITORY_NAME)
+    with pytest.raises(ConfigError, match="productionTag must differ from imageTag"):
+        integ_config({**committed, "imageTag": "same", "productionTag": "same"})
+
+
+# --- the assertions -------------------------------------------------------------------------------
+
+
+def expected(resource: dict) -> dict:
+    return json.loads(resource["Properties"]["expected"])
+
+
+def calls_api_url(resource: dict) -> None:
+    parts = resource["Properties"]["parameters"]["url"]["Fn::Join"][1]
+    assert parts[0] == "http://" and parts[-1] == API_PATH
+    # The load balancer of the stack under test, read from that stack's outputs.
+    reference = json.dumps(parts[1])
+    assert STACK_NAME in reference and "LoadBalancer" in reference and "DNSName" in reference
+
+
+def test_three_assertions_each_reporting_a_result_output(assertions):
+    calls = {**resources(assertions, HTTP_CALL), **resources(assertions, LAMBDA_INVOKE)}
+    assert len(calls) == ASSERTION_COUNT == 3
+    outputs = {k for k in assertions["Outputs"] if k.startswith(RESULT_OUTPUT_PREFIX)}
+    assert outputs == {f"{RESULT_OUTPUT_PREFIX}{k}" for k in calls}
+
+
+def test_the_api_answers_200_with_the_services_json(assertions):
+    plain = [r for r in resources(assertions, HTTP_CALL).values() if not r["Properties"]["parameters"]["fetchOptions"]]
+    assert len(plain) == 1
+    calls_api_url(plain[0])
+    assert expected(plain[0]) == {
+        "$ObjectLike": {
+            "status": 200,
+            "headers": {"content-type": ["application/json"]},
+            "body": {"from": "Crystal backend"},
+        }
+    }
+
+
+def test_the_test_header_reaches_the_canary(assertions):
+    with_header = [
+        r for r in resources(assertions, HTTP_CALL).values() if r["Properties"]["parameters"]["fetchOptions"]
+    ]
+    assert len(with_header) == 1
+    calls_api_url(with_header[0])
+    assert with_header[0]["Properties"]["parameters"]["fetchOptions"] == {
+        "headers": {CANARY_HEADER: CANARY_HEADER_VALUE}
+    }
+    assert expected(with_header[0]) == {"$ObjectLike": {"status": 200, "body": {"commit": CANARY_COMMIT}}}
+
+
+def test_the_split_is_measured_over_at_least_200_requests_within_7_points(assertions):
+    _, invoke = only(assertions, LAMBDA_INVOKE)
+    parameters = invoke["Properties"]["parameters"]
+    probe_ids = [k for k in resources(assertions, "AWS::Lambda::Function") if k.startswith("SplitProbe")]
+    assert len(probe_ids) == 1
+    # integ-tests JSON-encodes every parameter; its provider JSON-decodes them before the SDK call.
+    assert parameters["FunctionName"] == {"Fn::Join": ["", ['"', {"Ref": probe_ids[0]}, '"']]}
+    # CloudFormation splices the load balancer's name in; the provider's decoding must then give the
+    # JSON text Lambda receives as the event.
+    parts = parameters["Payload"]["Fn::Join"][1]
+    assert [type(p) for p in parts] == [str, dict, str] and "Fn::GetStackOutput" in parts[1]
+    decoded = json.loads("".join(p if isinstance(p, str) else "HOST.elb.amazonaws.com" for p in parts))
+    assert isinstance(decoded, str)
+    event = json.loads(decoded)
+    assert event["url"] == f"http://HOST.elb.amazonaws.com{API_PATH}"
+    assert event["requests"] == PROBE_REQUESTS >= 200
+    assert (event["weight"], event["tolerance"]) == (CANARY_WEIGHT, SHARE_TOLERANCE) == (10, 7)
+    assert event["canaryCommit"] == CANARY_COMMIT
+    assert expected(invoke) == {
+        "$ObjectLike": {
+            "StatusCode": 200,
+            "Payload": {
+                "$SerializedJson": {"$ObjectLike": {"requests": PROBE_REQUESTS, "failed": 0, "withinTolerance": True}}
+            },
+        }
+    }
+
+
+def test_the_assertions_run_in_order(assertions):
+    plain, header = sorted(
+        resources(assertions, HTTP_CALL).items(), key=lambda kv: bool(kv[1]["Properties"]["parameters"]["fetchOptions"])
+    )
+    split_id, split = only(assertions, LAMBDA_INVOKE)
+    assert plain[0] in header[1].get("DependsOn", [])
+    assert header[0] in split.get("DependsOn", [])
+
+
+def test_the_assertions_are_deterministic(assertions):
+    # integ-tests-alpha salts each assertion with Date.now(); the check pins it (see _fixed_salt).
+    salts = [
+        r["Properties"]["salt"]
+        for r in {**resources(assertions, HTTP_CALL), **resources(assertions, LAMBDA_INVOKE)}.values()
+    ]
+    assert sorted(salts) == ["deploy-check-answers", "deploy-check-header", "deploy-check-split"]
+
+
+def test_every_assertion_function_runs_on_nodejs24(assertions):
+    # nodejs24.x is deprecated by Lambda on 2028-04-30 (https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html);
+    # the team's rule: no runtime deprecated before 2028. The probe and integ-tests' provider alike.
+    functions = resources(assertions, "AWS::Lambda::Function")
+    assert len(functions) == 2
+    assert {r["Properties"]["Runtime"] for r in functions.values()} == {"nodejs24.x"}
+    probe = next(r for k, r in functions.items() if k.startswith("SplitProbe"))
+    assert probe["Properties"]["Code"]["ZipFile"] == (ROOT / "integ" / "share_probe.js").read_text()
+    assert probe["Properties"]["Handler"] == "index.handler"
+
+
+# --- cdk-nag and cfn-lint -------------------------------------------------------------------------
+
+
+def test_cdk_nag_ran_on_the_integ_app_and_only_acknowledged_findings_remain(integ_synth):
+    report = json.loads((integ_synth.outdir / "validation-report.json").read_text())
+    (nag,) = [p for p in report["pluginReports"] if p["pluginName"] == "AwsSolutions"]
+    assert nag["conclusion"] == "success" and nag["violations"] == []
+    probe = [
+        v
+        for v in nag["suppressedViolations"]
+        for c in v["violatingConstructs"]
+        if c["constructPath"].startswith(f"{ASSERTIONS_STACK_NAME}/")
+    ]
+    # The one integ-only finding: the probe's role uses the basic execution policy; acknowledged there.
+    assert [(v["ruleName"].split("[")[0], v["acknowledgedAt"]) for v in probe] == [
+        ("AwsSolutions-IAM4", f"{ASSERTIONS_STACK_NAME}/SplitProbe/Function")
+    ]
+    assert all(v["reason"] for v in probe)
+
+
+def cfn_lint(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("cfn-lint")), "--format", "parseable", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cfn_lint_finds_nothing_in_the_integ_templates(integ_synth):
+    # One run; .cfnlintrc.yaml's ignores apply as for the app's templates. W3037 ("'invoke' is not an
+    # IAM action of lambda") is ignored here only: integ-tests-alpha's provider adds `lambda:Invoke`
+    # on "*" for every invoke_function, a non-existent action that grants nothing (the next test pins
+    # it); the real permission is lambda:InvokeFunction on the probe alone.
+    templates = sorted(str(p) for p in integ_synth.outdir.glob("*.template.json"))
+    assert len(templates) == 2
+    # On the command line, --ignore-checks replaces the config file's list instead of adding to it.
+    ignored = yaml.safe_load((ROOT / ".cfnlintrc.yaml").read_text())["ignore_checks"]
+    result = cfn_lint(*templates, "--ignore-checks", *ignored, "W3037")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_only_iam_oddity_is_integ_tests_own_lambda_invoke(assertions):
+    roles = resources(assertions, "AWS::IAM::Role")
+    statements = [
+        (logical_id, statement)
+        for logical_id, role in roles.items()
+        for policy in role["Properties"].get("Policies", [])
+        for statement in policy["PolicyDocument"]["Statement"]
+    ]
+    assert [(k.startswith("SingletonFunction"), s["Action"], s["Resource"]) for k, s in statements] == [
+        (True, ["lambda:Invoke"], ["*"]),
+        (
+            True,
+            ["lambda:InvokeFunction"],
+            [
+                {
+                    "Fn::Join": [
+                        "",
+                        [
+                            "arn:",
+                            {"Ref": "AWS::Partition"},
+                            ":lambda:",
+                            {"Ref": "AWS::Region"},
+                            ":",
+                            {"Ref": "AWS::AccountId"},
+                            ":function:",
+                            {
+                                "Ref": next(
+                                    k
+                                    for k in resources(assertions, "AWS::Lambda::Function")
+                                    if k.startswith("SplitProbe")
+                                )
+                            },
+                        ],
+                    ]
+                }
+            ],
+        ),
+    ]
+
+
+# --- the snapshot ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack_name", [STACK_NAME, ASSERTIONS_STACK_NAME])
+def test_integ_snapshot_is_current(integ_synth, stack_name):
+    path = SNAPSHOTS / f"{stack_name}.template.json"
+    template = integ_synth.templates[stack_name]
+    text = render(template)
+    if UPDATE:
+        SNAPSHOTS.mkdir(parents=True, exist_ok=True)
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+        return
+    where = f"snapshots/integ/{path.name} (python -m integ.integ_canary)"
+    assert path.is_file(), f"{where} is missing: {REFRESH}"
+    stored = path.read_text(encoding="utf-8")
+    if stored == text:
+        return
+    what = ", ".join(changed_keys(json.loads(stored), template)[:10]) or "formatting only"
+    pytest.fail(f"{where} is stale; changed: {what}. To refresh: {REFRESH}", pytrace=False)
+
+
+def test_no_integ_snapshot_without_a_stack(integ_synth):
+    expected_files = {f"{name}.template.json" for name in integ_synth.templates}
+    extra = sorted(p.name for p in SNAPSHOTS.glob("*.json") if p.name not in expected_files)
+    if UPDATE:
+        for name in extra:
+            (SNAPSHOTS / name).unlink()
+        return
+    assert not extra, f"snapshots/integ/ has files no stack produces: {extra}; {REFRESH}"

@@ -1,0 +1,56 @@
+"""`make system-deps` installs only the tools that are missing: where `crystal` is already on PATH
+(ci/crystal-in-docker in the pipeline, on an Ubuntu 22.04 without a crystal package), apt-get is
+never asked for it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def fake_path(tmp_path: Path):
+    """A PATH of stand-ins only: `crystal`/`wrk` exist when asked for, `apt-get` records its argv."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "id").symlink_to(shutil.which("id"))
+    log = tmp_path / "apt-get.log"
+    apt = bin_ / "apt-get"
+    apt.write_text(f'#!/bin/bash\necho "$*" >> {log}\n')
+    (bin_ / "sudo").write_text('#!/bin/bash\n"$@"\n')
+    for tool in (apt, bin_ / "sudo"):
+        tool.chmod(0o755)
+
+    def run(*present: str) -> list[str]:
+        for tool in present:
+            stub = bin_ / tool
+            stub.write_text("#!/bin/bash\n")
+            stub.chmod(0o755)
+        result = subprocess.run(
+            [shutil.which("make"), "-s", "-C", str(ROOT), "system-deps"],
+            env={"PATH": str(bin_), "HOME": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return log.read_text().splitlines() if log.exists() else []
+
+    return run
+
+
+def test_nothing_is_installed_when_both_are_on_path(fake_path):
+    assert fake_path("crystal", "wrk") == []
+
+
+def test_with_crystal_on_path_only_wrk_is_installed(fake_path):
+    assert fake_path("crystal") == ["update -qq", "install -y -qq wrk"]
+
+
+def test_both_missing_installs_both(fake_path):
+    assert fake_path() == ["update -qq", "install -y -qq crystal wrk"]
