@@ -120,8 +120,9 @@ def test_the_recipe_destroys_after_any_outcome_with_the_pinned_cli():
     assert preflight_at < deploy_at < results_at < destroy_at
     # The deploy and the verdict only record a failure; the destroy runs regardless, and the exit
     # status reports the worst of the three.
-    assert "--outputs-file build/integ/outputs.json || failed=1;" in script
-    assert "build/integ/outputs.json || failed=1;" in script[results_at:destroy_at]
+    # INTEG_OUT (default build/integ) reaches the recipe only through the environment, quoted.
+    assert '--outputs-file "$CANARY_MAKE_INTEG_OUT/outputs.json" || failed=1;' in script
+    assert '"$CANARY_MAKE_INTEG_OUT/outputs.json" || failed=1;' in script[results_at:destroy_at]
     assert "--all" in script[destroy_at:] and "--force" in script[destroy_at:]
     assert script.rstrip().endswith("exit $failed")
     assert "trap " in script[:deploy_at]

@@ -649,7 +649,9 @@ def test_deploy_stage_rollout_verifies_each_step_at_the_stack_s_url(run_deploy_s
     )
     assert run.code == 1, run.out + run.err
     assert run.argv == [deploy_argv(10), deploy_argv(50), deploy_argv(0)]
-    assert len(cloudformation.requests) == 1  # the URL is read once, before the first deploy
+    # The URL is read once, before the first deploy; the stack's state before each of the three
+    # deploys (rollout tells a deploy that failed before CloudFormation from one it rolled back).
+    assert len(cloudformation.requests) == 1 + 3
     assert len(service.requests) == 400
     assert "PASS: expected 10%" in run.out and "FAIL: expected 50%" in run.out
     assert "ROLLBACK: verify at weight 50" in run.out

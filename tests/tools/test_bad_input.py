@@ -79,7 +79,12 @@ MAKE = [
     *[(["deploy", "WEIGHT=10", f"ROUTER={v}"], 2, "trafficRouter must be one of") for v in HOSTILE],
     *[(["diff", f"FROM={v}", "TO=10"], 2, "offline_diff: error: canaryWeight must be a whole number") for v in HOSTILE],
     *[(["diff", f"BASE={v}"], 2, "offline_diff: error: --base must be a git revision") for v in HOSTILE],
+    (["integ", "INTEG_OUT="], 2, "error: INTEG_OUT is empty: give a folder or leave it out (build/integ)"),
 ]
+
+
+# -o: the toolchain is installed; a fresh checkout's timestamps must not reinstall it here.
+KEEP_TOOLCHAIN = ("-o", ".venv/.installed", "-o", "node_modules/.installed", "-o", ".venv-checkov/.installed")
 
 
 def make(tmp_path: Path, args: list[str], *flags: str) -> tuple[subprocess.CompletedProcess, Path]:
@@ -87,8 +92,7 @@ def make(tmp_path: Path, args: list[str], *flags: str) -> tuple[subprocess.Compl
     env = {k: v for k, v in os.environ.items() if not k.startswith("CANARY_MAKE_")}
     for name in ("WEIGHT", "ROUTER", "FROM", "TO", "BASE"):
         env.pop(name, None)
-    # -o: the toolchain is installed; do not let a fresh checkout's timestamps reinstall it here.
-    argv = ["make", "--no-print-directory", "-o", ".venv/.installed", "-o", "node_modules/.installed", *flags]
+    argv = ["make", "--no-print-directory", *KEEP_TOOLCHAIN, *flags]
     argv += [arg.replace("{s}", str(sentinel)) for arg in args]
     result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     return result, sentinel
@@ -106,16 +110,17 @@ def test_makefile(tmp_path, args, code, fragment):
 
 
 @pytest.mark.parametrize("value", HOSTILE)
-@pytest.mark.parametrize("variable", ["WEIGHT", "ROUTER", "FROM", "BASE"])
+@pytest.mark.parametrize("variable", ["WEIGHT", "ROUTER", "FROM", "BASE", "INTEG_OUT"])
 def test_makefile_dry_run_never_expands_a_value(tmp_path, variable, value):
     # `make -n` prints the recipes: a Makefile that pasted values into them would show (or, for
     # $(shell ...), run) them here already.
-    target = "diff" if variable in ("FROM", "BASE") else "deploy"
+    target = {"FROM": "diff", "BASE": "diff", "INTEG_OUT": "integ"}.get(variable, "deploy")
     result, sentinel = make(tmp_path, [target, f"{variable}={value}"], "-n")
     assert not sentinel.exists()
     assert result.returncode == 0, result.stderr
     assert "touch" not in result.stdout
-    assert result.stdout.strip().splitlines()[-1] == f".venv/bin/python -m canary_stack.ops.make {target}"
+    if target != "integ":
+        assert result.stdout.strip().splitlines()[-1] == f".venv/bin/python -m canary_stack.ops.make {target}"
 
 
 # -------------------------------------------------------------------- verify
