@@ -2,7 +2,8 @@
 
     python -m canary_stack.ops.promote
 
-1. synthesizes the working tree offline (as offline_diff does: no AWS account is contacted);
+1. synthesizes the working tree offline (as offline_diff does: no AWS account is contacted),
+   after checking that crystal_src/ has no uncommitted change (the canary ran the committed image);
 2. reads the canary image's asset hash from the cloud assembly's CrystalCanary.assets.json
    (`dockerImages` has exactly one entry, keyed by that hash: the image built from crystal_src/);
 3. rewrites cdk.json: context `productionImage` := that hash, `canaryWeight` := 0. Nothing else
@@ -28,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from canary_stack.constants import PROJECT_ROOT, STACK_NAME
+from canary_stack.constants import CRYSTAL_SRC, PROJECT_ROOT, STACK_NAME
 from canary_stack.ops import offline_diff
 from canary_stack.ops.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, one_line, usage_line
 from canary_stack.ops.committed import CDK_JSON, parse_cdk_json
@@ -104,6 +105,23 @@ def synthesize(root: Path, outdir: Path, err: TextIO, stack: str = STACK_NAME) -
         synths.kill()
 
 
+def check_image_committed(root: Path) -> None:
+    """The canary ran the committed image: an uncommitted change under crystal_src/ would give a
+    hash no canary ever ran, and production would take an image nobody tested."""
+    folder = CRYSTAL_SRC.relative_to(PROJECT_ROOT)
+    try:
+        changed = offline_diff.git(root, "status", "--porcelain", "--untracked-files=all", "--", str(folder))
+    except offline_diff.Failed as err:
+        raise UsageError(f"cannot ask git whether {folder}/ is committed: {err}") from None
+    if changed:
+        paths = [line.split(maxsplit=1)[-1] for line in changed.splitlines()]
+        shown = paths[0] + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
+        raise UsageError(
+            f"{folder}/ has uncommitted changes ({shorten(shown)}): the canary ran the committed image; "
+            "commit or stash them, then promote"
+        )
+
+
 def commit_command(asset_hash: str) -> str:
     return f"git commit -m 'Promote the canary image {asset_hash[:12]} to production' {CDK_JSON}"
 
@@ -115,6 +133,7 @@ def promote(root: Path, out: TextIO, err: TextIO) -> int:
     except OSError as exc:
         raise UsageError(f"cannot read {CDK_JSON}: {one_line(exc)}") from None
     parse_cdk_json(text)  # a malformed cdk.json is refused before a minute of synthesis
+    check_image_committed(root)
     out.write("synthesizing the working tree (offline) to find the canary image's asset hash...\n")
     out.flush()
     with tempfile.TemporaryDirectory(prefix="promote-") as tmp:

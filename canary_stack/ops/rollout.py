@@ -7,7 +7,7 @@
 
 Every argument, the committed cdk.json and the -c context are checked before
 anything runs (exit 2, one line); so is the router: App Mesh reached its end of
-service on 2026-09-30, and trafficRouter=appmesh is refused.
+support on 2026-09-30, and trafficRouter=appmesh is refused.
 
 For each weight W in --steps:
 

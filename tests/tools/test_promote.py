@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import io
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,25 @@ def test_promote_refuses_a_malformed_cdk_json_before_synthesizing(tmp_path):
     assert promote.main([], root=tmp_path, stdout=out, stderr=err) == 2
     assert out.getvalue() == ""
     assert err.getvalue().startswith("promote: error: cdk.json is not valid JSON: Expecting property name")
+
+
+def test_an_uncommitted_change_to_the_image_is_refused_before_synthesizing(tmp_path):
+    # The canary ran the committed image: a hash of the working tree's could name one nobody tested.
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "crystal_src").mkdir()
+    (tmp_path / "crystal_src" / "server.cr").write_text("puts 1\n")
+    (tmp_path / "cdk.json").write_text('{"context": {"canaryWeight": 100}}\n')
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "canaried")
+    (tmp_path / "crystal_src" / "server.cr").write_text("puts 2\n")
+    out, err = io.StringIO(), io.StringIO()
+    assert promote.main([], root=tmp_path, stdout=out, stderr=err) == 2
+    assert out.getvalue() == ""
+    assert err.getvalue() == (
+        "promote: error: crystal_src/ has uncommitted changes ('crystal_src/server.cr'): the canary ran the "
+        "committed image; commit or stash them, then promote\n"
+    )
+    assert json.loads((tmp_path / "cdk.json").read_text()) == {"context": {"canaryWeight": 100}}
