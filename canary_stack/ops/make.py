@@ -128,12 +128,27 @@ def quiet_lines(lines: Iterable[str], write: Callable[[str], object]) -> None:
         write(text + "\n")
 
 
+def cli_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The CLI's environment: on Node.js 20 the AWS SDK inside it prints a nine-line notice (newer SDKs
+    will need Node.js 22, which the README recommends) whenever it makes a client: on every synth
+    with credentials around. It changes nothing here and would bury the line a user must read."""
+    return {**environ, "AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED": "true"}
+
+
 def run_cdk(argv: Sequence[str], *, filtered: bool, out: TextIO) -> int:
-    """Runs the CDK CLI from the project root; with `filtered`, its output goes through quiet_lines."""
+    """Runs the CDK CLI from the project root. `filtered` (synth): offline, as offline_diff runs it
+    (no credentials, so no account lookup and no SDK at all), its output through quiet_lines."""
+    env = offline_diff.offline_env(os.environ) if filtered else cli_env(os.environ)
     if not filtered:
-        return subprocess.run(list(argv), cwd=PROJECT_ROOT, stdin=None).returncode
+        return subprocess.run(list(argv), cwd=PROJECT_ROOT, env=env).returncode
     process = subprocess.Popen(
-        list(argv), cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        list(argv),
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
     )
     assert process.stdout is not None
     try:

@@ -125,6 +125,8 @@ def offline_env(environ: Mapping[str, str]) -> dict[str, str]:
     for key in ("CDK_CONTEXT_JSON", "CDK_OUTDIR", "CDK_DEFAULT_ACCOUNT", "CDK_DEFAULT_REGION"):
         env.pop(key, None)
     env.update(
+        # The AWS SDK's notice about Node.js versions (on Node.js 20) is not about this diff.
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED="true",
         AWS_EC2_METADATA_DISABLED="true",
         AWS_CONFIG_FILE=os.devnull,
         AWS_SHARED_CREDENTIALS_FILE=os.devnull,
