@@ -15,9 +15,11 @@ module CrystalBackend
   # does, with public API only: `Socket::Server#accept?` (nil once closed) and
   # `HTTP::Server::RequestProcessor`, the documented class HTTP::Server hands
   # each connection to (`#process(input, output)`, `#close`,
-  # `max_request_line_size=`, `max_headers_size=`; identical in 1.6 and 1.14).
+  # `max_request_line_size=`, `max_headers_size=`; identical in 1.6 and 1.14,
+  # see crystal-lang.org/api/1.6.0/HTTP/Server/RequestProcessor.html).
   class Service
     getter app : App
+    @listener : TCPServer? = nil
 
     def initialize(@config : Config, az : String, *,
                    @idle_timeout : Time::Span = Config::CLIENT_IDLE_TIMEOUT,
@@ -26,7 +28,6 @@ module CrystalBackend
       @processor = HTTP::Server::RequestProcessor.new(@app)
       @processor.max_request_line_size = Config::MAX_REQUEST_LINE_SIZE
       @processor.max_headers_size = Config::MAX_HEADERS_SIZE
-      @listener = nil.as(TCPServer?)
     end
 
     def bind : Socket::IPAddress
