@@ -43,7 +43,8 @@ module CrystalBackend
   # CPU per request to /crystal with the access log on: bare HTTP::Server
   # 6.0 us, this 7.7 us; the same backend with the sync dispatcher 9.0 us,
   # and a custom backend batching lines in memory with a periodic flush
-  # 9.1 us. A custom buffered backend does not earn its place.
+  # 9.1 us. A custom buffered backend does not earn its place. If stdout
+  # blocks, the dispatcher queues 2048 lines, then logging callers wait.
   def self.setup_logging(level : ::Log::Severity, io : IO = STDOUT) : Nil
     ::Log.setup("*", level, ::Log::IOBackend.new(io, formatter: JsonLogFormat.new))
   end
