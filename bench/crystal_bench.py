@@ -113,8 +113,11 @@ def wrk(url: str, seconds: int, pid: int, prefix: list[str]) -> tuple[float, flo
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors or non_2xx:
         print(f"  warning: {url}: {errors and errors[0]} {non_2xx and non_2xx[0]}", file=sys.stderr)
-    requests = int(re.search(r"(\d+) requests in", out)[1])
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]), cpu_used / requests * 1e6
+    requests = re.search(r"(\d+) requests in", out)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if requests is None or rate is None:
+        raise RuntimeError(f"wrk printed no request count or rate for {url}:\n{out}")
+    return float(rate[1]), cpu_used / int(requests[1]) * 1e6
 
 
 def main() -> int:

@@ -164,5 +164,5 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.kill()  # only our own child, by handle
             self.proc.wait(timeout=5)
-        if self._log is not subprocess.DEVNULL:
+        if not isinstance(self._log, int):  # a file we opened, not subprocess.DEVNULL
             self._log.close()
