@@ -42,7 +42,6 @@ from aws_cdk import (
     IStableStringProducer,
     Lazy,
     RemovalPolicy,
-    Stack,
     Validations,
 )
 from aws_cdk import aws_codebuild as codebuild
@@ -58,7 +57,7 @@ from canary_stack.config import CpuArchitecture
 from canary_stack.constants import CRYSTAL_SRC
 from canary_stack.image_tags import HANDLERS, NODEJS_RUNTIME, ImageTagger
 from canary_stack.log_groups import LOGS_AT_REST
-from canary_stack.nag import acknowledge, arn_of, skip_checkov, skip_checkov_for_deploy_time_function
+from canary_stack.nag import acknowledge, arn_of, logical_id_of, skip_checkov, skip_checkov_for_deploy_time_function
 
 CODEBUILD_IMAGE = "aws/codebuild/standard:7.0"
 IMAGE_COPY_SOURCE = HANDLERS / "image_copy.js"
@@ -106,9 +105,7 @@ def acknowledge_library_findings(deployment: DockerImageDeployment) -> None:
     role = deployment.node.find_child("DockerImageDeployRole")
     provider = deployment.node.find_child("CRProvider")
     handlers = [deployment.node.find_child(h) for h in ("onEventHandler", "isCompleteHandler")]
-    project_resource = project.node.default_child
-    assert isinstance(project_resource, codebuild.CfnProject)
-    project_ref = f"<{Stack.of(project).resolve(Stack.of(project).get_logical_id(project_resource))}>"
+    project_ref = f"<{logical_id_of(project)}>"
 
     acknowledge(
         role,

@@ -27,12 +27,24 @@ def acknowledge(scope: IConstruct, finding: str | Sequence[str], reason: str) ->
     Validations.of(scope).acknowledge(*(Acknowledgment(id=f"AwsSolutions::{f}", reason=reason) for f in findings))
 
 
+def cfn_resource(construct: IConstruct) -> CfnResource:
+    """The CloudFormation resource a finding is about: `construct` itself, or its default child."""
+    resource = construct if isinstance(construct, CfnResource) else construct.node.default_child
+    if not isinstance(resource, CfnResource):
+        raise TypeError(f"{construct.node.path} has no CloudFormation resource")
+    return resource
+
+
+def logical_id_of(construct: IConstruct) -> str:
+    """The resource's logical id, as cdk-nag writes `Ref <resource>` in a finding id (without `<>`)."""
+    resource = cfn_resource(construct)
+    stack = Stack.of(resource)
+    return str(stack.resolve(stack.get_logical_id(resource)))
+
+
 def arn_of(resource: IConstruct) -> str:
     """How cdk-nag writes `Fn::GetAtt <resource>.Arn` in a finding id."""
-    cfn = resource.node.default_child if not isinstance(resource, CfnResource) else resource
-    assert isinstance(cfn, CfnResource)
-    stack = Stack.of(cfn)
-    return f"<{stack.resolve(stack.get_logical_id(cfn))}.Arn>"
+    return f"<{logical_id_of(resource)}.Arn>"
 
 
 def skip_checkov(scope: IConstruct, check_id: str, reason: str) -> None:
@@ -41,9 +53,10 @@ def skip_checkov(scope: IConstruct, check_id: str, reason: str) -> None:
     `scope` is the resource itself or an L2 construct (its default child is used). Unlike a cdk-nag
     acknowledgment this does not reach children: checkov reads the metadata of each resource.
     """
-    resource = scope if isinstance(scope, CfnResource) else scope.node.default_child
-    if not isinstance(resource, CfnResource):
-        raise TypeError(f"{scope.node.path} has no CloudFormation resource to skip {check_id} on")
+    try:
+        resource = cfn_resource(scope)
+    except TypeError:
+        raise TypeError(f"{scope.node.path} has no CloudFormation resource to skip {check_id} on") from None
     if not reason.strip():
         raise ValueError(f"skipping {check_id} on {scope.node.path} needs a reason")
     current = resource.get_metadata("checkov") or {}
@@ -67,7 +80,7 @@ DEPLOY_TIME_FUNCTION: Mapping[str, str] = {
 
 def skip_checkov_for_deploy_time_function(function: IConstruct) -> None:
     """The DEPLOY_TIME_FUNCTION skips on `function` (a lambda.Function or its CfnResource)."""
-    resource = function if isinstance(function, CfnResource) else function.node.default_child
+    resource = cfn_resource(function)
     has_environment = getattr(resource, "environment", None) is not None
     for check_id, reason in DEPLOY_TIME_FUNCTION.items():
         if check_id != "CKV_AWS_173" or has_environment:

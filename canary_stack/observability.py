@@ -207,7 +207,9 @@ class CanaryObservability(Construct):
             )
 
         def labelled(metric: cloudwatch.IMetric, label: str) -> cloudwatch.IMetric:
-            return metric.with_(label=label)  # type: ignore[attr-defined]  (Metric and MathExpression)
+            # Both kinds the signals hold have `with_`; IMetric itself does not declare it.
+            assert isinstance(metric, cloudwatch.Metric | cloudwatch.MathExpression)
+            return metric.with_(label=label)
 
         self.dashboard_name = f"{Stack.of(self).stack_name}-canary"
         self.dashboard = cloudwatch.Dashboard(

@@ -28,7 +28,7 @@ from constructs import Construct
 from canary_stack.config import PipelineConfig
 from canary_stack.constants import CDK_CLI, canary_alarm_prefix
 from canary_stack.log_groups import log_group
-from canary_stack.nag import acknowledge, skip_checkov
+from canary_stack.nag import acknowledge, arn_of, cfn_resource, logical_id_of, skip_checkov
 
 WEIGHT_VARIABLE = "canaryWeight"
 STEPS_VARIABLE = "rolloutSteps"
@@ -354,7 +354,7 @@ class PipelineStack(Stack):
     def _acknowledge_findings(self) -> None:
         """cdk-nag findings this stack keeps on purpose, each on the construct it is about."""
         bucket = self.pipeline.artifact_bucket
-        bucket_arn = f"<{self.get_logical_id(bucket.node.default_child)}.Arn>"
+        bucket_arn = arn_of(bucket)
         # CDK's grants on the pipeline's own artifact bucket (read for builds; read/write for the
         # pipeline and the source action), not on any other bucket.
         artifact_reads = [
@@ -368,8 +368,9 @@ class PipelineStack(Stack):
             "CDK's standard grant on this pipeline's artifact bucket only: the objects are the pipeline's artifacts"
         )
         for project in (self.test_project, self.deploy_project):
-            policy = project.role.node.find_child("DefaultPolicy").node.default_child
-            log_group = f"<{self.get_logical_id(project.node.default_child)}>"
+            assert project.role is not None
+            policy = cfn_resource(project.role.node.find_child("DefaultPolicy"))
+            log_group = f"<{logical_id_of(project)}>"
             acknowledge(policy, [f"AwsSolutions-IAM5[{f}]" for f in artifact_reads], artifacts_reason)
             acknowledge(
                 policy,
@@ -378,7 +379,7 @@ class PipelineStack(Stack):
                 "CodeBuild writes log streams it names per build, under this project's log group only",
             )
             acknowledge(
-                project.node.default_child,
+                cfn_resource(project),
                 "AwsSolutions-CB4",
                 "Artifacts and logs hold the repository's source and templates, no secrets; they are "
                 "encrypted with AWS managed keys, and a customer managed key would add cost, not protection",
@@ -398,10 +399,10 @@ class PipelineStack(Stack):
         )
         # The pipeline's role and the role CDK made for the source action.
         for role in (self.pipeline.role, self._source_action_role()):
-            policy = role.node.find_child("DefaultPolicy").node.default_child
+            policy = cfn_resource(role.node.find_child("DefaultPolicy"))
             acknowledge(policy, [f"AwsSolutions-IAM5[{f}]" for f in artifact_writes], artifacts_reason)
         acknowledge(
-            bucket.node.default_child,
+            cfn_resource(bucket),
             "AwsSolutions-S1",
             "Holds only this pipeline's intermediate artifacts, reached through this stack's roles; "
             "CloudTrail records who started or approved a deploy",

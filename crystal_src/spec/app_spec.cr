@@ -118,24 +118,6 @@ describe CrystalBackend::App do
     end
   end
 
-  it "writes the access line straight into a BufferedLogBackend" do
-    io = IO::Memory.new
-    backend = CrystalBackend::BufferedLogBackend.new(io, flush_interval: 1.hour)
-    logged = CrystalBackend::App.new("us-east-1a", access_log: CrystalBackend::AccessLogger.new(Log.new("access", backend, :info)))
-    call_handler(logged, "GET", "/crystal/api?x=1")
-    call_handler(logged, "HEAD", "/nope?")
-    call_handler(logged, "GET", "http://backend.local/health?x")
-    io.size.should eq(0) # buffered
-    backend.close
-    lines = io.to_s.lines.map { |line| JSON.parse(line) }
-    lines.map { |json| {json["method"], json["path"], json["status"], json["source"], json["msg"]} }.should eq([
-      {"GET", "/crystal/api", 200, "access", "request"},
-      {"HEAD", "/nope", 404, "access", "request"},
-      {"GET", "/health", 200, "access", "request"},
-    ])
-    lines.each(&.["duration_ms"].as_f.should(be >= 0.0))
-  end
-
   it "asks keep-alive clients to close once draining" do
     draining = CrystalBackend::App.new("x")
     call_handler(draining, "GET", "/health").headers["Connection"]?.should be_nil

@@ -1,35 +1,28 @@
-"""Fixtures for the Crystal backend: build the real binary once, run it on loopback."""
+"""Fixtures for the Crystal backend: build the real binary (cached across runs), run it on loopback."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from crystal.support import BUILD_DIR, CRYSTAL_SRC, ServerProcess, crystal_env, free_port, require_crystal
+from crystal.support import ServerProcess, build_server_and_specs, free_port
 
 
 @pytest.fixture(scope="session")
-def crystal_bin() -> Path:
-    """Compile src/server.cr once per session (debug build; release is for the image)."""
-    crystal = require_crystal()
-    BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    target = BUILD_DIR / "server-test"
-    tmp = BUILD_DIR / f"server-test.{os.getpid()}.tmp"
-    proc = subprocess.run(
-        [crystal, "build", "src/server.cr", "-o", str(tmp)],
-        cwd=CRYSTAL_SRC,
-        env=crystal_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"crystal build failed:\n{proc.stdout}\n{proc.stderr}")
-    os.replace(tmp, target)  # atomic: concurrent sessions never see half a binary
-    return target
+def crystal_builds() -> tuple[Path, Path]:
+    """(server, spec runner), compiled at most once per source version (cached under build/crystal)."""
+    return build_server_and_specs()
+
+
+@pytest.fixture(scope="session")
+def crystal_bin(crystal_builds) -> Path:
+    return crystal_builds[0]
+
+
+@pytest.fixture(scope="session")
+def crystal_spec_bin(crystal_builds) -> Path:
+    return crystal_builds[1]
 
 
 @pytest.fixture

@@ -1,14 +1,17 @@
-"""Helpers for the Crystal backend tests: where things are, free ports, HTTP, a server process."""
+"""Helpers for the Crystal backend tests: where things are, cached builds, free ports, HTTP, a server process."""
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -32,6 +35,59 @@ def require_crystal() -> str:
         # The Crystal service ships in the image; untested is not acceptable.
         pytest.fail("crystal compiler not found on PATH; the Crystal backend cannot be tested")
     return crystal
+
+
+def source_key(crystal: str, args: list[str], sources: list[Path]) -> str:
+    """Hash of what a build depends on: compiler version (with it the stdlib), arguments, source files."""
+    digest = hashlib.sha256()
+    version = subprocess.run([crystal, "--version"], capture_output=True, text=True, check=True).stdout
+    digest.update(f"{version}\0{args}\0".encode())
+    for root in sources:
+        for path in sorted(root.rglob("*")) if root.is_dir() else [root]:
+            if path.is_file():
+                digest.update(f"{path.relative_to(CRYSTAL_SRC)}\0".encode())
+                digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def cached_build(name: str, args: list[str], sources: list[Path]) -> Path:
+    """`crystal build <args> -o build/crystal/<name>-<key>` unless that file exists already.
+
+    The key covers everything that goes into the binary, so a later run with
+    the same sources and compiler reuses it; older builds of *name* are removed.
+    """
+    crystal = require_crystal()
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    target = BUILD_DIR / f"{name}-{source_key(crystal, args, sources)}"
+    if target.exists():
+        return target
+    tmp = BUILD_DIR / f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    proc = subprocess.run(
+        [crystal, "build", "--no-color", *args, "-o", str(tmp)],
+        cwd=CRYSTAL_SRC,
+        env=crystal_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        pytest.fail(f"crystal build of {name} failed:\n{proc.stdout}\n{proc.stderr}")
+    os.replace(tmp, target)  # atomic: concurrent sessions never see half a binary
+    for old in BUILD_DIR.glob(f"{name}-*"):
+        if old != target:
+            old.unlink(missing_ok=True)
+    return target
+
+
+def build_server_and_specs() -> tuple[Path, Path]:
+    """The test server (debug build; release is for the image) and the spec runner, built side by side."""
+    src = [CRYSTAL_SRC / "src", CRYSTAL_SRC / "code_hash.txt"]
+    specs = sorted(str(p.relative_to(CRYSTAL_SRC)) for p in (CRYSTAL_SRC / "spec").glob("*_spec.cr"))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        server = pool.submit(cached_build, "server-test", ["src/server.cr"], src)
+        spec = pool.submit(cached_build, "spec-test", specs, [*src, CRYSTAL_SRC / "spec"])
+        return server.result(), spec.result()
 
 
 def free_port() -> int:
@@ -108,5 +164,5 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.kill()  # only our own child, by handle
             self.proc.wait(timeout=5)
-        if self._log is not subprocess.DEVNULL:
+        if not isinstance(self._log, int):  # a file we opened, not subprocess.DEVNULL
             self._log.close()

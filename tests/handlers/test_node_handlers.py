@@ -29,6 +29,7 @@ def library_tarball() -> str:
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed: the Lambda handler tests need Node.js >= 20")
 def test_node_handler_tests_pass() -> None:
+    assert NODE is not None
     files = sorted(str(p.relative_to(ROOT)) for p in HERE.glob("*.test.js"))
     assert {Path(f).name for f in files} >= {"image_copy.test.js", "tag_image.test.js", "library_contract.test.js"}
     # Explicit files, not the directory: Node 20 and Node 22+ read a directory argument differently.

@@ -7,7 +7,14 @@ import re
 
 import pytest
 
-from canary_stack.config import DEFAULTS, MAX_STICKY_SECONDS, ROUTER_PARAMETERS, CanaryConfig, ConfigError
+from canary_stack.config import (
+    DEFAULTS,
+    MAX_STICKY_SECONDS,
+    ROUTER_PARAMETERS,
+    CanaryConfig,
+    ConfigError,
+    PipelineConfig,
+)
 
 # productionImage has no default (cdk.json commits it); every other test parses with this one.
 A_HASH = "0123456789abcdef" * 4
@@ -268,9 +275,13 @@ def test_every_accepted_tag_passes_the_librarys_own_check_and_the_oci_grammar():
     package = Path(cdk_docker_image_deployment.__file__).parent / "_jsii"
     (tgz,) = package.glob("*.tgz")
     with tarfile.open(tgz) as archive:
-        source = archive.extractfile("package/lib/docker-image-deployment.js").read().decode()
+        member = archive.extractfile("package/lib/docker-image-deployment.js")
+        assert member is not None
+        source = member.read().decode()
     validate = source[source.index("validateTag(tag) {") :]
-    library_regex = re.search(r"if \(!(/.+/)\.test\(tag\)\)", validate).group(1)
+    found = re.search(r"if \(!(/.+/)\.test\(tag\)\)", validate)
+    assert found is not None, "cdk-docker-image-deployment's validateTag changed"
+    library_regex = found.group(1)
     assert "tag.length > 128" in validate
     script = f"const r = {library_regex}; for (const t of JSON.parse(process.argv[1])) console.log(r.test(t) && t.length <= 128);"
     tags = [*GOOD_TAGS, "a"]
@@ -311,10 +322,12 @@ def test_every_accepted_repository_name_is_one_the_cdk_creates():
 CONNECTION_ARN = "arn:aws:codeconnections:eu-west-1:123456789012:connection/0b7e1b2c-1111-2222-3333-444455556666"
 
 
-def pipeline(**context: str) -> CanaryConfig:
-    return parse(
+def pipeline(**context: str) -> PipelineConfig:
+    config = parse(
         **{"pipeline": "true", "pipelineConnectionArn": CONNECTION_ARN, "pipelineRepository": "acme/app", **context}
-    )
+    ).pipeline
+    assert config is not None
+    return config
 
 
 GOOD_BRANCHES = ["main", "feature/x", "release-1.2", "a", "a@b", "ü", "fix_#12", "a" * 255, "ü" * 127]
@@ -351,7 +364,7 @@ BAD_BRANCHES = [
 
 @pytest.mark.parametrize("branch", GOOD_BRANCHES)
 def test_pipeline_branch_accepted(branch):
-    assert pipeline(pipelineBranch=branch).pipeline.branch == branch
+    assert pipeline(pipelineBranch=branch).branch == branch
 
 
 @pytest.mark.parametrize("branch", BAD_BRANCHES)
@@ -404,7 +417,7 @@ BAD_REPOSITORIES = [
 
 @pytest.mark.parametrize("repository", GOOD_REPOSITORIES)
 def test_pipeline_repository_accepted(repository):
-    assert pipeline(pipelineRepository=repository).pipeline.repository == repository
+    assert pipeline(pipelineRepository=repository).repository == repository
 
 
 @pytest.mark.parametrize("repository", BAD_REPOSITORIES)

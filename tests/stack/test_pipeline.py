@@ -477,7 +477,9 @@ def run_deploy_stage(template, pipeline, source_copy, moto_cloudwatch, tmp_path)
             **(extra_env or {}),
         }
         for name, reference in env_vars(deploy).items():
-            (variable,) = re.fullmatch(r"#\{variables\.(\w+)\}", reference).groups()
+            match = re.fullmatch(r"#\{variables\.(\w+)\}", reference)
+            assert match is not None, reference
+            (variable,) = match.groups()
             env[name] = values[variable]
         return DeployRun(run_like_codebuild(commands, cwd=source_copy, env=env), log)
 

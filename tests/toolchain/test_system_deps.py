@@ -13,12 +13,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def installed(tool: str) -> str:
+    path = shutil.which(tool)
+    assert path is not None, f"{tool} is not installed"
+    return path
+
+
 @pytest.fixture
 def fake_path(tmp_path: Path):
     """A PATH of stand-ins only: `crystal`/`wrk` exist when asked for, `apt-get` records its argv."""
     bin_ = tmp_path / "bin"
     bin_.mkdir()
-    (bin_ / "id").symlink_to(shutil.which("id"))
+    (bin_ / "id").symlink_to(installed("id"))
     log = tmp_path / "apt-get.log"
     apt = bin_ / "apt-get"
     apt.write_text(f'#!/bin/bash\necho "$*" >> {log}\n')
@@ -32,7 +38,7 @@ def fake_path(tmp_path: Path):
             stub.write_text("#!/bin/bash\n")
             stub.chmod(0o755)
         result = subprocess.run(
-            [shutil.which("make"), "-s", "-C", str(ROOT), "system-deps"],
+            [installed("make"), "-s", "-C", str(ROOT), "system-deps"],
             env={"PATH": str(bin_), "HOME": str(tmp_path)},
             capture_output=True,
             text=True,

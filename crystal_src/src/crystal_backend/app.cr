@@ -10,12 +10,13 @@ module CrystalBackend
 
     getter az : String
     getter code_hash : String
-    getter access_log : AccessLogger
+    # One line per request at info level; `LOG_LEVEL=warn` and above silence it.
+    getter access_log : ::Log
     # Requests whose handler is currently running (the server is single-threaded).
     getter in_flight = 0
 
     def initialize(@az : String, @code_hash : String = CODE_HASH,
-                   @access_log : AccessLogger = AccessLogger.new)
+                   @access_log : ::Log = ::Log.for("access"))
       @hello_prefix = "Crystal backend: Hello! from #{@az} commit #{@code_hash} at "
       @api_body = JSON.build do |json|
         json.object do
@@ -29,14 +30,15 @@ module CrystalBackend
 
     def call(context : HTTP::Server::Context) : Nil
       started = Time.monotonic
+      path = request_path(context.request)
       @in_flight += 1
       begin
         # While draining, tell keep-alive clients to go elsewhere for the next request.
         context.response.headers["Connection"] = "close" if @draining
-        route(context)
+        route(context, path)
       ensure
         @in_flight -= 1
-        log_access(context, started)
+        log_access(context, path, started)
       end
     end
 
@@ -62,8 +64,8 @@ module CrystalBackend
       end
     end
 
-    private def route(context) : Nil
-      case request_path(context.request)
+    private def route(context, path : String) : Nil
+      case path
       when "/crystal", "/crystal/"         then get_only(context) { hello(context) }
       when "/crystal/api", "/crystal/api/" then get_only(context) { api(context) }
       when "/health"                       then get_only(context) { health(context) }
@@ -75,16 +77,10 @@ module CrystalBackend
     # ("/crystal?x=1") this avoids HTTP::Request#path, which parses a URI
     # object per request; other forms (absolute URI) still go through it.
     def request_path(request : HTTP::Request) : String
-      string, bytesize = path_extent(request)
-      bytesize == string.bytesize ? string : string.byte_slice(0, bytesize)
-    end
-
-    # The path as a prefix of a string, so the access log need not allocate:
-    # {target, bytes before '?'} for origin-form, else {request.path, all}.
-    private def path_extent(request : HTTP::Request) : {String, Int32}
       resource = request.resource
-      return {path = request.path, path.bytesize} unless resource.starts_with?('/')
-      {resource, resource.byte_index('?'.ord) || resource.bytesize}
+      return request.path unless resource.starts_with?('/')
+      query = resource.byte_index('?'.ord)
+      query ? resource.byte_slice(0, query) : resource
     end
 
     private def get_only(context, &) : Nil
@@ -141,13 +137,12 @@ module CrystalBackend
       response << body unless context.request.method == "HEAD"
     end
 
-    private def log_access(context, started : Time::Span) : Nil
-      access_log = @access_log
-      return unless access_log.enabled?
-      request = context.request
-      path, path_bytesize = path_extent(request)
-      access_log.log(request.method, path, path_bytesize, context.response.status_code,
-        Time.monotonic - started)
+    private def log_access(context, path : String, started : Time::Span) : Nil
+      @access_log.info &.emit("request",
+        method: context.request.method,
+        path: path,
+        status: context.response.status_code,
+        duration_ms: (Time.monotonic - started).total_milliseconds.round(3))
     end
   end
 end
