@@ -70,9 +70,15 @@ system-deps:
 synth: setup
 	$(PY) -m canary_stack.ops.make synth
 
-## test: everything CI runs
-test: setup .venv-checkov/.installed system-deps
+## test: everything CI runs: make lint, then the tests
+test: lint .venv-checkov/.installed system-deps
 	$(PY) -m pytest
+
+## lint: ruff (check, format --check) and mypy, with the pinned versions (ruff.toml, mypy.ini)
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 ## diff: offline CloudFormation diff: `make diff FROM=10 TO=50 [ROUTER=alb]` (a step) or `make diff [BASE=rev]`
 diff: setup

@@ -100,5 +100,5 @@ def test_make_help_lists_every_target_on_one_line():
     result = subprocess.run(["make", "--no-print-directory", "help"], cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     listed = {line.split()[1]: line for line in result.stdout.splitlines()}
-    for target in ("setup", "synth", "test", "diff", "deploy", "promote", "snapshot", "clean"):
+    for target in ("setup", "synth", "test", "lint", "diff", "deploy", "promote", "snapshot", "integ", "clean"):
         assert target in listed and len(listed[target].split(None, 2)[2]) > 10, result.stdout
