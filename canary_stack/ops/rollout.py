@@ -47,8 +47,8 @@ Deploy build): refuse, before anything is deployed or diffed, a plan whose bakes
 plus DEPLOY_ALLOWANCE seconds per deploy (every step and a rollback) do not fit in
 SECONDS. A build killed by its timeout in the middle of a bake rolls nothing back.
 
-AWS calls use the region of AWS_REGION when it is set, as the CDK CLI does
-(boto3 alone would read only AWS_DEFAULT_REGION and the profile).
+AWS calls go to the region the CDK CLI deploys to (AWS_REGION first, then
+AWS_DEFAULT_REGION, the profile's, us-east-1): boto3 alone would skip AWS_REGION.
 
 Ctrl-C never starts another deploy: the tool says which weight the stack is
 at (or that a deploy was interrupted and the state is unknown, with the
@@ -68,7 +68,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -180,10 +180,24 @@ def committed_weight(repo_root: Path) -> int:
         raise UsageError(str(err)) from None
 
 
-def aws_region(environ: dict[str, str] | os._Environ[str] = os.environ) -> str | None:
-    """The region the CDK CLI deploys to: AWS_REGION first (the JavaScript SDK's variable), then
-    AWS_DEFAULT_REGION; None lets boto3 take the profile's."""
-    return environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
+def aws_region(environ: Mapping[str, str] = os.environ, profile_region: Callable[[], str | None] | None = None) -> str:
+    """The region the CDK CLI deploys to, found its way (its SdkProvider.region): AWS_REGION,
+    AMAZON_REGION, AWS_DEFAULT_REGION, AMAZON_DEFAULT_REGION, the profile's region, else us-east-1.
+    boto3 alone reads neither AWS_REGION nor the default, so its clients get this explicitly.
+    (The CLI also asks the EC2 instance metadata service before us-east-1; this does not.)"""
+    for name in ("AWS_REGION", "AMAZON_REGION", "AWS_DEFAULT_REGION", "AMAZON_DEFAULT_REGION"):
+        if environ.get(name):
+            return environ[name]
+    return (profile_region or _profile_region)() or "us-east-1"
+
+
+def _profile_region() -> str | None:
+    import boto3
+
+    try:
+        return boto3.session.Session().region_name
+    except Exception:  # an unreadable profile: the CLI would fall back too
+        return None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -566,8 +566,9 @@ def test_region_comes_from_aws_region_as_for_the_cdk_cli(aws, monkeypatch):
     code, out, err = run_rollout(["--steps", "10", "--bake", 0], runner=runner)  # the tool makes its own clients
     assert code == 0, out + err
     assert f"{ALARM_5XX}=OK" in out and runner.deployed == ["10"]
-    assert rollout.aws_region({"AWS_DEFAULT_REGION": "us-east-1"}) == "us-east-1"
-    assert rollout.aws_region({}) is None
+    assert rollout.aws_region({"AWS_DEFAULT_REGION": "eu-north-1"}) == "eu-north-1"
+    assert rollout.aws_region({}, profile_region=lambda: "ap-south-1") == "ap-south-1"
+    assert rollout.aws_region({}, profile_region=lambda: None) == "us-east-1"  # the CLI's last resort
 
 
 # ------------------------------------------------------------ App Mesh
