@@ -95,10 +95,14 @@ def diff_argv(values: Mapping[str, str]) -> list[str]:
     return argv
 
 
-def deploy_command(values: Mapping[str, str]) -> list[str]:
-    """`cdk deploy` of the canary stack, after the app's checks and the App Mesh refusal."""
+def deploy_command(values: Mapping[str, str], out: TextIO) -> list[str]:
+    """`cdk deploy` of the canary stack, after the app's checks and the App Mesh refusal; says
+    what it is about to deploy (the weight a plain `make deploy` takes from cdk.json)."""
     context = app_context(values)
-    deploy_config(PROJECT_ROOT, context)  # raises ConfigError/UsageError before anything is built
+    config = deploy_config(PROJECT_ROOT, context)  # raises ConfigError/UsageError before anything is built
+    source = "" if "WEIGHT" in values else ", committed in cdk.json"
+    out.write(f"deploying {STACK_NAME}: canaryWeight {config.canary_weight}{source}, {config.traffic_router} router\n")
+    out.flush()
     return deploy_argv(STACK_NAME, context)
 
 
@@ -180,7 +184,7 @@ def main(
             return code
         if target == "diff":
             return offline_diff.main(diff_argv(values), stdout=out, stderr=err)
-        return run(deploy_command(values), filtered=False, out=out)
+        return run(deploy_command(values, out), filtered=False, out=out)
     except (UsageError, ConfigError) as exc:
         err.write(usage_line(f"make {args[0] if args else ''}".strip(), exc))
         return EXIT_USAGE

@@ -69,13 +69,15 @@ def test_deploy_runs_the_cli_without_a_shell_with_the_values_as_typed(tmp_path, 
         ran.append((argv, options))
         return 0
 
+    out = io.StringIO()
     code = make.main(
         ["deploy"],
         environ={"CANARY_MAKE_WEIGHT": " 10", "CANARY_MAKE_ROUTER": "alb"},
         run=run,
-        stdout=io.StringIO(),
+        stdout=out,
     )
     assert code == 0
+    assert out.getvalue() == "deploying CrystalCanary: canaryWeight 10, alb router\n"
     (argv, options), *_ = ran
     assert argv == [
         "node_modules/.bin/cdk",
@@ -102,3 +104,20 @@ def test_make_help_lists_every_target_on_one_line():
     listed = {line.split()[1]: line for line in result.stdout.splitlines()}
     for target in ("setup", "synth", "test", "lint", "diff", "deploy", "promote", "snapshot", "integ", "clean"):
         assert target in listed and len(listed[target].split(None, 2)[2]) > 10, result.stdout
+
+
+def test_a_plain_make_deploy_says_it_takes_the_committed_weight():
+    out = io.StringIO()
+    ran: list[list[str]] = []
+
+    def run(argv, **options):
+        ran.append(argv)
+        return 0
+
+    assert make.main(["deploy"], environ={}, run=run, stdout=out) == 0
+    committed = make.deploy_config(make.PROJECT_ROOT, {})
+    assert out.getvalue() == (
+        f"deploying CrystalCanary: canaryWeight {committed.canary_weight}, committed in cdk.json, "
+        f"{committed.traffic_router} router\n"
+    )
+    assert not any(arg.startswith("canaryWeight=") for arg in ran[0])  # the CLI reads cdk.json itself
