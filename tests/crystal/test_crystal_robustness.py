@@ -1,4 +1,4 @@
-"""Issue 5: the Crystal backend under load, junk and SIGTERM (loopback only, bounded)."""
+"""The Crystal backend under load, junk and SIGTERM (loopback only, bounded)."""
 
 from __future__ import annotations
 
