@@ -26,7 +26,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from canary_stack.config import PipelineConfig
-from canary_stack.constants import CDK_CLI, canary_alarm_prefix
+from canary_stack.constants import STACK_NAME, canary_alarm_prefix
 from canary_stack.log_groups import log_group
 from canary_stack.nag import acknowledge, arn_of, cfn_resource, logical_id_of, skip_checkov
 
@@ -142,7 +142,11 @@ def tests_and_diff_commands(target_stack: str) -> list[str]:
 
 def deploy_commands(target_stack: str) -> list[str]:
     """Deploy: one `cdk deploy` at the resolved weight, or the rollout (exit 1 on a rollback)."""
-    one_deploy = f'{CDK_CLI} deploy {target_stack} --require-approval never --no-notices -c canaryWeight="$WEIGHT"'
+    # `make deploy`, as from a laptop: the app's checks and the App Mesh refusal run before the CLI
+    # builds any asset. make hands WEIGHT to the tool raw (never to a shell); the pipeline only
+    # deploys the app's one canary stack.
+    assert target_stack == STACK_NAME, f"make deploy deploys {STACK_NAME}, not {target_stack}"
+    one_deploy = 'make deploy WEIGHT="$WEIGHT"'
     return [
         _ONE_OR_THE_OTHER,
         _COMMITTED_WEIGHT,

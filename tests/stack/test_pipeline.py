@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from synthesis import ROOT
 
 CONNECTION = "arn:aws:codeconnections:eu-west-1:123456789012:connection/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 PIPELINE_CONTEXT = {
@@ -207,7 +208,7 @@ def test_deploy_runs_cdk_deploy_at_the_variable_or_the_rollout_tool(template, pi
     commands = build_commands(template, pipeline, "Deploy")
     assert commands[-1] == (
         'if [ "$ROLLOUT_STEPS" = none ]; then '
-        'node_modules/.bin/cdk deploy CrystalCanary --require-approval never --no-notices -c canaryWeight="$WEIGHT"; '
+        'make deploy WEIGHT="$WEIGHT"; '
         "else " + VERIFY_ARGS + "; .venv/bin/python -m canary_stack.ops.rollout "
         '--steps "$ROLLOUT_STEPS" --bake "$ROLLOUT_BAKE" "${VERIFY[@]}" --max-duration 27600 --stack-name CrystalCanary; fi'
     )
@@ -329,26 +330,9 @@ def test_builds_are_not_given_aws_credentials_in_plain_text(template):
 # The Deploy stage end to end: its buildspec commands, run by bash as CodeBuild runs them, against
 # CloudWatch served by moto on 127.0.0.1 and a recording stand-in for the project's CDK CLI.
 
-ROOT = Path(__file__).resolve().parents[2]
 ALARM_5XX = "CrystalCanary-canary-5xx"
 ALARM_LATENCY = "CrystalCanary-canary-p99-latency"
 REGION = "us-east-1"
-
-# Until canary_stack.ops.committed is merged (another change makes it), the build copy gets this
-# stand-in with the same contract: the committed, validated value of a context key of cdk.json,
-# or one line and exit 2. With the real module present, the real module runs.
-COMMITTED_STAND_IN = '''"""Stand-in for canary_stack.ops.committed (tests only)."""
-import json
-import sys
-
-from canary_stack.config import CanaryConfig, ConfigError
-
-try:
-    config = CanaryConfig.from_context(json.load(open("cdk.json"))["context"].get)
-except ConfigError as err:
-    sys.exit(f"committed: error: cdk.json: {err}")
-print({"canaryWeight": config.canary_weight}[sys.argv[1]])
-'''
 
 # Records its argv (one JSON line per run), says what it deployed, and fails when asked to.
 FAKE_CDK = f"""#!{sys.executable}
@@ -422,22 +406,23 @@ def moto_cloudwatch():
 
 @pytest.fixture
 def source_copy(tmp_path: Path) -> Path:
-    """What the Deploy build needs of the checked-out source, after `make setup`: the package,
+    """What the Deploy build has of the checked-out source after `make setup`: the package, the
+    Makefile and what its set-up depends on (mtimes kept, so `make deploy` finds it done),
     cdk.json (committed weight 25), the venv, and a recording node_modules/.bin/cdk."""
     src = tmp_path / "src"
     src.mkdir()
     shutil.copytree(ROOT / "canary_stack", src / "canary_stack", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt", "package.json", "package-lock.json"):
+        shutil.copy2(ROOT / name, src / name)
     cdk_json = json.loads((ROOT / "cdk.json").read_text())
     cdk_json["context"]["canaryWeight"] = 25
     (src / "cdk.json").write_text(json.dumps(cdk_json))
     (src / ".venv").symlink_to((ROOT / ".venv").resolve(), target_is_directory=True)
-    committed = src / "canary_stack" / "ops" / "committed.py"
-    if not committed.exists():
-        committed.write_text(COMMITTED_STAND_IN)
     cdk = src / "node_modules" / ".bin" / "cdk"
     cdk.parent.mkdir(parents=True)
     cdk.write_text(FAKE_CDK)
     cdk.chmod(0o755)
+    (src / "node_modules" / ".installed").touch()
     return src
 
 
@@ -582,10 +567,24 @@ def test_deploy_stage_deploys_a_weight_the_run_was_started_with(run_deploy_stage
     hostile = '$(touch pwned); `touch pwned` "; touch pwned'
     run = run_deploy_stage(canaryWeight="40")
     assert run.code == 0 and run.argv == [deploy_argv(40)]
-    # The app validates the weight; the shell only ever passes it on, as one argument.
+    # make deploy checks the weight with the app's parser before the CLI starts; neither make nor
+    # a shell ever evaluates it.
     run = run_deploy_stage(canaryWeight=hostile)
-    assert run.argv[-1][-1] == f"canaryWeight={hostile}"
+    assert run.code != 0 and run.argv == [deploy_argv(40)]  # nothing more was deployed
+    assert "make deploy: error: canaryWeight must be a whole number from 0 to 100, got '$(touch pwned)" in run.err
     assert not (source_copy / "pwned").exists()
+
+
+def test_deploy_stage_refuses_app_mesh_before_building_anything(run_deploy_stage, source_copy):
+    # Both deploy paths (one weight and the rollout) refuse the router AWS no longer serves before
+    # the CLI starts, so no image is built or published for a deploy that cannot succeed.
+    cdk_json = json.loads((source_copy / "cdk.json").read_text())
+    cdk_json["context"]["trafficRouter"] = "appmesh"
+    (source_copy / "cdk.json").write_text(json.dumps(cdk_json))
+    for variables in ({}, {"rolloutSteps": "10,50,100", "rolloutBake": "0"}):
+        run = run_deploy_stage(**variables)
+        assert run.code == 2 and run.argv == [], run.out + run.err
+        assert "AWS App Mesh reached end of support on 2026-09-30" in run.err
 
 
 def test_deploy_stage_rollout_deploys_every_step_in_order_watching_the_canary_alarms(run_deploy_stage):
