@@ -58,6 +58,7 @@ from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
 from canary_stack.config import CanaryConfig, ConfigError  # noqa: E402
 from canary_stack.constants import CRYSTAL_SRC, PIPELINE_STACK_NAME, STACK_NAME  # noqa: E402
+from canary_stack.ops.deployable import remove_deployable  # noqa: E402
 from canary_stack.pipeline import PipelineStack  # noqa: E402
 from canary_stack.stack import CanaryStack  # noqa: E402
 
@@ -99,19 +100,6 @@ def build(app: cdk.App, *, image_directory: Path | None = None) -> CanaryStack:
             description=f"Delivery pipeline of {STACK_NAME} from {config.pipeline.repository}@{config.pipeline.branch}",
         )
     return stack
-
-
-# What makes a folder a deployable cloud assembly: the manifest, and the templates and asset
-# manifests it points at. Only the folder's top level: `-o` may name a folder holding other files.
-DEPLOYABLE = ("manifest.json", "*.template.json", "*.assets.json")
-
-
-def remove_deployable(outdir: Path) -> list[Path]:
-    """Deletes the cloud assembly's manifest, templates and asset manifests from `outdir`."""
-    removed = [path for pattern in DEPLOYABLE for path in sorted(outdir.glob(pattern)) if path.is_file()]
-    for path in removed:
-        path.unlink()
-    return removed
 
 
 def synth(app: cdk.App) -> cx_api.CloudAssembly:

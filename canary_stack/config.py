@@ -302,8 +302,18 @@ def _repository_id(name: str, raw: Any) -> str:
     return raw
 
 
+PIPELINE_PARAMETERS = ("pipelineConnectionArn", "pipelineRepository", "pipelineBranch")
+
+
 def _pipeline(raw: Callable[[str], Any]) -> PipelineConfig | None:
     if not _boolean("pipeline", raw("pipeline")):
+        # Like a router's parameter with the other router: set, it would be ignored (and unchecked).
+        for name in PIPELINE_PARAMETERS:
+            if raw(name) != DEFAULTS[name]:
+                raise ConfigError(
+                    f"{name} works with pipeline=true only, got {name}={_show(raw(name))} without it: "
+                    f"leave {name} unset or add -c pipeline=true"
+                )
         return None
     return PipelineConfig(
         connection_arn=_matching(

@@ -13,17 +13,30 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import boto3
 import botocore.exceptions
 
+from canary_stack.constants import PROJECT_ROOT
 from canary_stack.ops.cli import EXIT_USAGE, one_line
+from canary_stack.text import shorten
 from integ.names import ASSERTIONS_STACK_NAME, STACK_NAME
 
 
 class Refused(Exception):
     """Why the check cannot start; the message is one line for the user."""
+
+
+def output_folder(raw: str, root: Path = PROJECT_ROOT) -> Path:
+    """INTEG_OUT, which the recipe empties first: only a folder inside the project's build/, so a
+    slip (INTEG_OUT=$HOME, INTEG_OUT=.) cannot delete anything that is not the check's own."""
+    build = (root / "build").resolve()
+    folder = (root / raw).resolve()
+    if folder == build or build not in folder.parents:
+        raise Refused(f"INTEG_OUT must be a folder inside build/ (it is emptied first), got {shorten(raw)}")
+    return folder
 
 
 def check(session_factory: Callable[[], Any] | None = None, which: Callable[[str], str | None] = shutil.which) -> str:
@@ -53,6 +66,7 @@ def check(session_factory: Callable[[], Any] | None = None, which: Callable[[str
 
 def main() -> int:
     try:
+        output_folder(os.environ.get("CANARY_MAKE_INTEG_OUT", "build/integ"))
         print(check())
     except Refused as err:
         print(f"error: {err}", file=sys.stderr)

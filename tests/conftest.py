@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 
 import pytest
 from synthesis import Synthesis, synthesize
+
+# Nothing a test starts may look for credentials at the EC2 instance metadata address: off EC2 it
+# is nobody's, and the tests never deploy. (The AWS SDKs, boto3 and the CDK CLI's, honour this.)
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 
 @pytest.fixture(scope="session")

@@ -46,33 +46,40 @@ def one_line(text: object) -> str:
     return re.sub(r"[ \t]*[\r\n]+[ \t]*", " ", str(text)).strip()
 
 
+# Numbers as a person types them: ASCII digits, an optional fraction. Python's int() and float()
+# would also take `1_0`, other scripts' digits, `1e308`, `inf` and `nan`.
+_WHOLE = re.compile(r"[0-9]{1,12}")
+_DECIMAL = re.compile(r"[0-9]{1,12}(\.[0-9]{1,12})?")
+
+
 def bounded_int(low: int, high: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
-        try:
-            value: int | None = int(raw.strip(), 10)
-        except ValueError:
-            value = None
-        if value is None or not low <= value <= high:
+        text = raw.strip()
+        if not _WHOLE.fullmatch(text) or not low <= int(text) <= high:
             raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, got {shorten(raw)}")
-        return value
+        return int(text)
 
     return parse
 
 
+def _number(value: float) -> str:
+    """A bound as people write it: 604800, 0.5 (not 6.048e+05)."""
+    return str(int(value)) if math.isfinite(value) and value == int(value) else f"{value:g}"
+
+
 def bounded_float(low: float, high: float, *, low_inclusive: bool = True) -> Callable[[str], float]:
     def parse(raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
+        text = raw.strip()
+        value = float(text) if _DECIMAL.fullmatch(text) else math.nan
         ok = math.isfinite(value) and value <= high and (value >= low if low_inclusive else value > low)
         if not ok:
+            lo, hi = _number(low), _number(high)
             if not math.isfinite(high):
-                allowed = f"{low:g} or more" if low_inclusive else f"greater than {low:g}"
+                allowed = f"{lo} or more" if low_inclusive else f"greater than {lo}"
             elif low_inclusive:
-                allowed = f"from {low:g} to {high:g}"
+                allowed = f"from {lo} to {hi}"
             else:
-                allowed = f"greater than {low:g} and at most {high:g}"
+                allowed = f"greater than {lo} and at most {hi}"
             raise argparse.ArgumentTypeError(f"must be a number {allowed}, got {shorten(raw)}")
         return value
 

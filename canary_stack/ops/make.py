@@ -26,12 +26,13 @@ from canary_stack.config import ConfigError
 from canary_stack.constants import CDK_CLI, PROJECT_ROOT, STACK_NAME
 from canary_stack.ops import offline_diff
 from canary_stack.ops.cli import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, usage_line
-from canary_stack.ops.deployable import deploy_argv, deploy_config
+from canary_stack.ops.deployable import app_config, deploy_argv, deploy_config, remove_deployable, require_credentials
 from canary_stack.text import shorten
 
 PREFIX = "CANARY_MAKE_"
 VARIABLES = ("WEIGHT", "ROUTER", "FROM", "TO", "BASE")
 CDK_FLAGS = ["--no-notices"]
+SYNTH_OUTDIR = PROJECT_ROOT / "cdk.out"  # where `cdk synth` writes without -o
 
 # What esbuild prints when cdk-docker-image-deployment bundles its handlers on a synth: the same
 # lines every time, burying the one a user must read. Anything else (errors, warnings) is shown.
@@ -95,11 +96,15 @@ def diff_argv(values: Mapping[str, str]) -> list[str]:
     return argv
 
 
-def deploy_command(values: Mapping[str, str], out: TextIO) -> list[str]:
-    """`cdk deploy` of the canary stack, after the app's checks and the App Mesh refusal; says
-    what it is about to deploy (the weight a plain `make deploy` takes from cdk.json)."""
+def deploy_command(
+    values: Mapping[str, str], out: TextIO, credentials: Callable[[str], None] = require_credentials
+) -> list[str]:
+    """`cdk deploy` of the canary stack, after the app's checks, the App Mesh refusal and a look for
+    AWS credentials; says what it is about to deploy (the weight a plain `make deploy` takes from
+    cdk.json)."""
     context = app_context(values)
     config = deploy_config(PROJECT_ROOT, context)  # raises ConfigError/UsageError before anything is built
+    credentials("make deploy")
     source = "" if "WEIGHT" in values else ", committed in cdk.json"
     out.write(f"deploying {STACK_NAME}: canaryWeight {config.canary_weight}{source}, {config.traffic_router} router\n")
     out.flush()
@@ -169,6 +174,7 @@ def main(
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
     run: Callable[..., int] = run_cdk,
+    credentials: Callable[[str], None] = require_credentials,
 ) -> int:
     out, err = stdout or sys.stdout, stderr or sys.stderr
     args = list(sys.argv[1:] if argv is None else argv)
@@ -178,14 +184,21 @@ def main(
         target = args[0]
         values = given(os.environ if environ is None else environ)
         if target == "synth":
+            # The app's own check first (one line, no Node.js start): the CLI would also cut a
+            # value at its first line break before the app saw it.
+            app_config(PROJECT_ROOT, app_context(values))
             code = run(synth_argv(values), filtered=True, out=err)  # the CLI's messages, on stderr as it writes them
-            if code == 0:
-                out.write("templates in cdk.out/\n")
+            if code != 0:
+                remove_deployable(SYNTH_OUTDIR)  # e.g. a cdk.json the CLI could not read: no app ran to clean up
+                return code
+            out.write("templates in cdk.out/\n")
             return code
         if target == "diff":
             return offline_diff.main(diff_argv(values), stdout=out, stderr=err)
-        return run(deploy_command(values, out), filtered=False, out=out)
+        return run(deploy_command(values, out, credentials), filtered=False, out=out)
     except (UsageError, ConfigError) as exc:
+        if args == ["synth"]:
+            remove_deployable(SYNTH_OUTDIR)  # a refused synth leaves no earlier template deployable
         err.write(usage_line(f"make {args[0] if args else ''}".strip(), exc))
         return EXIT_USAGE
     except KeyboardInterrupt:

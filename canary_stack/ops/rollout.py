@@ -95,6 +95,7 @@ from canary_stack.ops.offline_diff import parse_context, parse_stack_name
 from canary_stack.text import shorten
 
 DEFAULT_POLL = 30.0
+MAX_BAKE_SECONDS = 7 * 24 * 3600  # a week per step: longer is a typo, not a bake
 # The canary stack's output with the service's base URL (CfnOutput "Url" in stack.py).
 URL_OUTPUT = "Url"
 # What --max-duration budgets for one `cdk deploy` of a step (or of the rollback): a weight step
@@ -218,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--bake",
-        type=bounded_float(0, math.inf),
+        type=bounded_float(0, MAX_BAKE_SECONDS),
         required=True,
         metavar="SECONDS",
         help="time to watch each step before the next",
@@ -264,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-duration",
-        type=bounded_float(0, math.inf, low_inclusive=False),
+        type=bounded_float(0, 10 * MAX_BAKE_SECONDS, low_inclusive=False),
         metavar="SECONDS",
         help=f"refuse a plan whose bakes plus {DEPLOY_ALLOWANCE:g}s per deploy (steps and a rollback) exceed "
         "SECONDS (a CI build's timeout)",

@@ -42,6 +42,7 @@ import argparse
 import http.client
 import json
 import math
+import re
 import socket
 import sys
 import threading
@@ -145,7 +146,7 @@ def classify(status: int, body: bytes) -> str:
     if not isinstance(doc, dict):
         raise NotTheService("answer is not a JSON object")
     if doc.get("from") != SERVICE_NAME:
-        raise NotTheService(f'"from" is {doc.get("from")!r}, not {SERVICE_NAME!r}')
+        raise NotTheService(f'"from" is {shorten(doc.get("from"))}, not {SERVICE_NAME!r}')
     commit = doc.get("commit")
     if not isinstance(commit, str) or not commit.strip():
         raise NotTheService('answer has no "commit"')
@@ -203,8 +204,28 @@ def pct(fraction: float) -> str:
     return f"{fraction * 100:.1f}%"
 
 
+# What a server sent is shown, never obeyed: a commit is printed bare only when it is a plain word,
+# else quoted with anything unprintable escaped (an answer could carry terminal escape sequences,
+# or lines that look like a PASS), and at most this many commits are listed, most answers first.
+PLAIN_COMMIT = re.compile(r"[A-Za-z0-9._-]{1,80}")
+MAX_COMMITS_SHOWN = 10
+
+
+def shown(commit: str) -> str:
+    return commit if PLAIN_COMMIT.fullmatch(commit) else shorten(commit)
+
+
+def most_common(summary: Summary) -> tuple[list[tuple[str, int]], str | None]:
+    """The commits to list, and a line saying how many more there were (None if none)."""
+    ranked = sorted(summary.counts.items(), key=lambda item: (-item[1], item[0]))
+    listed, rest = ranked[:MAX_COMMITS_SHOWN], ranked[MAX_COMMITS_SHOWN:]
+    more = f"{len(rest)} more commits ({sum(count for _, count in rest)} answers)" if rest else None
+    return listed, more
+
+
 def seen(summary: Summary) -> str:
-    return ", ".join(f"{shorten(commit)} ({count})" for commit, count in summary.counts.items())
+    listed, more = most_common(summary)
+    return ", ".join([f"{shown(commit)} ({count})" for commit, count in listed] + ([more] if more else []))
 
 
 def verdict(summary: Summary, expect: float | None) -> tuple[int, str | None]:
@@ -231,14 +252,16 @@ def report_lines(summary: Summary) -> list[str]:
     lines = [
         f"requests: {summary.answered + summary.failed} sent, {summary.answered} answered, {summary.failed} failed"
     ]
-    for commit, count in summary.counts.items():
-        lines.append(f"commit {commit}: {count}")
+    listed, more = most_common(summary)
+    lines += [f"commit {shown(commit)}: {count}" for commit, count in listed]
+    if more:
+        lines.append(f"and {more}")
     if summary.errors:
         lines.append("errors: " + "; ".join(f"{reason} x{count}" for reason, count in summary.errors.items()))
     if summary.interval is not None and summary.canary:
         low, high = summary.interval
         lines.append(
-            f"canary share ({summary.canary_commit}): {pct(summary.share or 0.0)} "
+            f"canary share ({shown(summary.canary_commit)}): {pct(summary.share or 0.0)} "
             f"({summary.canary}/{summary.answered}), 95% Wilson interval "
             f"[{pct(low)}, {pct(high)}]"
         )

@@ -33,7 +33,7 @@ def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def test_make_integ_refuses_without_credentials_in_one_line_before_anything_runs(tmp_path):
-    result = run([*MAKE, "integ", "INTEG_OUT=" + str(tmp_path / "out")], NO_AWS)
+    result = run([*MAKE, "integ", "INTEG_OUT=build/integ-refused"], NO_AWS)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if not line.startswith("make: ***")]
     assert lines == [
@@ -41,7 +41,17 @@ def test_make_integ_refuses_without_credentials_in_one_line_before_anything_runs
         "set AWS_PROFILE (or run `aws configure` / `aws sso login`) and try again"
     ]
     assert result.stdout == ""
-    assert not (tmp_path / "out").exists()  # no synthesis, no deploy
+    assert not (ROOT / "build" / "integ-refused").exists()  # no synthesis, no deploy
+
+
+@pytest.mark.parametrize("folder", ["/", "..", ".", "build", "build/../.git", "$HOME", "crystal_src"])
+def test_make_integ_empties_no_folder_outside_build(tmp_path, folder):
+    # The recipe empties INTEG_OUT before deploying: only a folder of the check's own, inside build/.
+    result = run([*MAKE, "integ", f"INTEG_OUT={folder}"], NO_AWS)
+    assert result.returncode == 2
+    (line,) = [line for line in result.stderr.splitlines() if not line.startswith("make: ***")]
+    assert line.startswith("error: INTEG_OUT must be a folder inside build/ (it is emptied first), got ")
+    assert (ROOT / "crystal_src").is_dir() and (ROOT / ".git").exists()
 
 
 def test_preflight_refuses_without_a_region():

@@ -513,3 +513,14 @@ def test_router_specific_parameter_at_its_default_is_fine_with_any_router(name, 
 def test_https_is_for_both_routers(router):
     # Both routers sit behind the same public load balancer, which terminates HTTPS.
     assert parse(trafficRouter=router, certificateArn=CERTIFICATE).certificate_arn == CERTIFICATE
+
+
+@pytest.mark.parametrize("name", ["pipelineConnectionArn", "pipelineRepository", "pipelineBranch"])
+def test_a_pipeline_parameter_without_pipeline_true_is_refused_not_ignored(name):
+    # Set without the pipeline, it would be neither used nor checked: `$(touch x)` would pass.
+    with pytest.raises(ConfigError) as err:
+        parse(**{name: "$(touch x)"})
+    assert str(err.value) == (
+        f"{name} works with pipeline=true only, got {name}='$(touch x)' without it: "
+        f"leave {name} unset or add -c pipeline=true"
+    )

@@ -89,7 +89,13 @@ KEEP_TOOLCHAIN = ("-o", ".venv/.installed", "-o", "node_modules/.installed", "-o
 
 def make(tmp_path: Path, args: list[str], *flags: str) -> tuple[subprocess.CompletedProcess, Path]:
     sentinel = tmp_path / "ran"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CANARY_MAKE_", "AWS_"))}
+    # Not the caller's make either: under `make test` MAKELEVEL and MAKEFLAGS would make the inner
+    # make report as `make[1]` and inherit the outer one's flags.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CANARY_MAKE_", "AWS_")) and k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")
+    }
     # A user's usual shell: credentials and a region (fake; nothing here may reach AWS). With them
     # the CLI's AWS SDK would print its Node.js notice over the one line on every synth.
     env.update(AWS_ACCESS_KEY_ID="AKIAIOSFODNN7EXAMPLE", AWS_SECRET_ACCESS_KEY="x", AWS_REGION="eu-west-1")
@@ -189,7 +195,7 @@ ROLLOUT = [
     (["--steps=-5,10", "--bake", "0"], "'-5' is not"),
     (["--steps", "", "--bake", "0"], "'' is not, in ''"),
     (["--steps", LONG, "--bake", "0"], "(3000 characters)"),
-    (["--steps", "10", "--bake", "-1"], "--bake: must be a number 0 or more, got '-1'"),
+    (["--steps", "10", "--bake", "-1"], "--bake: must be a number from 0 to 604800, got '-1'"),
     (
         ["--steps", "10", "--bake", "0", "--poll", "0"],
         "--poll: must be a number greater than 0 and at most 3600, got '0'",
@@ -236,12 +242,12 @@ ROLLOUT = [
     ),
     (
         ["--steps", "10", "--bake", "0", "--max-duration", "0"],
-        "--max-duration: must be a number greater than 0, got '0'",
+        "--max-duration: must be a number greater than 0 and at most 6048000, got '0'",
     ),
     (["--steps", "10,50", "--bake", "3600", "--max-duration", "9899"], "need 9900s, more than 9899s"),
     (
         ["--steps", "10", "--bake", "0", "--max-duration", "1e400"],
-        "--max-duration: must be a number greater than 0, got '1e400'",
+        "--max-duration: must be a number greater than 0 and at most 6048000, got '1e400'",
     ),
 ]
 

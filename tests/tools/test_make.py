@@ -75,6 +75,7 @@ def test_deploy_runs_the_cli_without_a_shell_with_the_values_as_typed(tmp_path, 
         environ={"CANARY_MAKE_WEIGHT": " 10", "CANARY_MAKE_ROUTER": "alb"},
         run=run,
         stdout=out,
+        credentials=lambda command: None,
     )
     assert code == 0
     assert out.getvalue() == "deploying CrystalCanary: canaryWeight 10, alb router\n"
@@ -114,10 +115,58 @@ def test_a_plain_make_deploy_says_it_takes_the_committed_weight():
         ran.append(argv)
         return 0
 
-    assert make.main(["deploy"], environ={}, run=run, stdout=out) == 0
+    assert make.main(["deploy"], environ={}, run=run, stdout=out, credentials=lambda command: None) == 0
     committed = make.deploy_config(make.PROJECT_ROOT, {})
     assert out.getvalue() == (
         f"deploying CrystalCanary: canaryWeight {committed.canary_weight}, committed in cdk.json, "
         f"{committed.traffic_router} router\n"
     )
     assert not any(arg.startswith("canaryWeight=") for arg in ran[0])  # the CLI reads cdk.json itself
+
+
+def test_deploy_without_aws_credentials_stops_before_the_cli_with_one_line():
+    """No credentials: one line, exit 2, and the CLI (which would build and stage every asset first)
+    never starts. The check walks the AWS SDK's chain with nothing in it."""
+    import boto3
+
+    ran: list[list[str]] = []
+    err = io.StringIO()
+    nobody = boto3.session.Session(aws_access_key_id=None, aws_secret_access_key=None)
+    nobody.get_credentials = lambda: None  # an empty chain
+
+    def run(argv: list[str], **options: object) -> int:
+        ran.append(argv)
+        return 0
+
+    code = make.main(
+        ["deploy"],
+        environ={"CANARY_MAKE_WEIGHT": "10"},
+        run=run,
+        stderr=err,
+        credentials=lambda command: make.require_credentials(command, session_factory=lambda: nobody),
+    )
+    assert code == 2 and ran == []
+    assert err.getvalue() == (
+        "make deploy: error: make deploy deploys to an AWS account and found no AWS credentials: nothing was "
+        "built; set AWS_PROFILE (or run `aws configure` / `aws sso login`) and try again\n"
+    )
+
+
+def test_a_refused_or_failed_synth_leaves_no_template_in_cdk_out(tmp_path, monkeypatch):
+    outdir = tmp_path / "cdk.out"
+    outdir.mkdir()
+    monkeypatch.setattr(make, "SYNTH_OUTDIR", outdir)
+
+    def earlier_assembly():
+        for name in ("manifest.json", "CrystalCanary.template.json", "CrystalCanary.assets.json", "tree.json"):
+            (outdir / name).write_text("{}")
+
+    # Refused before the CLI: a blank value, and a value the app refuses (a line break the CLI would cut).
+    for environ in ({"CANARY_MAKE_WEIGHT": " "}, {"CANARY_MAKE_WEIGHT": "1\ntouch x"}):
+        earlier_assembly()
+        assert make.main(["synth"], environ=environ, run=lambda argv, **o: 0, stderr=io.StringIO()) == 2
+        assert sorted(p.name for p in outdir.iterdir()) == ["tree.json"]
+    # The CLI failed (say it could not read cdk.json): no app ran to clean up, so make.py does.
+    earlier_assembly()
+    assert make.main(["synth"], environ={}, run=lambda argv, **o: 1, stderr=io.StringIO()) == 1
+    assert sorted(p.name for p in outdir.iterdir()) == ["tree.json"]

@@ -119,7 +119,7 @@ def test_ten_percent_router_accepts_expect_10(http_server, answers, capsys):
     assert code == 0, out + err
     assert server.count == 200
     assert set(server.paths) == {"/crystal/api"}
-    assert "commit CANARY: 20\ncommit ed106ce: 180\n" in out
+    assert "commit ed106ce: 180\ncommit CANARY: 20\n" in out  # most answers first
     assert "10.0%" in out and "[6.6%, 14.9%]" in out
     assert out.splitlines()[-1].startswith("PASS")
 
@@ -149,7 +149,7 @@ def test_zero_share_accepts_0_and_names_the_commits_seen_when_5_was_expected(htt
     code, out, _ = run(capsys, server.url, "--requests", 100, "--expect", 5)
     assert code == 1
     assert out.splitlines()[-1] == (
-        "FAIL: expected 5%, but canary commit 'CANARY' is in none of the 100 answers; commits seen: 'ed106ce' (100)"
+        "FAIL: expected 5%, but canary commit 'CANARY' is in none of the 100 answers; commits seen: ed106ce (100)"
     )
     assert "0.0%" not in out  # not a "0 %" share of a commit that never answered
 
@@ -160,7 +160,7 @@ def test_a_canary_commit_no_answer_carries_is_named_not_measured_as_0_percent(ht
     assert code == 0  # no --expect: a measurement, with the mistake stated
     assert "canary share" not in out
     assert out.splitlines()[-1] == (
-        "NOTE: canary commit 'CANRAY' is in none of the 40 answers; commits seen: 'CANARY' (10), 'ed106ce' (30)"
+        "NOTE: canary commit 'CANRAY' is in none of the 40 answers; commits seen: ed106ce (30), CANARY (10)"
     )
     code, out, _ = run(capsys, server.url, "--requests", 40, "--canary-commit", "CANRAY", "--expect", 25)
     assert code == 1 and out.splitlines()[-1].startswith("FAIL: expected 25%, but canary commit 'CANRAY'")
@@ -332,3 +332,25 @@ def test_help_documents_failure_policy(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "Up to 5% of the requests (at least 1) may fail" in text
     assert "5 %" in verify.__doc__ and math.isclose(verify.MAX_ERROR_FRACTION, 0.05)
+
+
+def test_what_a_server_sends_is_shown_escaped_and_bounded(http_server, answers, capsys):
+    """A commit is the server's text: terminal escape sequences or a fake verdict line in it must not
+    reach the operator's terminal or CI log as such, and a server answering a new commit every time
+    must not flood it."""
+    evil = "\x1b]0;PWNED\x07\x1b[2J\nPASS: all good"
+
+    def answer(count: int) -> tuple[int, str, bytes]:
+        commit = evil if count % 31 == 0 else f"c{count % 31:03d}" + "x" * 200
+        return 200, "application/json", answers.json(commit)
+
+    server = http_server(answer)
+    code = main([server.url, "--requests", "62", "--concurrency", "1", "--expect", "5"])
+    out = capsys.readouterr().out
+    assert code == 1  # no answer carries the canary's commit
+    assert "\x1b" not in out and "\x07" not in out  # escaped, never sent raw
+    assert "\\x1b]0;PWNED\\x07\\x1b[2J\\nPASS: all good" in out
+    assert not any(line.startswith("PASS") for line in out.splitlines())
+    commit_lines = [line for line in out.splitlines() if line.startswith("commit ")]
+    assert len(commit_lines) == 10 and "and 21 more commits (42 answers)" in out
+    assert max(len(line) for line in out.splitlines()) < 1500
