@@ -513,3 +513,17 @@ def test_router_specific_parameter_at_its_default_is_fine_with_any_router(name, 
 def test_https_is_for_both_routers(router):
     # Both routers sit behind the same public load balancer, which terminates HTTPS.
     assert parse(trafficRouter=router, certificateArn=CERTIFICATE).certificate_arn == CERTIFICATE
+
+
+def test_a_value_spelled_at_its_default_is_the_same_configuration_as_leaving_it_out():
+    """The `synth` fixture (tests/conftest.py) synthesizes such contexts once: app.build() reads the
+    context only through CanaryConfig, so equal configs are the same template."""
+    from conftest import as_cli_value, configuration_key
+
+    spelled = {k: as_cli_value(v) for k, v in DEFAULTS.items() if v is not None and not k.startswith("pipeline")}
+    spelled.pop("productionImage")
+    assert parse(**spelled) == parse()
+    assert configuration_key({"trafficRouter": DEFAULTS["trafficRouter"], "canaryWeight": "10"}) == (
+        ("canaryWeight", "10"),
+    )
+    assert configuration_key({"trafficRouter": "appmesh"}) == (("trafficRouter", "appmesh"),)
