@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from synthesis import Synthesis, cdk_json_context, synthesize
 
 from canary_stack.config import DEFAULTS
+from canary_stack.constants import PROJECT_ROOT
+from canary_stack.ops.committed import committed_context
+
+if TYPE_CHECKING:  # synthesis imports aws_cdk: not in pytest-xdist's controller, which runs no test
+    from synthesis import Synthesis
 
 
 def as_cli_value(value: Any) -> str | None:
@@ -26,7 +30,7 @@ def configuration_key(cli_context: dict[str, str]) -> tuple[tuple[str, str], ...
     the default) is left out, so `synth(trafficRouter="alb", canaryWeight="10")` and
     `synth(canaryWeight="10")` are one synthesis while alb is the default. That both parse to the same
     CanaryConfig (the only thing app.build() reads) is proven in tests/stack/test_config.py."""
-    committed = cdk_json_context()
+    committed = committed_context(PROJECT_ROOT)
     implied = {key: as_cli_value(committed.get(key, DEFAULTS.get(key))) for key in cli_context}
     return tuple(sorted((k, v) for k, v in cli_context.items() if v != implied[k]))
 
@@ -34,6 +38,8 @@ def configuration_key(cli_context: dict[str, str]) -> tuple[tuple[str, str], ...
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Synthesis]:
     """Returns `synth(**context)`; each distinct configuration is synthesized once per test session."""
+    from synthesis import synthesize
+
     cache: dict[tuple, Synthesis] = {}
 
     def get(**cli_context: str) -> Synthesis:
@@ -45,3 +51,25 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Synthesis]:
         return cache[key]
 
     return get
+
+
+# tests/stack/ is one unit of work for pytest-xdist: its modules share configurations through the
+# session-cached `synth`, so on one worker each is synthesized once.
+SHARED_SYNTHESIS = "tests/stack/"
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile` (pytest.ini), with tests/stack/ as one file: every other module stays on one
+    worker (its module fixtures, a CLI synth, a scan, a server, are built once) and the biggest unit
+    starts first. (`--dist loadgroup` would say the same with marks, but xdist 3.8.0's grouping is
+    lost on pytest 9.2: https://github.com/pytest-dev/pytest-xdist/issues/1386.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LoadFileSharingSynthesis(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return SHARED_SYNTHESIS if path.startswith(SHARED_SYNTHESIS) else path
+
+    return LoadFileSharingSynthesis(config, log)
