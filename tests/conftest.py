@@ -53,23 +53,30 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Synthesis]:
     return get
 
 
-# tests/stack/ is one unit of work for pytest-xdist: its modules share configurations through the
-# session-cached `synth`, so on one worker each is synthesized once.
-SHARED_SYNTHESIS = "tests/stack/"
+# How pytest-xdist splits tests/stack/: two units of work, each on one worker, whose modules share
+# configurations through the session-cached `synth` (each is synthesized once per unit). The scanners
+# and the pipeline (checkov, cfn-lint, moto) against the template assertions: about even halves.
+STACK = "tests/stack/"
+SCANNERS_AND_PIPELINE = {"test_checkov.py", "test_lint_and_nag.py", "test_pipeline.py", "test_config.py"}
+
+
+def work_unit(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    if not path.startswith(STACK):
+        return path  # a module of its own: its module fixtures (a CLI synth, a scan, a server) run once
+    return STACK + ("scanners and pipeline" if path.removeprefix(STACK) in SCANNERS_AND_PIPELINE else "templates")
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """`--dist loadfile` (pytest.ini), with tests/stack/ as one file: every other module stays on one
-    worker (its module fixtures, a CLI synth, a scan, a server, are built once) and the biggest unit
-    starts first. (`--dist loadgroup` would say the same with marks, but xdist 3.8.0's grouping is
-    lost on pytest 9.2: https://github.com/pytest-dev/pytest-xdist/issues/1386.)"""
+    """`--dist loadfile` (pytest.ini) with tests/stack/ in the two units of `work_unit`; the units with
+    the most tests start first. (`--dist loadgroup` would say this with marks, but xdist 3.8.0's
+    grouping is lost on pytest 9.2: https://github.com/pytest-dev/pytest-xdist/issues/1386.)"""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
     class LoadFileSharingSynthesis(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            return SHARED_SYNTHESIS if path.startswith(SHARED_SYNTHESIS) else path
+            return work_unit(nodeid)
 
     return LoadFileSharingSynthesis(config, log)
