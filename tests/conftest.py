@@ -67,13 +67,37 @@ def work_unit(nodeid: str) -> str:
     return STACK + ("scanners and pipeline" if path.removeprefix(STACK) in SCANNERS_AND_PIPELINE else "templates")
 
 
+# The longest units first (serial seconds, measured with --durations), so that none of them starts last
+# and keeps one worker busy while the other has nothing left; the rest follow in collection order.
+LONGEST_FIRST = [
+    STACK + "scanners and pipeline",  # ~35 s
+    STACK + "templates",  # ~30 s
+    "tests/e2e/test_cdk_cli.py",  # ~12 s: the real CLI
+    "tests/e2e/test_offline_diff.py",  # ~8 s: two CLI synths
+    "tests/crystal/test_crystal_robustness.py",  # ~5 s: wrk
+    "tests/tools/test_verify.py",
+    "tests/tools/test_rollout.py",
+    "tests/handlers/test_node_handlers.py",
+    "tests/deploy_check/test_integ_app.py",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Orders the work units LONGEST_FIRST (a stable sort: each module stays in one piece, in order)."""
+    rank = {unit: i for i, unit in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(work_unit(item.nodeid), len(rank)))
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """`--dist loadfile` (pytest.ini) with tests/stack/ in the two units of `work_unit`; the units with
-    the most tests start first. (`--dist loadgroup` would say this with marks, but xdist 3.8.0's
-    grouping is lost on pytest 9.2: https://github.com/pytest-dev/pytest-xdist/issues/1386.)"""
+    """`--dist loadfile` (pytest.ini) with tests/stack/ in the two units of `work_unit`, handed out in
+    collection order (LONGEST_FIRST), not by number of tests. (`--dist loadgroup` would say this with
+    marks, but xdist 3.8.0's grouping is lost on pytest 9.2:
+    https://github.com/pytest-dev/pytest-xdist/issues/1386.)"""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False
 
     class LoadFileSharingSynthesis(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
