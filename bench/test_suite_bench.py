@@ -73,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "within" if suite <= GOAL_SECONDS else "OVER"
     print(f"  {verdict} the goal of {GOAL_SECONDS:.0f} s")
     if not args.no_lint:
-        _, lint_ok = series("make lint", ["make", "--no-print-directory", "lint"], args.runs)
+        # After set-up: make is told its set-up stamps are current (-o), so a requirements file edited
+        # since `make setup` does not turn the timing into a reinstall.
+        stamps = ["-o", ".venv/.installed", "-o", "node_modules/.installed"]
+        _, lint_ok = series("make lint", ["make", "--no-print-directory", *stamps, "lint"], args.runs)
         ok = ok and lint_ok
     return 0 if ok else 1
 
