@@ -93,7 +93,9 @@ def make(tmp_path: Path, args: list[str], *flags: str) -> tuple[subprocess.Compl
     # A user's usual shell: credentials and a region (fake; nothing here may reach AWS). With them
     # the CLI's AWS SDK would print its Node.js notice over the one line on every synth.
     env.update(AWS_ACCESS_KEY_ID="AKIAIOSFODNN7EXAMPLE", AWS_SECRET_ACCESS_KEY="x", AWS_REGION="eu-west-1")
-    for name in ("WEIGHT", "ROUTER", "FROM", "TO", "BASE"):
+    # MAKELEVEL and MAKEFLAGS: under `make test` the user's make would be a sub-make, whose errors read
+    # "make[1]: ***"; what a user sees is a top-level make.
+    for name in ("WEIGHT", "ROUTER", "FROM", "TO", "BASE", "MAKELEVEL", "MAKEFLAGS", "MFLAGS"):
         env.pop(name, None)
     argv = ["make", "--no-print-directory", *KEEP_TOOLCHAIN, *flags]
     argv += [arg.replace("{s}", str(sentinel)) for arg in args]
