@@ -70,8 +70,12 @@ system-deps:
 synth: setup
 	$(PY) -m canary_stack.ops.make synth
 
-## test: everything CI runs: make lint, then the tests
+## test: everything CI runs: make lint, then the tests (on two pytest-xdist workers)
+# The Crystal test binaries are compiled first (cached in build/crystal/ by source hash): set-up, not
+# test time, and not inside one xdist worker while the other waits.
 test: lint .venv-checkov/.installed system-deps
+	@echo "test: compiling the Crystal test binaries unless build/crystal/ has them"
+	PYTHONPATH=tests $(PY) -c 'from crystal.support import build_server_and_specs; build_server_and_specs()'
 	$(PY) -m pytest
 
 ## lint: ruff (check, format --check) and mypy, with the pinned versions (ruff.toml, mypy.ini)

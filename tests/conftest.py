@@ -5,9 +5,36 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from synthesis import Synthesis, synthesize
+
+from canary_stack.config import DEFAULTS
+from canary_stack.constants import PROJECT_ROOT
+from canary_stack.ops.committed import committed_context
+
+if TYPE_CHECKING:  # synthesis imports aws_cdk: not in pytest-xdist's controller, which runs no test
+    from synthesis import Synthesis
+
+
+def as_cli_value(value: Any) -> str | None:
+    """How `-c key=value` spells a cdk.json or DEFAULTS value (None: it has no spelling)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def configuration_key(cli_context: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The configuration `cli_context` stands for: a value the app would get anyway (cdk.json's, else
+    the default) is left out, so `synth(trafficRouter="alb", canaryWeight="10")` and
+    `synth(canaryWeight="10")` are one synthesis while alb is the default. That both parse to the same
+    CanaryConfig (the only thing app.build() reads) is proven in tests/stack/test_config.py."""
+    committed = committed_context(PROJECT_ROOT)
+    implied = {key: as_cli_value(committed.get(key, DEFAULTS.get(key))) for key in cli_context}
+    return tuple(sorted((k, v) for k, v in cli_context.items() if v != implied[k]))
+
 
 # Nothing a test starts may look for credentials at the EC2 instance metadata address: off EC2 it
 # is nobody's, and the tests never deploy. (The AWS SDKs, boto3 and the CDK CLI's, honour this.)
@@ -16,15 +43,70 @@ os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Synthesis]:
-    """Returns `synth(**context)`; each distinct context is synthesized once per test session."""
+    """Returns `synth(**context)`; each distinct configuration is synthesized once per test session."""
+    from synthesis import synthesize
+
     cache: dict[tuple, Synthesis] = {}
 
     def get(**cli_context: str) -> Synthesis:
-        key = tuple(sorted(cli_context.items()))
+        key = configuration_key(cli_context)
         if key not in cache:
             name = "synth-" + ("-".join(f"{k}-{v}" for k, v in key) or "default")
             safe = re.sub(r"[^A-Za-z0-9=-]+", "_", name)[:60]
-            cache[key] = synthesize(tmp_path_factory.mktemp(safe), **cli_context)
+            cache[key] = synthesize(tmp_path_factory.mktemp(safe), **dict(key))
         return cache[key]
 
     return get
+
+
+# How pytest-xdist splits tests/stack/: two units of work, each on one worker, whose modules share
+# configurations through the session-cached `synth` (each is synthesized once per unit). The scanners
+# and the pipeline (checkov, cfn-lint, moto) against the template assertions: about even halves.
+STACK = "tests/stack/"
+SCANNERS_AND_PIPELINE = {"test_checkov.py", "test_lint_and_nag.py", "test_pipeline.py", "test_config.py"}
+
+
+def work_unit(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    if not path.startswith(STACK):
+        return path  # a module of its own: its module fixtures (a CLI synth, a scan, a server) run once
+    return STACK + ("scanners and pipeline" if path.removeprefix(STACK) in SCANNERS_AND_PIPELINE else "templates")
+
+
+# The longest units first (serial seconds, measured with --durations), so that none of them starts last
+# and keeps one worker busy while the other has nothing left; the rest follow in collection order.
+LONGEST_FIRST = [
+    STACK + "scanners and pipeline",  # ~35 s
+    STACK + "templates",  # ~30 s
+    "tests/e2e/test_cdk_cli.py",  # ~12 s: the real CLI
+    "tests/e2e/test_offline_diff.py",  # ~8 s: two CLI synths
+    "tests/crystal/test_crystal_robustness.py",  # ~5 s: wrk
+    "tests/tools/test_verify.py",
+    "tests/tools/test_rollout.py",
+    "tests/handlers/test_node_handlers.py",
+    "tests/deploy_check/test_integ_app.py",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Orders the work units LONGEST_FIRST (a stable sort: each module stays in one piece, in order)."""
+    rank = {unit: i for i, unit in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(work_unit(item.nodeid), len(rank)))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile` (pytest.ini) with tests/stack/ in the two units of `work_unit`, handed out in
+    collection order (LONGEST_FIRST), not by number of tests. (`--dist loadgroup` would say this with
+    marks, but xdist 3.8.0's grouping is lost on pytest 9.2:
+    https://github.com/pytest-dev/pytest-xdist/issues/1386.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False
+
+    class LoadFileSharingSynthesis(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return LoadFileSharingSynthesis(config, log)

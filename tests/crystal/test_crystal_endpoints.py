@@ -164,7 +164,9 @@ class FakeMetadata:
         self.paths: list[str] = []
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, args=(0.05,), daemon=True
+        )  # shutdown() waits out a poll
         self.thread.start()
         self.uri = f"http://127.0.0.1:{self.httpd.server_address[1]}/v4/task-id"
 

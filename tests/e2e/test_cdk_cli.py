@@ -48,15 +48,6 @@ def test_cdk_synth_of_the_default_router_has_no_app_mesh(cli_w37):
     assert not [k for k, v in template["Resources"].items() if v["Type"].startswith("AWS::AppMesh::")]
 
 
-@pytest.mark.parametrize("raw", ["abc"])  # every other bad value: tests/stack/test_config.py
-def test_cdk_synth_with_a_bad_weight_fails_with_one_line_and_no_template(tmp_path, raw):
-    result = run([str(CDK), "synth", "-q", "--no-notices", "-o", str(tmp_path / "out"), "-c", f"canaryWeight={raw}"])
-    assert result.returncode != 0
-    assert f"error: canaryWeight must be a whole number from 0 to 100, got '{raw}'" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not list(tmp_path.rglob("*.template.json"))
-
-
 @pytest.mark.parametrize(
     "context, line",
     [
@@ -68,11 +59,20 @@ def test_cdk_synth_with_a_bad_weight_fails_with_one_line_and_no_template(tmp_pat
         ({"productionImage": "f" * 64, "cpuArchitecture": "aarch64"}, "error: cpuArchitecture must be one of"),
     ],
 )
-def test_app_exits_2_with_exactly_one_line(tmp_path, context, line):
-    result = run([sys.executable, "app.py"], CDK_CONTEXT_JSON=json.dumps(context), CDK_OUTDIR=str(tmp_path))
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(line), result.stderr
+def test_app_exits_2_with_exactly_one_line(monkeypatch, capfd, tmp_path, context, line):
+    """main() as `python app.py` runs it, given only `context` (as in CDK_CONTEXT_JSON: no cdk.json).
+    In-process: the real processes (`cdk synth`, `python app.py`) are run by the tests below and by
+    test_a_rejected_synth_leaves_no_earlier_template_behind."""
+    import app as cdk_app
+
+    create_app = cdk_app.create_app
+    monkeypatch.setattr(cdk_app, "create_app", lambda **kw: create_app(context=context, **kw))
+    monkeypatch.setenv("CDK_OUTDIR", str(tmp_path))
+    assert cdk_app.main() == 2
+    out, err = capfd.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(line), err
+    assert out == ""
     assert not list(tmp_path.rglob("*.template.json"))
 
 
@@ -92,7 +92,8 @@ def test_the_one_line_error_stays_one_line_whatever_the_user_set_for_jsiis_banne
 
 def test_a_rejected_synth_leaves_no_earlier_template_behind(cli_w37, tmp_path):
     """`cdk synth -c canaryWeight=37` then `cdk synth -c canaryWeight=abc` into the same folder: the
-    second must not leave the first's template for `cdk deploy --app <folder>` to ship."""
+    second fails with the app's one line and no traceback, and must not leave the first's template for
+    `cdk deploy --app <folder>` to ship. (Every other bad value: tests/stack/test_config.py.)"""
     good, _ = cli_w37
     out = tmp_path / "cdk.out"
     shutil.copytree(good, out)
@@ -100,7 +101,8 @@ def test_a_rejected_synth_leaves_no_earlier_template_behind(cli_w37, tmp_path):
     result = run([str(CDK), "synth", "-q", "--no-notices", "-o", str(out), "-c", "canaryWeight=abc"])
     assert result.returncode != 0
     assert "error: canaryWeight must be a whole number from 0 to 100, got 'abc'" in result.stderr
-    assert not list(out.glob("*.template.json"))
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.rglob("*.template.json"))
     assert not (out / "manifest.json").exists()
     assert not list(out.glob("*.assets.json"))
 

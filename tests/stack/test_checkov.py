@@ -64,9 +64,9 @@ def report(synth, tmp_path_factory) -> dict:
     return report
 
 
-def test_the_pinned_checkov_runs():
-    version = subprocess.run([str(CHECKOV), "--version"], capture_output=True, text=True, check=True)
-    assert version.stdout.strip() == PINNED
+def test_the_pinned_checkov_runs(report):
+    # The scan's own report names the version that produced it (no second checkov start-up, ~2 s).
+    assert report["summary"]["checkov_version"] == PINNED
 
 
 def test_every_template_was_scanned(synth, report):

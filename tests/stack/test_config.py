@@ -524,3 +524,22 @@ def test_a_pipeline_parameter_without_pipeline_true_is_refused_not_ignored(name)
         f"{name} works with pipeline=true only, got {name}='$(touch x)' without it: "
         f"leave {name} unset or add -c pipeline=true"
     )
+
+
+def test_a_value_spelled_at_its_default_is_the_same_configuration_as_leaving_it_out():
+    """The `synth` fixture (tests/conftest.py) synthesizes such contexts once: app.build() reads the
+    context only through CanaryConfig, so equal configs are the same template."""
+    from conftest import as_cli_value, configuration_key
+
+    spelled = {k: as_cli_value(v) for k, v in DEFAULTS.items() if v is not None}
+    spelled.pop("productionImage")
+    # The pipeline's own parameters only count with pipeline=true (their defaults are not valid values).
+    pipeline = {k: spelled.pop(k) for k in list(spelled) if k.startswith("pipeline") and k != "pipeline"}
+    assert parse(**spelled) == parse()
+    arn = "arn:aws:codeconnections:eu-west-1:123456789012:connection/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+    piped = {"pipeline": "true", "pipelineConnectionArn": arn, "pipelineRepository": "acme/x"}
+    assert parse(**piped, pipelineBranch=pipeline["pipelineBranch"]) == parse(**piped)
+    assert configuration_key({"trafficRouter": DEFAULTS["trafficRouter"], "canaryWeight": "10"}) == (
+        ("canaryWeight", "10"),
+    )
+    assert configuration_key({"trafficRouter": "appmesh"}) == (("trafficRouter", "appmesh"),)

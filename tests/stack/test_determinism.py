@@ -72,15 +72,16 @@ def synth_with_image(directory: Path, outdir: Path, **cli_context: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def image_variants(tmp_path_factory):
-    """Weight 0 with crystal_src/ as is, copied elsewhere, and with a changed code hash."""
+def image_variants(synth, tmp_path_factory):
+    """Weight 0 with crystal_src/ as is (the session's synthesis of it), copied elsewhere, and with a
+    changed code hash."""
     root = tmp_path_factory.mktemp("images")
     same, other = root / "same", root / "other"
     shutil.copytree(CRYSTAL_SRC, same, ignore=shutil.ignore_patterns("bin", "lib", ".crystal-cache"))
     shutil.copytree(same, other)
     (other / "code_hash.txt").write_text("CANARY2\n")
     return {
-        "original": synth_with_image(CRYSTAL_SRC, root / "o", canaryWeight="0"),
+        "original": synth(canaryWeight="0").template,
         "same": synth_with_image(same, root / "s", canaryWeight="0"),
         "other": synth_with_image(other, root / "x", canaryWeight="0"),
         "dirs": {"original": CRYSTAL_SRC, "same": same, "other": other},

@@ -3,6 +3,7 @@ by default; the deploy build can do nothing but assume the CDK bootstrap roles."
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import shutil
@@ -10,7 +11,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -370,16 +370,27 @@ def run_like_codebuild(commands: list[str], *, cwd: Path, env: dict[str, str]) -
     return subprocess.CompletedProcess(commands, 0, "".join(out), "".join(err))
 
 
-@pytest.fixture
-def moto_cloudwatch():
-    """CloudWatch by moto's server on a free loopback port; yields (endpoint, client)."""
-    import boto3
+@pytest.fixture(scope="module")
+def moto_server():
+    """moto's server on a free loopback port, one per module: stopping one waits out its 0.5 s poll."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def moto_cloudwatch(moto_server):
+    """CloudWatch by moto's server, emptied and given the stack's alarms for each test; yields (endpoint, client)."""
+    import urllib.request
+
+    import boto3
+
+    endpoint = moto_server
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30).close()
     client = boto3.client(
         "cloudwatch",
         endpoint_url=endpoint,
@@ -401,7 +412,6 @@ def moto_cloudwatch():
     # Not a canary alarm: even firing, it must not stop a rollout.
     client.set_alarm_state(AlarmName="CrystalCanary-production-5xx", StateValue="ALARM", StateReason="test")
     yield endpoint, client
-    server.stop()
 
 
 @pytest.fixture
@@ -598,28 +608,67 @@ def test_deploy_stage_rollout_deploys_every_step_in_order_watching_the_canary_al
     assert "the stack is at canary weight 100%" in run.out
 
 
+class ForwardingProxy:
+    """Passes each request to `target` unchanged; `answered(request)` (the path, the X-Amz-Target
+    header and the body: where the AWS protocols name the operation) runs once the target has answered
+    and before the caller gets that answer, so it can change what the next request sees."""
+
+    def __init__(self, target: str, answered):
+        host, port = target.removeprefix("http://").split(":")
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                upstream = http.client.HTTPConnection(host, int(port), timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                response = upstream.getresponse()
+                payload = response.read()
+                answered(self.path.encode() + self.headers.get("X-Amz-Target", "").encode() + body)
+                self.send_response(response.status)
+                for name, value in response.getheaders():
+                    if name.lower() not in ("content-length", "connection", "transfer-encoding", "date", "server"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                upstream.close()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 def test_deploy_stage_rollout_rolls_back_to_0_and_fails_on_an_alarm_during_a_bake(
     run_deploy_stage, moto_cloudwatch, tmp_path
 ):
-    _, client = moto_cloudwatch
+    endpoint, client = moto_cloudwatch
     log = tmp_path / "cdk-argv.jsonl"
     fired = threading.Event()
 
-    def fire_during_the_bake_at_50() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if log.exists() and "canaryWeight=50" in log.read_text():
-                time.sleep(1.0)  # after the bake's first poll, before its second
-                client.set_alarm_state(AlarmName=ALARM_5XX, StateValue="ALARM", StateReason="canary 5xx above 5%")
-                fired.set()
-                return
-            time.sleep(0.05)
+    def fire_after_the_first_poll_at_50(request: bytes) -> None:
+        # rollout's reads go through the proxy; the alarm fires right after the bake at 50 has read
+        # it quiet (that answer still says OK), so the bake's second poll, a second later, finds it.
+        if fired.is_set() or b"DescribeAlarms" not in request:
+            return
+        if log.exists() and "canaryWeight=50" in log.read_text():
+            client.set_alarm_state(AlarmName=ALARM_5XX, StateValue="ALARM", StateReason="canary 5xx above 5%")
+            fired.set()
 
-    watcher = threading.Thread(target=fire_during_the_bake_at_50, daemon=True)
-    watcher.start()
-    run = run_deploy_stage(rolloutSteps="10,50,100", rolloutBake="3")
-    watcher.join(timeout=5)
-    assert fired.is_set()
+    proxy = ForwardingProxy(endpoint, fire_after_the_first_poll_at_50)
+    try:
+        run = run_deploy_stage({"AWS_ENDPOINT_URL_CLOUDWATCH": proxy.url}, rolloutSteps="10,50,100", rolloutBake="1")
+    finally:
+        proxy.close()
+    assert fired.is_set(), run.out + run.err
     assert run.code == 1, run.out + run.err
     assert run.argv == [deploy_argv(10), deploy_argv(50), deploy_argv(0)]
     at_50 = run.out[run.out.index("== step 2/3") :]

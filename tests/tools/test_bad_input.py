@@ -89,17 +89,13 @@ KEEP_TOOLCHAIN = ("-o", ".venv/.installed", "-o", "node_modules/.installed", "-o
 
 def make(tmp_path: Path, args: list[str], *flags: str) -> tuple[subprocess.CompletedProcess, Path]:
     sentinel = tmp_path / "ran"
-    # Not the caller's make either: under `make test` MAKELEVEL and MAKEFLAGS would make the inner
-    # make report as `make[1]` and inherit the outer one's flags.
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CANARY_MAKE_", "AWS_")) and k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CANARY_MAKE_", "AWS_"))}
     # A user's usual shell: credentials and a region (fake; nothing here may reach AWS). With them
     # the CLI's AWS SDK would print its Node.js notice over the one line on every synth.
     env.update(AWS_ACCESS_KEY_ID="AKIAIOSFODNN7EXAMPLE", AWS_SECRET_ACCESS_KEY="x", AWS_REGION="eu-west-1")
-    for name in ("WEIGHT", "ROUTER", "FROM", "TO", "BASE"):
+    # MAKELEVEL and MAKEFLAGS: under `make test` the user's make would be a sub-make, whose errors read
+    # "make[1]: ***"; what a user sees is a top-level make.
+    for name in ("WEIGHT", "ROUTER", "FROM", "TO", "BASE", "MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES"):
         env.pop(name, None)
     argv = ["make", "--no-print-directory", *KEEP_TOOLCHAIN, *flags]
     argv += [arg.replace("{s}", str(sentinel)) for arg in args]
