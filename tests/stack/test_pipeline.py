@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from alarms import put_alarm
 from synthesis import ROOT
 
 CONNECTION = "arn:aws:codeconnections:eu-west-1:123456789012:connection/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
@@ -399,16 +400,7 @@ def moto_cloudwatch(moto_server):
         aws_secret_access_key="testing",
     )
     for name in (ALARM_5XX, ALARM_LATENCY, "CrystalCanary-production-5xx"):
-        client.put_metric_alarm(
-            AlarmName=name,
-            Namespace="AWS/ApplicationELB",
-            MetricName="HTTPCode_Target_5XX_Count",
-            Statistic="Sum",
-            Period=60,
-            EvaluationPeriods=1,
-            Threshold=5,
-            ComparisonOperator="GreaterThanThreshold",
-        )
+        put_alarm(client, name)
     # Not a canary alarm: even firing, it must not stop a rollout.
     client.set_alarm_state(AlarmName="CrystalCanary-production-5xx", StateValue="ALARM", StateReason="test")
     yield endpoint, client

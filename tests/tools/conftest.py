@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import alarms
 import pytest
 
 PRODUCTION_COMMIT = "ed106ce"
@@ -205,19 +206,6 @@ def put_alarm(aws):
     """Create a metric alarm in moto (moto starts it in state OK)."""
 
     def put(name: str) -> None:
-        _put_alarm(aws, name)
+        alarms.put_alarm(aws, name)
 
     return put
-
-
-def _put_alarm(cloudwatch, name: str) -> None:
-    cloudwatch.put_metric_alarm(
-        AlarmName=name,
-        Namespace="AWS/ApplicationELB",
-        MetricName="HTTPCode_Target_5XX_Count",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=5,
-        ComparisonOperator="GreaterThanThreshold",
-    )

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+from alarms import put_alarm
 
 from canary_stack.ops import rollout
 
@@ -552,16 +553,7 @@ def test_region_comes_from_aws_region_as_for_the_cdk_cli(aws, monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     paris = boto3.client("cloudwatch", region_name="eu-west-3")
     for name in (ALARM_5XX, ALARM_LATENCY):
-        paris.put_metric_alarm(
-            AlarmName=name,
-            Namespace="AWS/ApplicationELB",
-            MetricName="HTTPCode_Target_5XX_Count",
-            Statistic="Sum",
-            Period=60,
-            EvaluationPeriods=1,
-            Threshold=5,
-            ComparisonOperator="GreaterThanThreshold",
-        )
+        put_alarm(paris, name)
     runner = RecordingRunner()
     code, out, err = run_rollout(["--steps", "10", "--bake", 0], runner=runner)  # the tool makes its own clients
     assert code == 0, out + err
