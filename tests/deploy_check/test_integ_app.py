@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from stack.test_snapshots import REFRESH, UPDATE, changed_keys, render
+from snapshot_files import check_no_extra_snapshots, check_snapshot
 from synthesis import ROOT
 
 from canary_stack.config import ConfigError
@@ -348,27 +348,10 @@ def test_the_only_iam_oddity_is_integ_tests_own_lambda_invoke(assertions):
 @pytest.mark.parametrize("stack_name", [STACK_NAME, ASSERTIONS_STACK_NAME])
 def test_integ_snapshot_is_current(integ_synth, stack_name):
     path = SNAPSHOTS / f"{stack_name}.template.json"
-    template = integ_synth.templates[stack_name]
-    text = render(template)
-    if UPDATE:
-        SNAPSHOTS.mkdir(parents=True, exist_ok=True)
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
-        return
-    where = f"snapshots/integ/{path.name} (python -m integ.integ_canary)"
-    assert path.is_file(), f"{where} is missing: {REFRESH}"
-    stored = path.read_text(encoding="utf-8")
-    if stored == text:
-        return
-    what = ", ".join(changed_keys(json.loads(stored), template)[:10]) or "formatting only"
-    pytest.fail(f"{where} is stale; changed: {what}. To refresh: {REFRESH}", pytrace=False)
+    check_snapshot(
+        path, integ_synth.templates[stack_name], f"snapshots/integ/{path.name} (python -m integ.integ_canary)"
+    )
 
 
 def test_no_integ_snapshot_without_a_stack(integ_synth):
-    expected_files = {f"{name}.template.json" for name in integ_synth.templates}
-    extra = sorted(p.name for p in SNAPSHOTS.glob("*.json") if p.name not in expected_files)
-    if UPDATE:
-        for name in extra:
-            (SNAPSHOTS / name).unlink()
-        return
-    assert not extra, f"snapshots/integ/ has files no stack produces: {extra}; {REFRESH}"
+    check_no_extra_snapshots(SNAPSHOTS, (f"{name}.template.json" for name in integ_synth.templates))

@@ -14,10 +14,8 @@ import shutil
 import subprocess
 
 import pytest
+from configurations import CERTIFICATE, PIPELINE_CONTEXT
 from synthesis import ROOT
-
-from stack.test_https import CERTIFICATE
-from stack.test_pipeline import PIPELINE_CONTEXT
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 PINNED = "3.3.30"

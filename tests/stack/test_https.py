@@ -7,8 +7,8 @@ listener that carries the traffic (the 443 one with a certificate).
 from __future__ import annotations
 
 import pytest
+from configurations import CERTIFICATE
 
-CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/0b7e1b2c-1111-2222-3333-444455556666"
 CIDR = "203.0.113.0/24"
 # ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09: the policy AWS recommends and the console's default
 # (TLS 1.3 and 1.2 only); CloudFormation's default would be ELBSecurityPolicy-2016-08 (TLS 1.0+).

@@ -12,13 +12,13 @@ import re
 from datetime import date
 
 import pytest
+from configurations import PIPELINE_CONTEXT
 from synthesis import CLI_CONTEXT, ROOT, Synthesis, cdk_json_context, synthesize
 
 import app as cdk_app
 from canary_stack.config import CanaryConfig
 from canary_stack.image_tags import HANDLERS
 from canary_stack.stack import CanaryStack
-from stack.test_pipeline import PIPELINE_CONTEXT
 
 HASH = re.compile(r"[0-9a-f]{64}")
 COMMITTED_PRODUCTION_IMAGE = cdk_json_context()["productionImage"]

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 from aws_cdk import aws_s3 as s3
+from configurations import CERTIFICATE, PIPELINE_CONTEXT
 from synthesis import CLI_CONTEXT, ROOT, cdk_json_context
 
 import app as cdk_app
-from stack.test_https import CERTIFICATE
-from stack.test_pipeline import PIPELINE_CONTEXT
 
 CONFIGURATIONS = [
     {"canaryWeight": "10"},

@@ -16,14 +16,9 @@ from pathlib import Path
 
 import pytest
 from alarms import put_alarm
+from configurations import CONNECTION, PIPELINE_CONTEXT
 from synthesis import ROOT
 
-CONNECTION = "arn:aws:codeconnections:eu-west-1:123456789012:connection/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
-PIPELINE_CONTEXT = {
-    "pipeline": "true",
-    "pipelineConnectionArn": CONNECTION,
-    "pipelineRepository": "acme/crystal-canary",
-}
 STACK = "CrystalCanaryPipeline"
 BOOTSTRAP_ROLES = ("deploy", "file-publishing", "image-publishing", "lookup")
 

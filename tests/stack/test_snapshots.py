@@ -10,16 +10,12 @@ part of every deployment, and tests/stack/test_pipeline.py asserts on it.
 
 from __future__ import annotations
 
-import json
-import os
-
 import pytest
+from snapshot_files import check_no_extra_snapshots, check_snapshot
 from synthesis import ROOT
 
 SNAPSHOTS = ROOT / "snapshots"
 STACK = "CrystalCanary"
-UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"
-REFRESH = "run `make snapshot` and commit snapshots/ if the change is intended"
 
 # name -> the -c context of `cdk synth`, as strings, as from the CLI
 CONFIGURATIONS: dict[str, dict[str, str]] = {
@@ -33,53 +29,12 @@ def snapshot_path(name: str):
     return SNAPSHOTS / f"{STACK}.{name}.template.json"
 
 
-def render(template: dict) -> str:
-    """The file's exact text: pretty, key order as synthesized, one trailing newline."""
-    return json.dumps(template, indent=2, ensure_ascii=False) + "\n"
-
-
-def changed_keys(old: dict, new: dict) -> list[str]:
-    """`Section.Key` of what differs, to say in the failure what changed."""
-    keys = []
-    for section in sorted(set(old) | set(new)):
-        a, b = old.get(section), new.get(section)
-        if isinstance(a, dict) and isinstance(b, dict):
-            keys += [f"{section}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-        elif a != b:
-            keys.append(section)
-    return keys
-
-
 @pytest.mark.parametrize("name", sorted(CONFIGURATIONS))
 def test_snapshot_is_current(synth, name):
-    path = snapshot_path(name)
-    template = synth(**CONFIGURATIONS[name]).templates[STACK]
-    text = render(template)
-    if UPDATE:
-        SNAPSHOTS.mkdir(exist_ok=True)
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
-        return
     context = " ".join(f"-c {k}={v}" for k, v in CONFIGURATIONS[name].items())
-    where = f"snapshots/{path.name} (cdk synth {context})"
-    assert path.is_file(), f"{where} is missing: {REFRESH}"
-    stored = path.read_text(encoding="utf-8")
-    if stored == text:
-        return
-    try:
-        old = json.loads(stored)
-    except ValueError:
-        pytest.fail(f"{where} is not valid JSON. To refresh: {REFRESH}", pytrace=False)
-    new = template
-    what = ", ".join(changed_keys(old, new)[:10]) or "formatting only"
-    pytest.fail(f"{where} is stale; changed: {what}. To refresh: {REFRESH}", pytrace=False)
+    template = synth(**CONFIGURATIONS[name]).templates[STACK]
+    check_snapshot(snapshot_path(name), template, f"snapshots/{snapshot_path(name).name} (cdk synth {context})")
 
 
 def test_no_snapshot_without_a_configuration():
-    expected = {snapshot_path(name).name for name in CONFIGURATIONS}
-    extra = sorted(p.name for p in SNAPSHOTS.glob("*.json") if p.name not in expected)
-    if UPDATE:
-        for name in extra:
-            (SNAPSHOTS / name).unlink()
-        return
-    assert not extra, f"snapshots/ has files no configuration produces: {extra}; {REFRESH}"
+    check_no_extra_snapshots(SNAPSHOTS, (snapshot_path(name).name for name in CONFIGURATIONS))
