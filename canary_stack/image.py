@@ -329,6 +329,9 @@ def named_repository(
     return repository
 
 
+CODE_HASH_FILE = "code_hash.txt"  # crystal_src/src/crystal_backend.cr reads it at compile time
+
+
 class CanaryImages(Construct):
     """The repository, the canary's copy in it, the image each version runs, and the moving tags.
 
@@ -380,6 +383,9 @@ class CanaryImages(Construct):
         )
         # Each version runs an immutable tag: the template names exactly the image that runs.
         self.canary_hash = self.canary_publication.content_hash
+        # What the canary answers as its `commit` (the service embeds the file at compile time), so
+        # the tools can tell its answers from production's.
+        self.canary_commit = (directory / CODE_HASH_FILE).read_text(encoding="utf-8").strip()
         self.canary_image = ecs.ContainerImage.from_ecr_repository(self.repository, self.canary_hash)
         self.production_publication: ImagePublication | None = None
         if production_directory is not None:

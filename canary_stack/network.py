@@ -1,20 +1,19 @@
-"""The VPC, the ECS cluster and the Cloud Map namespace every version registers in."""
+"""The VPC and the ECS cluster every version runs in."""
 
 from __future__ import annotations
 
 from aws_cdk import Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
-from aws_cdk import aws_servicediscovery as servicediscovery
 from constructs import Construct
 
-from canary_stack.constants import NAMESPACE_NAME
 from canary_stack.log_groups import log_group
 from canary_stack.nag import skip_checkov_for_deploy_time_function
 
 
 class Network(Construct):
-    """Two AZs, tasks in private subnets, one cluster, one private DNS namespace."""
+    """Two AZs, tasks in private subnets, one cluster. (A router that needs a private DNS namespace
+    or zone creates its own: the ALB router needs none, and an unused one costs a hosted zone.)"""
 
     def __init__(self, scope: Construct, id: str) -> None:
         super().__init__(scope, id)
@@ -46,5 +45,3 @@ class Network(Construct):
             vpc=self.vpc,
             container_insights_v2=ecs.ContainerInsights.ENABLED,
         )
-
-        self.namespace = servicediscovery.PrivateDnsNamespace(self, "Namespace", name=NAMESPACE_NAME, vpc=self.vpc)

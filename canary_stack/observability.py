@@ -4,25 +4,20 @@ The alarms are the rollout's gate: `canary_stack/rollout.py` watches every alarm
 with `<StackName>-canary-` and rolls back when one is in ALARM. They compare nothing that depends on
 the weight, so a weight step does not touch them.
 
-Where the numbers come from depends on the router:
-* ALB: the target groups' own metrics (AWS/ApplicationELB, by TargetGroup and LoadBalancer);
-* App Mesh: each version's Envoy sidecar, exported by a CloudWatch agent sidecar over DogStatsD,
-  as AWS documents for App Mesh (ENABLE_ENVOY_STATS_TAGS, ENABLE_ENVOY_DOG_STATSD, STATSD_PORT).
+Where the numbers come from is the router's to say (canary_stack/routers/): each hands over one
+VersionSignals per version.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ecs as ecs
-from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from constructs import Construct
 
 from canary_stack.constants import canary_alarm_prefix
-from canary_stack.fargate import CODE_CLASS_DIMENSION, CONNECTION_MANAGER_DIMENSION, INGRESS, NODE_DIMENSION
 
 PERIOD = Duration.minutes(1)
 
@@ -44,51 +39,6 @@ class VersionSignals:
     requests: cloudwatch.IMetric
     errors: cloudwatch.IMetric
     latency_p99: cloudwatch.IMetric
-
-
-def target_group_signals(target_group: elbv2.ApplicationTargetGroup) -> VersionSignals:
-    """A version behind the ALB router, from its target group's metrics."""
-    metrics = target_group.metrics
-    return VersionSignals(
-        requests=metrics.request_count(period=PERIOD, statistic="Sum"),
-        # Responses the version's tasks sent; the load balancer's own 503s (no healthy target)
-        # show up as fewer running tasks instead.
-        errors=metrics.http_code_target(elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=PERIOD, statistic="Sum"),
-        latency_p99=metrics.target_response_time(period=PERIOD, statistic="p99"),
-    )
-
-
-def envoy_namespace(stack: Stack) -> str:
-    return f"{stack.stack_name}/Envoy"
-
-
-def envoy_signals(namespace: str, node_name: str) -> VersionSignals:
-    """A version in App Mesh, from the stats its Envoy sidecar exports (see EnvoyStatsExport)."""
-
-    def metric(name: str, statistic: str, **dimensions: str) -> cloudwatch.Metric:
-        # Ingress only: the requests callers sent to this version, not Envoy's own admin and
-        # health-check traffic (which would dilute the 5xx rate) nor the app's outbound calls.
-        return cloudwatch.Metric(
-            namespace=namespace,
-            metric_name=name,
-            dimensions_map={NODE_DIMENSION: node_name, CONNECTION_MANAGER_DIMENSION: INGRESS, **dimensions},
-            statistic=statistic,
-            period=PERIOD,
-        )
-
-    ms = "ms_" + re.sub(r"[^a-z0-9]", "_", node_name.lower())
-    return VersionSignals(
-        requests=metric("envoy.http.downstream_rq_total", "Sum"),
-        errors=metric("envoy.http.downstream_rq_xx", "Sum", **{CODE_CLASS_DIMENSION: "5"}),
-        # Envoy measures in milliseconds; the alarms compare seconds, as with the ALB.
-        # The id names the node: the vs-production alarm nests both versions' expressions in one.
-        latency_p99=cloudwatch.MathExpression(
-            expression=f"{ms} / 1000",
-            using_metrics={ms: metric("envoy.http.downstream_rq_time", "p99")},
-            period=PERIOD,
-            label="p99 (s)",
-        ),
-    )
 
 
 class CanaryObservability(Construct):

@@ -21,7 +21,9 @@ from canary_stack.constants import (
 from canary_stack.fargate import acknowledge_task_findings, envoy_container, no_capabilities, private_fargate_service
 from canary_stack.log_groups import log_group
 
-APP_UID = "10001"  # the non-root user of crystal_src/Dockerfile, repeated so ECS enforces it too
+# The non-root user and group of crystal_src/Dockerfile, repeated so ECS enforces them too. The group
+# is explicit: the image is `scratch`, with no /etc/passwd to give a bare uid a group, so it would be 0.
+APP_USER = "10001:10001"
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,9 @@ class MeshMembership:
 class CrystalService(Construct):
     """A Fargate service running one version of the Crystal backend.
 
-    `mesh`: when given, the task gets an Envoy sidecar and the APPMESH proxy configuration, and
-    registers in the node's Cloud Map service; when None (the ALB router), it runs the app alone.
+    `mesh`: what the router asks of the tasks (`CanaryRouter.membership`): when given, the task gets
+    an Envoy sidecar and the APPMESH proxy configuration, and registers in the node's Cloud Map
+    service; when None, it runs the app alone.
     `image`: named by an immutable tag (canary_stack/image.py), so the task definition changes, and
     ECS rolls the service, exactly when the image does.
     `cpu_architecture`: the tasks' CPU; the image is built for the same one (CanaryImages).
@@ -52,7 +55,6 @@ class CrystalService(Construct):
         image: ecs.ContainerImage,
         cpu_architecture: ecs.CpuArchitecture = ecs.CpuArchitecture.X86_64,
         mesh: MeshMembership | None = None,
-        desired_count: int = 1,
     ) -> None:
         super().__init__(scope, id)
         self.version = version
@@ -88,7 +90,7 @@ class CrystalService(Construct):
             container_name="app",
             image=image,
             essential=True,
-            user=APP_UID,
+            user=APP_USER,
             readonly_root_filesystem=True,
             linux_parameters=no_capabilities(self, "AppLinux"),
             port_mappings=[ecs.PortMapping(container_port=APP_PORT, name="http")],
@@ -136,7 +138,6 @@ class CrystalService(Construct):
             cluster=cluster,
             task_definition=self.task_definition,
             security_group=self.security_group,
-            desired_count=desired_count,
         )
         if mesh is not None:
             self.service.associate_cloud_map_service(

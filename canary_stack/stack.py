@@ -1,73 +1,25 @@
 """The canary stack: network, image, two versions of the service, the traffic router, the alarms.
 
-The router is the load balancer itself (AlbCanary, the default) or App Mesh (MeshCanary +
-MeshGateway: the workshop's, kept as a tested reproduction that CloudFormation refuses to deploy),
-chosen by `trafficRouter`; everything else is the same construct either way.
+The router is the one swappable part (canary_stack/routers/): `trafficRouter` picks it by name,
+and the stack knows nothing else about it. Everything else is the same construct either way.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Annotations, CfnOutput, CfnParameter, CfnRule, CfnRuleAssertion, Fn, Stack
+from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
-from canary_stack.alb_router import AlbCanary
 from canary_stack.config import CanaryConfig
-from canary_stack.constants import (
-    APP_MESH_END_OF_SUPPORT_DATE,
-    APP_MESH_REFUSAL,
-    CANARY_NODE,
-    CRYSTAL_SRC,
-    PRODUCTION_NODE,
-)
-from canary_stack.fargate import EnvoyStatsExport
-from canary_stack.gateway import MeshGateway
+from canary_stack.constants import CRYSTAL_SRC
 from canary_stack.image import CanaryImages
 from canary_stack.ingress import PublicEntrypoint
-from canary_stack.mesh import MeshCanary
 from canary_stack.network import Network
-from canary_stack.observability import CanaryObservability, envoy_namespace, envoy_signals, target_group_signals
+from canary_stack.observability import CanaryObservability
+from canary_stack.routers import ROUTERS
+from canary_stack.routers.base import CANARY, PRODUCTION
 from canary_stack.service import CrystalService
-
-APP_MESH_END_OF_SUPPORT = (
-    f"AWS App Mesh reached end of support on {APP_MESH_END_OF_SUPPORT_DATE}: this template reproduces the "
-    "workshop for review and tests, and its AppMeshEndOfSupportRule fails any deploy of it. The default "
-    "router (-c trafficRouter=alb) is the same canary without App Mesh."
-)
-
-
-def refuse_every_change_set(stack: Stack) -> CfnRule:
-    """Makes every change set of `stack` fail before CloudFormation creates anything.
-
-    CloudFormation evaluates a template's Rules when it makes a change set, before it touches a
-    resource, and fails the operation when an assertion is false
-    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/rules-section-structure.html),
-    as CDK's own CheckBootstrapVersion rule does. Here the assertion is "the parameter is not its
-    only allowed value": false for every value CloudFormation accepts, so no `--parameters`
-    override gets past it. `cdk deploy` publishes the assets (the image build and push) before it
-    makes the change set, so those still happen; the Makefile and the rollout refuse earlier.
-    """
-    end_of_support = CfnParameter(
-        stack,
-        "AppMeshEndOfSupport",
-        type="String",
-        default=APP_MESH_END_OF_SUPPORT_DATE,
-        allowed_values=[APP_MESH_END_OF_SUPPORT_DATE],
-        description="The day AWS App Mesh stopped serving; fixed, so that the AppMeshEndOfSupport rule always fails",
-    )
-    return CfnRule(
-        stack,
-        "AppMeshEndOfSupportRule",
-        assertions=[
-            CfnRuleAssertion(
-                assert_=Fn.condition_not(
-                    Fn.condition_equals(end_of_support.value_as_string, APP_MESH_END_OF_SUPPORT_DATE)
-                ),
-                assert_description=APP_MESH_REFUSAL,
-            )
-        ],
-    )
 
 
 class CanaryStack(Stack):
@@ -116,76 +68,33 @@ class CanaryStack(Stack):
         )
 
         # The router is the swappable part: the services and images are the same either way.
-        self.mesh: MeshCanary | None = None
-        self.gateway: MeshGateway | None = None
-        self.alb: AlbCanary | None = None
-        self.app_mesh_refusal: CfnRule | None = None
-        production_mesh = canary_mesh = None
-        if config.traffic_router == "appmesh":
-            Annotations.of(self).add_warning_v2("crystal-canary:app-mesh-end-of-support", APP_MESH_END_OF_SUPPORT)
-            self.app_mesh_refusal = refuse_every_change_set(self)
-            self.mesh = MeshCanary(self, "Mesh", namespace=self.network.namespace, canary_weight=config.canary_weight)
-            production_mesh, canary_mesh = self.mesh.production, self.mesh.canary
+        self.router = ROUTERS[config.traffic_router](
+            self,
+            "Router",
+            network=self.network,
+            entrypoint=self.entrypoint,
+            canary_weight=config.canary_weight,
+            sticky_seconds=config.sticky_seconds,
+        )
         self.production = CrystalService(
             self,
             "Production",
             cluster=self.network.cluster,
-            version="production",
+            version=PRODUCTION,
             image=self.images.production_image,
             cpu_architecture=self.images.cpu_architecture,
-            mesh=production_mesh,
+            mesh=self.router.membership(PRODUCTION),
         )
         self.canary = CrystalService(
             self,
             "Canary",
             cluster=self.network.cluster,
-            version="canary",
+            version=CANARY,
             image=self.images.canary_image,
             cpu_architecture=self.images.cpu_architecture,
-            mesh=canary_mesh,
+            mesh=self.router.membership(CANARY),
         )
-        if self.mesh is not None:
-            self.mesh.move_traffic_after(self.production.cfn_service, self.canary.cfn_service)
-            self.gateway = MeshGateway(
-                self,
-                "Gateway",
-                cluster=self.network.cluster,
-                gateway=self.mesh.gateway,
-                entrypoint=self.entrypoint,
-            )
-            for version in (self.production, self.canary):
-                version.allow_from(self.gateway.security_group, "From the App Mesh gateway")
-            namespace = envoy_namespace(self)
-            signals = {
-                self.production: envoy_signals(namespace, PRODUCTION_NODE),
-                self.canary: envoy_signals(namespace, CANARY_NODE),
-            }
-            for version in (self.production, self.canary):
-                assert version.envoy_container is not None  # a meshed version always has its Envoy
-                EnvoyStatsExport(
-                    version,
-                    "EnvoyStats",
-                    task_definition=version.task_definition,
-                    envoy=version.envoy_container,
-                    log_group=version.log_group,
-                    namespace=namespace,
-                )
-        else:
-            # Services accept the app port from the load balancer only (AlbCanary opens it).
-            self.alb = AlbCanary(
-                self,
-                "Router",
-                vpc=self.network.vpc,
-                entrypoint=self.entrypoint,
-                production=self.production,
-                canary=self.canary,
-                canary_weight=config.canary_weight,
-                sticky_seconds=config.sticky_seconds,
-            )
-            signals = {
-                self.production: target_group_signals(self.alb.production_targets),
-                self.canary: target_group_signals(self.alb.canary_targets),
-            }
+        self.router.route(production=self.production, canary=self.canary)
 
         # A version starts only once its image is in the repository. The canary's is the copy;
         # production's was copied by an earlier deploy (or by this one's copy, on a first deploy or a
@@ -197,12 +106,26 @@ class CanaryStack(Stack):
         CfnOutput(self, "CanaryWeight", value=str(config.canary_weight), description="% of requests to the canary")
         CfnOutput(self, "ProductionWeight", value=str(config.production_weight), description="% to production")
         CfnOutput(self, "Repository", value=self.images.repository.repository_uri)
+        # What the operator tools read of the deployed stack (rollout, verify, promote, the pipeline):
+        # which image and commit each version runs, on which CPU, behind which router.
+        CfnOutput(self, "TrafficRouter", value=config.traffic_router, description="-c trafficRouter")
+        CfnOutput(self, "CanaryImage", value=self.images.canary_hash, description="The canary's image tag (asset hash)")
+        CfnOutput(
+            self,
+            "ProductionImage",
+            value=self.images.production_hash,
+            description="Production's image tag (asset hash)",
+        )
+        CfnOutput(
+            self, "CanaryCommit", value=self.images.canary_commit, description="The commit the canary answers with"
+        )
+        CfnOutput(self, "CpuArchitecture", value=config.cpu_architecture, description="The tasks' CPU and the images'")
 
         self.observability = CanaryObservability(
             self,
             "Observability",
-            production=signals[self.production],
-            canary=signals[self.canary],
+            production=self.router.production_signals,
+            canary=self.router.canary_signals,
             production_service=self.production.service,
             canary_service=self.canary.service,
             router=config.traffic_router,

@@ -16,12 +16,12 @@ import pytest
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
 
-from canary_stack.alb_router import AlbCanary
-from canary_stack.fargate import EnvoyStatsExport, envoy_container, only_capability
+from canary_stack.fargate import envoy_container, only_capability
 from canary_stack.ingress import PublicEntrypoint
-from canary_stack.mesh import MeshCanary
 from canary_stack.nag import acknowledge
 from canary_stack.network import Network
+from canary_stack.routers import ROUTERS
+from canary_stack.routers.appmesh_tasks import EnvoyStatsExport
 from canary_stack.service import CrystalService
 
 
@@ -56,44 +56,27 @@ def refusal(build) -> str:
     return str(refused.value)
 
 
+def build_router(deps: Dependencies, name: str, id: str, **kwargs):
+    return ROUTERS[name](deps.stack, id, network=deps.network, entrypoint=deps.entrypoint, **kwargs)
+
+
+@pytest.mark.parametrize("router", sorted(ROUTERS))
 @pytest.mark.parametrize("weight", [-1, 101])
-def test_alb_router_refuses_a_weight_outside_0_to_100(deps, weight):
-    def build():
-        AlbCanary(
-            deps.stack,
-            f"RouterWeight{weight}",
-            vpc=deps.network.vpc,
-            entrypoint=deps.entrypoint,
-            production=deps.production,
-            canary=deps.canary,
-            canary_weight=weight,
-        )
-
-    assert refusal(build) == f"canary_weight must be 0..100, got {weight}"
+def test_every_router_refuses_a_weight_outside_0_to_100(deps, router, weight):
+    message = refusal(lambda: build_router(deps, router, f"{router}Weight{weight}", canary_weight=weight))
+    assert message == f"canary_weight must be 0..100, got {weight}"
 
 
-def test_alb_router_refuses_negative_sticky_seconds(deps):
-    def build():
-        AlbCanary(
-            deps.stack,
-            "RouterSticky",
-            vpc=deps.network.vpc,
-            entrypoint=deps.entrypoint,
-            production=deps.production,
-            canary=deps.canary,
-            canary_weight=10,
-            sticky_seconds=-1,
-        )
-
-    assert refusal(build) == "sticky_seconds must be 0 (off) or more, got -1"
+@pytest.mark.parametrize("router", sorted(ROUTERS))
+def test_every_router_refuses_negative_sticky_seconds(deps, router):
+    message = refusal(lambda: build_router(deps, router, f"{router}Sticky", canary_weight=10, sticky_seconds=-1))
+    assert message == "sticky_seconds must be 0 (off) or more, got -1"
 
 
-@pytest.mark.parametrize("weight", [-1, 101])
-def test_mesh_router_refuses_a_weight_outside_0_to_100(deps, weight):
-    def build():
-        MeshCanary(deps.stack, f"MeshWeight{weight}", namespace=deps.network.namespace, canary_weight=weight)
-
-    assert refusal(build) == f"canary_weight must be 0..100, got {weight}"
+@pytest.mark.parametrize("router", sorted(name for name, kind in ROUTERS.items() if not kind.supports_stickiness))
+def test_a_router_without_stickiness_refuses_sticky_seconds(deps, router):
+    message = refusal(lambda: build_router(deps, router, f"{router}Sticks", canary_weight=10, sticky_seconds=60))
+    assert message == f"sticky_seconds must be 0 with the {router} router, got 60"
 
 
 def test_envoy_stats_export_refuses_an_envoy_of_another_task():

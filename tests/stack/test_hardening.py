@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from templates import containers, ref_name
 
-from canary_stack.fargate import SCRATCH_OWNER, SCRATCH_OWNER_IMAGE
+from canary_stack.routers.appmesh_tasks import SCRATCH_OWNER, SCRATCH_OWNER_IMAGE
 
 ROUTER_CONTEXT: dict[str, dict[str, str]] = {"appmesh": {"trafficRouter": "appmesh"}, "alb": {}}
 

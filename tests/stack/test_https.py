@@ -107,7 +107,7 @@ def test_app_mesh_gateway_is_the_https_listeners_target(synth):
     _, https_listener = listeners_by_port(s)[443]
     (action,) = https_listener["DefaultActions"]
     assert action["Type"] == "forward"
-    (group,) = [k for k in s.resources("AWS::ElasticLoadBalancingV2::TargetGroup") if k.startswith("Gateway")]
+    (group,) = [k for k in s.resources("AWS::ElasticLoadBalancingV2::TargetGroup") if k.startswith("RouterGateway")]
     assert action["TargetGroupArn"] == {"Ref": group}
 
 

@@ -20,8 +20,8 @@ from templates import (
 )
 
 from canary_stack.constants import PROJECT_ROOT
-from canary_stack.fargate import CLOUDWATCH_AGENT_IMAGE
 from canary_stack.ops.rollout import Rollout, SubprocessRunner, build_parser
+from canary_stack.routers.appmesh_tasks import CLOUDWATCH_AGENT_IMAGE
 
 ROUTERS: dict[str, dict[str, str]] = {"appmesh": {"trafficRouter": "appmesh"}, "alb": {}}
 PREFIX = "CrystalCanary-canary-"

@@ -1,18 +1,26 @@
-"""App Mesh: the mesh, a virtual node per version, the weighted router, the virtual service.
+"""The workshop's router (`-c trafficRouter=appmesh`): App Mesh, kept as a tested reproduction.
 
-AWS App Mesh reached end of support on 2026-09-30; see canary_stack/alb_router.py for the same
-canary without it (`-c trafficRouter=alb`).
+AWS App Mesh reached end of support on 2026-09-30, so this router is never deployed: its template
+carries a Rule that fails every change set (`refuse_every_change_set`), and the tools refuse it
+before they build anything. What it builds: the mesh, a virtual node per version (each version's
+task gets an Envoy sidecar through `membership`), the weighted virtual router, the virtual service
+and its Cloud Map name, a virtual gateway behind the public load balancer (appmesh_tasks.py), and
+each Envoy's stats exported to CloudWatch for the alarms.
 """
 
 from __future__ import annotations
 
-from aws_cdk import CfnResource, Duration
+import re
+
+from aws_cdk import Annotations, CfnParameter, CfnResource, CfnRule, CfnRuleAssertion, Duration, Fn, Stack
 from aws_cdk import aws_appmesh as appmesh
-from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_servicediscovery as servicediscovery
 from constructs import Construct
 
 from canary_stack.constants import (
+    APP_MESH_END_OF_SUPPORT_DATE,
+    APP_MESH_REFUSAL,
     APP_PORT,
     CANARY_HEADER,
     CANARY_HEADER_VALUE,
@@ -21,13 +29,30 @@ from canary_stack.constants import (
     GATEWAY_PORT,
     HEALTH_PATH,
     MESH_NAME,
+    NAMESPACE_NAME,
     PRODUCTION_NODE,
     ROUTE_NAME,
     ROUTER_NAME,
     VIRTUAL_SERVICE_NAME,
     WORKSHOP_CANARY_HEADER,
 )
-from canary_stack.service import MeshMembership
+from canary_stack.observability import PERIOD, VersionSignals
+from canary_stack.routers.appmesh_tasks import (
+    CODE_CLASS_DIMENSION,
+    CONNECTION_MANAGER_DIMENSION,
+    INGRESS,
+    NODE_DIMENSION,
+    EnvoyStatsExport,
+    MeshGateway,
+)
+from canary_stack.routers.base import CANARY, PRODUCTION, CanaryRouter, Version
+from canary_stack.service import CrystalService, MeshMembership
+
+APP_MESH_END_OF_SUPPORT = (
+    f"AWS App Mesh reached end of support on {APP_MESH_END_OF_SUPPORT_DATE}: this template reproduces the "
+    "workshop for review and tests, and its AppMeshEndOfSupportRule fails any deploy of it. The default "
+    "router (-c trafficRouter=alb) is the same canary without App Mesh."
+)
 
 # The virtual service's name must resolve inside the VPC, or a meshed client fails its DNS lookup
 # before Envoy ever sees the connection. Envoy then routes by name, not by this address, so it is
@@ -56,6 +81,72 @@ def _health_check() -> appmesh.HealthCheck:
         timeout=Duration.seconds(5),
         healthy_threshold=3,
         unhealthy_threshold=3,
+    )
+
+
+def refuse_every_change_set(stack: Stack) -> CfnRule:
+    """Makes every change set of `stack` fail before CloudFormation creates anything.
+
+    CloudFormation evaluates a template's Rules when it makes a change set, before it touches a
+    resource, and fails the operation when an assertion is false
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/rules-section-structure.html),
+    as CDK's own CheckBootstrapVersion rule does. Here the assertion is "the parameter is not its
+    only allowed value": false for every value CloudFormation accepts, so no `--parameters`
+    override gets past it. `cdk deploy` publishes the assets (the image build and push) before it
+    makes the change set, so those still happen; the Makefile and the rollout refuse earlier.
+    """
+    end_of_support = CfnParameter(
+        stack,
+        "AppMeshEndOfSupport",
+        type="String",
+        default=APP_MESH_END_OF_SUPPORT_DATE,
+        allowed_values=[APP_MESH_END_OF_SUPPORT_DATE],
+        description="The day AWS App Mesh stopped serving; fixed, so that the AppMeshEndOfSupport rule always fails",
+    )
+    return CfnRule(
+        stack,
+        "AppMeshEndOfSupportRule",
+        assertions=[
+            CfnRuleAssertion(
+                assert_=Fn.condition_not(
+                    Fn.condition_equals(end_of_support.value_as_string, APP_MESH_END_OF_SUPPORT_DATE)
+                ),
+                assert_description=APP_MESH_REFUSAL,
+            )
+        ],
+    )
+
+
+def envoy_namespace(stack: Stack) -> str:
+    return f"{stack.stack_name}/Envoy"
+
+
+def envoy_signals(namespace: str, node_name: str) -> VersionSignals:
+    """A version in App Mesh, from the stats its Envoy sidecar exports (see EnvoyStatsExport)."""
+
+    def metric(name: str, statistic: str, **dimensions: str) -> cloudwatch.Metric:
+        # Ingress only: the requests callers sent to this version, not Envoy's own admin and
+        # health-check traffic (which would dilute the 5xx rate) nor the app's outbound calls.
+        return cloudwatch.Metric(
+            namespace=namespace,
+            metric_name=name,
+            dimensions_map={NODE_DIMENSION: node_name, CONNECTION_MANAGER_DIMENSION: INGRESS, **dimensions},
+            statistic=statistic,
+            period=PERIOD,
+        )
+
+    ms = "ms_" + re.sub(r"[^a-z0-9]", "_", node_name.lower())
+    return VersionSignals(
+        requests=metric("envoy.http.downstream_rq_total", "Sum"),
+        errors=metric("envoy.http.downstream_rq_xx", "Sum", **{CODE_CLASS_DIMENSION: "5"}),
+        # Envoy measures in milliseconds; the alarms compare seconds, as with the ALB.
+        # The id names the node: the vs-production alarm nests both versions' expressions in one.
+        latency_p99=cloudwatch.MathExpression(
+            expression=f"{ms} / 1000",
+            using_metrics={ms: metric("envoy.http.downstream_rq_time", "p99")},
+            period=PERIOD,
+            label="p99 (s)",
+        ),
     )
 
 
@@ -113,6 +204,10 @@ class MeshCanary(Construct):
             ),
         )
 
+        route = self.route.node.default_child
+        assert isinstance(route, CfnResource)
+        self.cfn_route = route
+
         self.virtual_service = appmesh.VirtualService(
             self,
             "VirtualService",
@@ -144,15 +239,6 @@ class MeshCanary(Construct):
                 match=appmesh.HttpGatewayRouteMatch(path=appmesh.HttpGatewayRoutePathMatch.starts_with("/")),
             ),
         )
-
-    def move_traffic_after(self, *services: ecs.CfnService) -> None:
-        """Promotion safety: the weighted route changes only after these services are updated and
-        stable, so on a deploy that changes production's image and sets the weight to 0,
-        production rolls first."""
-        route = self.route.node.default_child
-        assert isinstance(route, CfnResource)
-        for service in services:
-            route.add_dependency(service)
 
     def _header_route(self, id: str, name: str, header: str, *, priority: int) -> appmesh.Route:
         return appmesh.Route(
@@ -206,3 +292,49 @@ class MeshCanary(Construct):
             ],
         )
         return MeshMembership(virtual_node=node, discovery=discovery)
+
+
+class AppMeshRouter(CanaryRouter):
+    """The workshop's canary in App Mesh, refused at deploy (see the module's docstring).
+
+    Attributes besides the common ones: `refusal` (the Rule), `namespace` (Cloud Map), `mesh`
+    (MeshCanary: the mesh, nodes, routes), and after `route`, `gateway` (MeshGateway).
+    `weighted_resource` is the weighted route.
+    """
+
+    name = "appmesh"
+
+    def __init__(self, scope: Construct, id: str, **kwargs) -> None:
+        super().__init__(scope, id, **kwargs)
+        stack = Stack.of(self)
+        Annotations.of(stack).add_warning_v2("crystal-canary:app-mesh-end-of-support", APP_MESH_END_OF_SUPPORT)
+        self.refusal = refuse_every_change_set(stack)
+        # Only this router uses Cloud Map: the nodes' discovery and the virtual service's name.
+        self.namespace = servicediscovery.PrivateDnsNamespace(
+            self, "Namespace", name=NAMESPACE_NAME, vpc=self.network.vpc
+        )
+        self.mesh = MeshCanary(self, "Mesh", namespace=self.namespace, canary_weight=self.canary_weight)
+        self.weighted_resource = self.mesh.cfn_route
+
+    def membership(self, version: Version) -> MeshMembership:
+        return {PRODUCTION: self.mesh.production, CANARY: self.mesh.canary}[version]
+
+    def route(self, *, production: CrystalService, canary: CrystalService) -> None:
+        self.move_traffic_after(production, canary)
+        self.gateway = MeshGateway(
+            self, "Gateway", cluster=self.network.cluster, gateway=self.mesh.gateway, entrypoint=self.entrypoint
+        )
+        namespace = envoy_namespace(Stack.of(self))
+        for version in (production, canary):
+            version.allow_from(self.gateway.security_group, "From the App Mesh gateway")
+            assert version.envoy_container is not None  # a meshed version always has its Envoy
+            EnvoyStatsExport(
+                version,
+                "EnvoyStats",
+                task_definition=version.task_definition,
+                envoy=version.envoy_container,
+                log_group=version.log_group,
+                namespace=namespace,
+            )
+        self.production_signals = envoy_signals(namespace, PRODUCTION_NODE)
+        self.canary_signals = envoy_signals(namespace, CANARY_NODE)

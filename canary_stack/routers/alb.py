@@ -1,7 +1,5 @@
-"""The canary without App Mesh: the public load balancer splits traffic across two target groups.
-
-The default router (`-c trafficRouter=alb`). The services are the same CrystalService constructs
-as with App Mesh, run without Envoy; this construct is the only thing that differs.
+"""The default router (`-c trafficRouter=alb`): the public load balancer splits traffic across two
+target groups, one per version. The services run the app alone (no sidecar).
 
 The listener holds three things, and only one of them moves with the weight:
 * its default action forwards to production (fixed: it attaches production's target group);
@@ -22,10 +20,10 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
-from constructs import Construct
 
 from canary_stack.constants import APP_PORT, CANARY_HEADER, CANARY_HEADER_VALUE, HEALTH_PATH
-from canary_stack.ingress import PublicEntrypoint
+from canary_stack.observability import PERIOD, VersionSignals
+from canary_stack.routers.base import CanaryRouter
 from canary_stack.service import CrystalService
 
 # Listener rules are evaluated by priority, lowest first, before the default action: testers'
@@ -35,32 +33,33 @@ CANARY_HEADER_PRIORITY = 10
 WEIGHTED_PRIORITY = 20
 
 
-class AlbCanary(Construct):
+def target_group_signals(target_group: elbv2.ApplicationTargetGroup) -> VersionSignals:
+    """A version behind the ALB router, from its target group's metrics."""
+    metrics = target_group.metrics
+    return VersionSignals(
+        requests=metrics.request_count(period=PERIOD, statistic="Sum"),
+        # Responses the version's tasks sent; the load balancer's own 503s (no healthy target)
+        # show up as fewer running tasks instead.
+        errors=metrics.http_code_target(elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=PERIOD, statistic="Sum"),
+        latency_p99=metrics.target_response_time(period=PERIOD, statistic="p99"),
+    )
+
+
+class AlbRouter(CanaryRouter):
     """Weighted forwarding from the public load balancer to production and canary target groups.
 
     `sticky_seconds`: 0 leaves each request free to land on either version; above 0, the load
     balancer keeps a client on the version it first reached for that long (target group
     stickiness on the forward action), so a user does not flip between versions mid-session.
+    Attributes besides the common ones: `production_targets`, `canary_targets`, `header_rule`,
+    `weighted_rule` (= `weighted_resource`).
     """
 
-    def __init__(
-        self,
-        scope: Construct,
-        id: str,
-        *,
-        vpc: ec2.IVpc,
-        entrypoint: PublicEntrypoint,
-        production: CrystalService,
-        canary: CrystalService,
-        canary_weight: int,
-        sticky_seconds: int = 0,
-    ) -> None:
-        super().__init__(scope, id)
-        if not 0 <= canary_weight <= 100:
-            raise ValueError(f"canary_weight must be 0..100, got {canary_weight}")
-        if sticky_seconds < 0:
-            raise ValueError(f"sticky_seconds must be 0 (off) or more, got {sticky_seconds}")
+    name = "alb"
+    supports_stickiness = True
 
+    def route(self, *, production: CrystalService, canary: CrystalService) -> None:
+        entrypoint, vpc, canary_weight = self.entrypoint, self.network.vpc, self.canary_weight
         self.production_targets = self._target_group("ProductionTargets", vpc, production)
         self.canary_targets = self._target_group("CanaryTargets", vpc, canary)
         for version in (production, canary):
@@ -108,17 +107,18 @@ class AlbCanary(Construct):
                             ),
                         ],
                         target_group_stickiness_config=rule.TargetGroupStickinessConfigProperty(
-                            enabled=True, duration_seconds=sticky_seconds
+                            enabled=True, duration_seconds=self.sticky_seconds
                         )
-                        if sticky_seconds
+                        if self.sticky_seconds
                         else None,
                     ),
                 )
             ],
         )
-        # Promotion safety: services first, traffic second.
-        for version in (production, canary):
-            self.weighted_rule.add_dependency(version.cfn_service)
+        self.weighted_resource = self.weighted_rule
+        self.move_traffic_after(production, canary)
+        self.production_signals = target_group_signals(self.production_targets)
+        self.canary_signals = target_group_signals(self.canary_targets)
 
     def _target_group(self, id: str, vpc: ec2.IVpc, version: CrystalService) -> elbv2.ApplicationTargetGroup:
         return elbv2.ApplicationTargetGroup(
