@@ -35,6 +35,19 @@ def test_every_serving_container_is_non_root_without_capabilities(routed):
         assert "Privileged" not in c
 
 
+def test_the_app_runs_as_a_non_root_user_and_group(routed):
+    # ECS's `user` is "user", "user:group", "uid" or "uid:gid"
+    # (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerDefinition.html, "user").
+    # A bare uid takes its group from the image's /etc/passwd; crystal_src's image is `scratch`,
+    # which has none, so the process would run with group 0 (root's group).
+    _, s = routed
+    apps = [c for c in containers(s) if c["Name"] == "app"]
+    assert len(apps) == 2  # production and canary
+    for app in apps:
+        user, _, group = app["User"].partition(":")
+        assert (user, group) == ("10001", "10001")
+
+
 def test_root_file_systems_are_read_only_except_envoys(routed):
     # Envoy's is writable: App Mesh's agent writes Envoy's bootstrap to /tmp as user 1337, and a
     # root-owned scratch volume there crashes it the same way (aws/aws-app-mesh-roadmap#433).

@@ -142,6 +142,17 @@ def test_alb_router_has_no_app_mesh_and_no_envoy(synth):
         assert [c["Name"] for c in props["ContainerDefinitions"]] == ["app"]
 
 
+def test_alb_router_creates_no_cloud_map_namespace(synth):
+    # A private DNS namespace is a Route 53 private hosted zone, billed monthly
+    # (https://docs.aws.amazon.com/cloud-map/latest/dg/working-with-namespaces.html); only App Mesh's
+    # nodes and virtual service register in one.
+    kinds = {v["Type"] for v in synth_for(synth, "alb", 10).template["Resources"].values()}
+    assert not {k for k in kinds if k.startswith("AWS::ServiceDiscovery::")}
+    assert "AWS::ServiceDiscovery::PrivateDnsNamespace" in {
+        v["Type"] for v in synth_for(synth, "appmesh", 10).template["Resources"].values()
+    }
+
+
 def test_alb_target_groups_check_health_on_the_app_port(synth):
     s = synth_for(synth, "alb", 10)
     groups = s.resources("AWS::ElasticLoadBalancingV2::TargetGroup")
