@@ -1,0 +1,105 @@
+"""The router contract (canary_stack/routers/base.py), checked on each router by itself.
+
+Each router is built on a bare Stack with its real dependencies (network, load balancer, two
+versions of the service) at two weights, and synthesized with `assertions.Template`. Whatever the
+router, the weights live in the one resource it names, that resource is updated only after both
+ECS services, and it hands over the signals the alarms read. The whole-app syntheses
+(tests/stack/test_determinism.py) hold the same contract for the app as `cdk synth` builds it; these
+hold it for any router added to ROUTERS, before it is wired into the app.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import synthesis  # noqa: F401  (sets up the Node.js toolchain before aws_cdk loads)
+from aws_cdk import App, Stack, assertions
+from aws_cdk import aws_ecs as ecs
+
+from canary_stack.ingress import PublicEntrypoint
+from canary_stack.network import Network
+from canary_stack.routers import ROUTERS
+from canary_stack.routers.base import CANARY, PRODUCTION, CanaryRouter
+from canary_stack.service import CrystalService
+
+WEIGHTS = (10, 60)
+
+
+@dataclass(frozen=True)
+class Built:
+    router: CanaryRouter
+    production: CrystalService
+    canary: CrystalService
+    template: dict
+
+    def logical_id(self, resource) -> str:
+        stack = Stack.of(resource)
+        return stack.resolve(stack.get_logical_id(resource))
+
+
+def build(name: str, weight: int) -> Built:
+    stack = Stack(App(), "Bare")
+    network = Network(stack, "Network")
+    entrypoint = PublicEntrypoint(stack, "Entrypoint", vpc=network.vpc, allowed_cidr="203.0.113.0/24")
+    router = ROUTERS[name](stack, "Router", network=network, entrypoint=entrypoint, canary_weight=weight)
+    image = ecs.ContainerImage.from_registry("ecsdemo-crystal:test")
+    versions = {
+        version: CrystalService(
+            stack, version.title(), cluster=network.cluster, version=version, image=image, mesh=router.membership(version)
+        )
+        for version in (PRODUCTION, CANARY)
+    }
+    router.route(production=versions[PRODUCTION], canary=versions[CANARY])
+    template = assertions.Template.from_stack(stack).to_json()
+    return Built(router, versions[PRODUCTION], versions[CANARY], template)
+
+
+@pytest.fixture(scope="module", params=sorted(ROUTERS))
+def built(request) -> dict[int, Built]:
+    """Each router at both weights: two bare-stack syntheses per router, shared by the module."""
+    return {weight: build(request.param, weight) for weight in WEIGHTS}
+
+
+def test_a_weight_step_changes_only_the_weighted_resource(built):
+    low, high = (built[w] for w in WEIGHTS)
+    before, after = low.template["Resources"], high.template["Resources"]
+    assert before.keys() == after.keys()
+    changed = [key for key in before if before[key] != after[key]]
+    assert changed == [low.logical_id(low.router.weighted_resource)]
+
+
+def test_the_weighted_resource_holds_both_weights(built):
+    for weight, b in built.items():
+        resource = b.template["Resources"][b.logical_id(b.router.weighted_resource)]
+        numbers = sorted(_weights(resource["Properties"]))
+        assert numbers == sorted([100 - weight, weight])
+
+
+def test_traffic_moves_only_after_both_services(built):
+    for b in built.values():
+        resource = b.template["Resources"][b.logical_id(b.router.weighted_resource)]
+        services = {b.logical_id(b.production.cfn_service), b.logical_id(b.canary.cfn_service)}
+        assert services <= set(resource.get("DependsOn", []))
+
+
+def test_the_router_hands_over_every_signal_the_alarms_read(built):
+    for b in built.values():
+        for signals in (b.router.production_signals, b.router.canary_signals):
+            assert signals.requests is not None and signals.errors is not None and signals.latency_p99 is not None
+        assert b.router.production_signals != b.router.canary_signals
+
+
+def _weights(node) -> list[int]:
+    """Every `Weight` value anywhere below a resource's properties (routers spell their actions differently)."""
+    found: list[int] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Weight" and isinstance(value, int):
+                found.append(value)
+            else:
+                found.extend(_weights(value))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(_weights(item))
+    return found
