@@ -46,7 +46,12 @@ def build(name: str, weight: int) -> Built:
     image = ecs.ContainerImage.from_registry("ecsdemo-crystal:test")
     versions = {
         version: CrystalService(
-            stack, version.title(), cluster=network.cluster, version=version, image=image, mesh=router.membership(version)
+            stack,
+            version.title(),
+            cluster=network.cluster,
+            version=version,
+            image=image,
+            mesh=router.membership(version),
         )
         for version in (PRODUCTION, CANARY)
     }
