@@ -56,7 +56,7 @@ def build(name: str, weight: int) -> Built:
         for version in (PRODUCTION, CANARY)
     }
     router.route(production=versions[PRODUCTION], canary=versions[CANARY])
-    template = assertions.Template.from_stack(stack).to_json()
+    template = dict(assertions.Template.from_stack(stack).to_json())
     return Built(router, versions[PRODUCTION], versions[CANARY], template)
 
 
