@@ -68,6 +68,20 @@ describe CrystalBackend::App do
     end
   end
 
+  {"http://x:99999999999/crystal", "http://x:1a/crystal?q"}.each do |target|
+    it "answers 400 with an access log line for the unparseable target #{target}" do
+      app.request_path(HTTP::Request.new("GET", target)).should be_nil
+      Log.capture("access") do |logs|
+        response = call_handler(app, "GET", target)
+        response.status_code.should eq(400)
+        response.body.should eq("Bad Request\n")
+        logs.check(:info, "request")
+        logs.entry.data[:path].should eq(target.partition('?')[0])
+        logs.entry.data[:status].should eq(400)
+      end
+    end
+  end
+
   {"/", "/crystalx", "/crystal/api/x", "/health/", "/CRYSTAL"}.each do |path|
     it "answers 404 for #{path}" do
       call_handler(app, "GET", path).status_code.should eq(404)

@@ -118,3 +118,136 @@ describe "CrystalBackend.setup_logging" do
     end
   end
 end
+
+private def entry(message : String) : Log::Entry
+  Log::Entry.new("spec", :info, message, Log::Metadata.empty, nil)
+end
+
+# Waits until *condition* holds (the backend writes from its own fiber).
+private def eventually(&condition : -> Bool) : Nil
+  deadline = Time.monotonic + 2.seconds
+  until condition.call
+    fail "condition not met within 2 s" if Time.monotonic > deadline
+    sleep 1.millisecond
+  end
+end
+
+# Fails every write while *broken*, like stdout once its reader is gone (EPIPE).
+private class BreakableIO < IO
+  property? broken = true
+  getter written = IO::Memory.new
+
+  def read(slice : Bytes) : Int32
+    0
+  end
+
+  def write(slice : Bytes) : Nil
+    raise IO::Error.new("Broken pipe") if broken?
+    written.write(slice)
+  end
+end
+
+# A write that never returns until released, like a pipe nobody reads.
+private class StuckIO < IO
+  getter gate = Channel(Nil).new
+
+  def read(slice : Bytes) : Int32
+    0
+  end
+
+  def write(slice : Bytes) : Nil
+    gate.receive
+  end
+end
+
+describe CrystalBackend::DroppingIOBackend do
+  it "writes one JSON line per entry" do
+    io = IO::Memory.new
+    backend = CrystalBackend::DroppingIOBackend.new(io)
+    backend.write(entry("one"))
+    backend.write(entry("two"))
+    backend.close
+    io.to_s.lines.map { |line| JSON.parse(line)["msg"] }.should eq(["one", "two"])
+    backend.dropped.should eq(0)
+  end
+
+  it "survives write errors, counts the lost lines and says so in front of the next line" do
+    io = BreakableIO.new
+    stderr = IO::Memory.new
+    backend = CrystalBackend::DroppingIOBackend.new(io, stderr: stderr)
+    3.times { |i| backend.write(entry("lost #{i}")) }
+    eventually { backend.dropped == 3 }
+    io.broken = false
+    backend.write(entry("kept"))
+    eventually { io.written.to_s.lines.size == 2 }
+    lines = io.written.to_s.lines.map { |line| JSON.parse(line) }
+    {lines[0]["msg"], lines[0]["level"], lines[0]["source"], lines[0]["dropped"]}.should eq(
+      {"log lines dropped", "WARN", "crystal_backend.log", 3})
+    lines[1]["msg"].should eq("kept")
+    backend.close
+    # The total also goes to stderr at close.
+    JSON.parse(stderr.to_s)["dropped"].should eq(3)
+  end
+
+  it "never makes the caller wait: a full queue drops and counts" do
+    io = StuckIO.new
+    backend = CrystalBackend::DroppingIOBackend.new(io, queue_size: 4, close_timeout: 50.milliseconds,
+      stderr: IO::Memory.new)
+    started = Time.monotonic
+    100.times { |i| backend.write(entry("line #{i}")) }
+    Fiber.yield # the writer takes one line and gets stuck writing it
+    100.times { |i| backend.write(entry("more #{i}")) }
+    (Time.monotonic - started).should be < 1.second
+    # 4 queued and 1 in the writer's hands; the rest dropped.
+    backend.dropped.should eq(200 - 5)
+    backend.close
+  end
+
+  it "gives up on a stuck writer at close after close_timeout and reports on stderr" do
+    io = StuckIO.new
+    stderr = IO::Memory.new
+    backend = CrystalBackend::DroppingIOBackend.new(io, close_timeout: 100.milliseconds, stderr: stderr)
+    3.times { |i| backend.write(entry("line #{i}")) }
+    Fiber.yield
+    started = Time.monotonic
+    backend.close
+    (Time.monotonic - started).should be < 1.second
+    # The two still queued are lost; the one being written may still make it.
+    backend.dropped.should eq(2)
+    line = JSON.parse(stderr.to_s)
+    {line["msg"], line["dropped"]}.should eq({"log lines dropped", 2})
+  end
+
+  it "counts lines logged after close instead of raising" do
+    backend = CrystalBackend::DroppingIOBackend.new(IO::Memory.new, stderr: IO::Memory.new)
+    backend.close
+    backend.write(entry("late"))
+    backend.dropped.should eq(1)
+  end
+end
+
+describe CrystalBackend::LogThrottle do
+  it "lets one message through per interval and counts the rest" do
+    throttle = CrystalBackend::LogThrottle.new(1.second)
+    t0 = Time::Span.zero
+    throttle.allow?(t0).should eq(0)
+    throttle.allow?(t0 + 10.milliseconds).should be_nil
+    throttle.allow?(t0 + 990.milliseconds).should be_nil
+    throttle.suppressed.should eq(2)
+    throttle.allow?(t0 + 1.second).should eq(2)
+    throttle.suppressed.should eq(0)
+  end
+
+  it "reports what was held back once an interval has passed, sharing the budget with allow?" do
+    throttle = CrystalBackend::LogThrottle.new(1.second)
+    t0 = Time::Span.zero
+    throttle.summary?(t0).should be_nil # nothing held back
+    throttle.allow?(t0).should eq(0)
+    throttle.allow?(t0 + 1.millisecond).should be_nil
+    throttle.summary?(t0 + 500.milliseconds).should be_nil # too soon
+    throttle.summary?(t0 + 1.second).should eq(1)
+    throttle.allow?(t0 + 1.5.seconds).should be_nil # the summary used this interval's line
+    throttle.take_suppressed.should eq(1)
+    throttle.suppressed.should eq(0)
+  end
+end

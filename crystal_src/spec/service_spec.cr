@@ -50,4 +50,18 @@ describe CrystalBackend::Service do
     socket.close
     service.shutdown("spec")
   end
+
+  it "main exits 2 with one line when the port is taken" do
+    taken = TCPServer.new("127.0.0.1", 0)
+    port = taken.local_address.port
+    errors = IO::Memory.new
+    begin
+      CrystalBackend.main([] of String, {"PORT" => port.to_s, "AZ" => "x", "LOG_LEVEL" => "warn"}, errors).should eq(2)
+    ensure
+      taken.close
+      Log.setup(:none) # main set up logging to stdout
+    end
+    errors.to_s.lines.size.should eq(1)
+    errors.to_s.should contain("PORT #{port}")
+  end
 end

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -108,16 +110,35 @@ def http_get(port: int, path: str, method: str = "GET", timeout: float = 5.0, bo
 
 
 class ServerProcess:
-    """The compiled server on a free loopback-reachable port."""
+    """The compiled server on a free loopback-reachable port.
 
-    def __init__(self, binary: Path, env: dict[str, str], log_path: Path | None):
+    Its stdout and stderr go to *log_path*; with *stdout* (e.g. subprocess.PIPE)
+    only stderr does. *preexec_fn* runs in the child before the server starts
+    (e.g. to lower a resource limit).
+    """
+
+    def __init__(
+        self,
+        binary: Path,
+        env: dict[str, str],
+        log_path: Path | None,
+        *,
+        stdout: int | None = None,
+        preexec_fn: Callable[[], object] | None = None,
+    ):
         self.port = int(env["PORT"]) if env["PORT"].isdigit() else -1
         self.log_path = log_path
         self._log = open(log_path, "wb") if log_path else subprocess.DEVNULL
         full_env = {k: v for k, v in os.environ.items() if k not in ("AZ", "ECS_CONTAINER_METADATA_URI_V4")}
         full_env.update(env)
         self.started = time.monotonic()
-        self.proc = subprocess.Popen([str(binary)], env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [str(binary)],
+            env=full_env,
+            stdout=self._log if stdout is None else stdout,
+            stderr=subprocess.STDOUT if stdout is None else self._log,
+            preexec_fn=preexec_fn,
+        )
 
     @property
     def pid(self) -> int:
@@ -125,6 +146,10 @@ class ServerProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def log_entries(self) -> list[dict]:
+        """The JSON log lines written so far (anything else, e.g. a stack trace, is left out)."""
+        return [json.loads(line) for line in self.log_text().splitlines() if line.startswith("{")]
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> float:
         """Poll /health until 200; returns seconds from spawn to ready."""
@@ -164,5 +189,7 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.kill()  # only our own child, by handle
             self.proc.wait(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         if not isinstance(self._log, int):  # a file we opened, not subprocess.DEVNULL
             self._log.close()

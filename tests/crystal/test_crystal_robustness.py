@@ -138,6 +138,29 @@ def test_junk_gets_4xx_or_close(junk_server, name):
     assert junk_server.get("/health")[0] == 200
 
 
+@pytest.mark.parametrize(
+    "target",
+    ["http://x:99999999999/crystal", "http://x:1a/crystal?q=secret"],
+    ids=["port-beyond-int32", "port-not-a-number"],
+)
+def test_unparseable_absolute_target_is_400_with_access_log(junk_server, target):
+    # The stdlib URI parser raises on these (OverflowError, URI::Error): before the
+    # fix the handler crashed, the client got 500 and no access log line was written.
+    with socket.create_connection(("127.0.0.1", junk_server.port), timeout=3) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        reply = read_reply(sock)
+    assert reply.startswith(b"HTTP/1.1 400 "), reply[:200]
+    logged_path = target.partition("?")[0]  # the access log never carries the query
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        access = [e for e in junk_server.log_entries() if e.get("source") == "access" and e["path"] == logged_path]
+        if access:
+            break
+        time.sleep(0.05)
+    assert [(e["method"], e["status"]) for e in access] == [("GET", 400)], junk_server.log_text()[-2000:]
+    assert "Unhandled exception" not in junk_server.log_text()
+
+
 def test_huge_content_length_on_get_is_not_buffered(junk_server):
     """A GET declaring 100 GB of body is answered without reading it, then closed."""
     rss_before = junk_server.rss_kib()

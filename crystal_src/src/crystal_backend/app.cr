@@ -35,10 +35,14 @@ module CrystalBackend
       begin
         # While draining, tell keep-alive clients to go elsewhere for the next request.
         context.response.headers["Connection"] = "close" if @draining
-        route(context, path)
+        if path
+          route(context, path)
+        else
+          bad_request(context)
+        end
       ensure
         @in_flight -= 1
-        log_access(context, path, started)
+        log_access(context, path || without_query(context.request.resource), started)
       end
     end
 
@@ -73,12 +77,21 @@ module CrystalBackend
       end
     end
 
-    # The request path without the query. For the usual origin-form target
-    # ("/crystal?x=1") this avoids HTTP::Request#path, which parses a URI
-    # object per request; other forms (absolute URI) still go through it.
-    def request_path(request : HTTP::Request) : String
+    # The request path without the query, or nil for a target that is not a
+    # URI. For the usual origin-form target ("/crystal?x=1") this avoids
+    # HTTP::Request#path, which parses a URI object per request; other forms
+    # (absolute URI) still go through it, and that parser raises on some
+    # targets (`http://x:99999999999/`: OverflowError; `http://x:1a/`:
+    # URI::Error), which would otherwise answer 500 with no access log line.
+    def request_path(request : HTTP::Request) : String?
       resource = request.resource
-      return request.path unless resource.starts_with?('/')
+      return without_query(resource) if resource.starts_with?('/')
+      request.path
+    rescue # anything the URI parser raises: the client sent a bad target
+      nil
+    end
+
+    private def without_query(resource : String) : String
       query = resource.byte_index('?'.ord)
       query ? resource.byte_slice(0, query) : resource
     end
@@ -114,6 +127,10 @@ module CrystalBackend
 
     private def health(context) : Nil
       respond(context, TEXT_PLAIN, "OK\n")
+    end
+
+    private def bad_request(context) : Nil
+      respond(context, TEXT_PLAIN, "Bad Request\n", :bad_request)
     end
 
     private def not_found(context) : Nil

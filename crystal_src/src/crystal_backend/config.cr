@@ -16,6 +16,10 @@ module CrystalBackend
     SHUTDOWN_GRACE        = 500.milliseconds
     SHUTDOWN_TIMEOUT      = 3.seconds
     HEALTH_CHECK_TIMEOUT  = 2.seconds
+    LOG_QUEUE_SIZE        = 2048     # lines waiting for stdout; more are dropped and counted
+    LOG_CLOSE_TIMEOUT     = 1.second # at exit, for queued lines; stdout may be stuck
+    ACCEPT_RETRY_DELAY    = 10.milliseconds
+    ACCEPT_ERROR_INTERVAL = 1.second # at most one "accept failed" line per interval
 
     getter host : String
     getter port : Int32

@@ -28,6 +28,7 @@ module CrystalBackend
       @processor = HTTP::Server::RequestProcessor.new(@app)
       @processor.max_request_line_size = Config::MAX_REQUEST_LINE_SIZE
       @processor.max_headers_size = Config::MAX_HEADERS_SIZE
+      @accept_errors = LogThrottle.new(Config::ACCEPT_ERROR_INTERVAL)
     end
 
     def bind : Socket::IPAddress
@@ -60,6 +61,7 @@ module CrystalBackend
       while socket = accept(listener)
         spawn serve(socket)
       end
+      report_accept_errors(@accept_errors.take_suppressed)
       if @app.wait_until_drained(Config::SHUTDOWN_TIMEOUT)
         Log.info { "stopped" }
       else
@@ -68,15 +70,28 @@ module CrystalBackend
     end
 
     # The next connection, or nil once the listener is closed. Errors such as
-    # running out of file descriptors are logged and retried.
+    # running out of file descriptors are retried every ACCEPT_RETRY_DELAY
+    # and logged at most once per ACCEPT_ERROR_INTERVAL, with the number of
+    # failures not logged since the previous line (`suppressed`). The count
+    # left when accept works again goes out with the next accept at least an
+    # interval later, or at shutdown.
     private def accept(listener : TCPServer) : TCPSocket?
       loop do
-        return listener.accept?
+        socket = listener.accept?
+        report_accept_errors(@accept_errors.summary?) if @accept_errors.suppressed > 0
+        return socket
       rescue ex
         return nil if listener.closed?
-        Log.error(exception: ex) { "accept failed" }
-        sleep 10.milliseconds
+        if suppressed = @accept_errors.allow?
+          Log.error(exception: ex, &.emit("accept failed", suppressed: suppressed))
+        end
+        sleep Config::ACCEPT_RETRY_DELAY
       end
+    end
+
+    private def report_accept_errors(suppressed : Int64?) : Nil
+      return unless suppressed && suppressed > 0
+      Log.warn &.emit("accept failures not logged", suppressed: suppressed)
     end
 
     # One connection, as `HTTP::Server` serves it: buffered writes (flushed
@@ -106,7 +121,12 @@ module CrystalBackend
     setup_logging(config.log_level)
     az = AvailabilityZone.resolve(config)
     service = Service.new(config, az)
-    address = service.bind
+    begin
+      address = service.bind
+    rescue ex : Socket::Error # port in use, or below 1024 without the right to bind it
+      stderr.puts "startup error: cannot listen on PORT #{config.port}: #{ex.message}"
+      return 2
+    end
     service.trap_signals
     Log.info &.emit("listening", address: address.to_s, az: az, commit: CODE_HASH, crystal: Crystal::VERSION)
     service.run
