@@ -193,3 +193,18 @@ class ServerProcess:
             self.proc.stdout.close()
         if not isinstance(self._log, int):  # a file we opened, not subprocess.DEVNULL
             self._log.close()
+
+
+def final_stage_user(dockerfile: str) -> str | None:
+    """The USER in force in the last stage (each FROM starts a stage with no USER)."""
+    user = None
+    for line in dockerfile.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        instruction = words[0].upper()
+        if instruction == "FROM":
+            user = None
+        elif instruction == "USER":
+            user = words[1]
+    return user

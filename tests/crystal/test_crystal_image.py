@@ -2,22 +2,7 @@
 
 from __future__ import annotations
 
-from crystal.support import CRYSTAL_SRC
-
-
-def final_stage_user(dockerfile: str) -> str | None:
-    """The USER in force in the last stage (each FROM starts a stage with no USER)."""
-    user = None
-    for line in dockerfile.splitlines():
-        words = line.split()
-        if not words or words[0].startswith("#"):
-            continue
-        instruction = words[0].upper()
-        if instruction == "FROM":
-            user = None
-        elif instruction == "USER":
-            user = words[1]
-    return user
+from crystal.support import CRYSTAL_SRC, final_stage_user
 
 
 def test_final_stage_user_parser():

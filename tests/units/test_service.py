@@ -7,10 +7,11 @@ import synthesis  # noqa: F401  (sets up the Node.js toolchain before aws_cdk lo
 from aws_cdk import App, Stack, assertions
 from aws_cdk import aws_ecs as ecs
 from aws_cdk.assertions import Match
+from crystal.support import final_stage_user
 
-from canary_stack.constants import APP_PORT
+from canary_stack.constants import APP_PORT, CRYSTAL_SRC
 from canary_stack.network import Network
-from canary_stack.service import CrystalService
+from canary_stack.service import APP_USER, CrystalService
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,11 @@ def test_the_app_runs_alone_hardened_as_its_own_user_and_group(template):
             "ProxyConfiguration": Match.absent(),
         },
     )
+
+
+def test_the_task_runs_the_app_as_the_user_its_image_names():
+    # ECS enforces the image's own non-root user and group: the two must not drift apart.
+    assert APP_USER == final_stage_user((CRYSTAL_SRC / "Dockerfile").read_text())
 
 
 def test_the_service_is_private_and_rolls_back_a_failed_deployment(template):
