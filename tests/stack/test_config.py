@@ -206,7 +206,7 @@ def test_pipeline_needs_a_real_connection_and_repository():
 
 
 def test_every_default_parses():
-    # The defaults table is the documented one (README); each must pass its own parser.
+    # The defaults table is the documented one (docs/configuration.md); each must pass its own parser.
     # productionImage has none: it is required (test_production_image_has_no_default).
     parse(
         **{
