@@ -325,7 +325,9 @@ class Step:
         targets = run.targets
         for i, weight in enumerate(targets, 1):
             label = f"step {i}/{len(targets)}: " if run.steps is not None else ""
-            self.say(f"--- {label}cdk diff: {STACK_NAME} as deployed now -> canary weight {weight}% from this commit ---")
+            self.say(
+                f"--- {label}cdk diff: {STACK_NAME} as deployed now -> canary weight {weight}% from this commit ---"
+            )
             code = self.tools.run(diff_argv(weight), cwd=self.root, env=env)
             if code != EXIT_OK:
                 self.say(f"cdk diff failed (exit {code}): the approver would not see the change; nothing is deployed")

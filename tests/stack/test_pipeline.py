@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from alarms import put_alarm
 from configurations import CONNECTION, PIPELINE_CONTEXT
+from loopback import LoopbackHttp, crystal_service, describe_stacks
 from synthesis import ROOT
 
 STACK = "CrystalCanaryPipeline"
@@ -182,9 +183,7 @@ def test_the_source_action_hands_codebuild_a_git_clone(pipeline):
     assert action(pipeline, "Source")["Configuration"]["OutputArtifactFormat"] == "CODEBUILD_CLONE_REF"
     # Only CodeBuild can use a clone reference: every consumer of the artifact is a CodeBuild action.
     output = action(pipeline, "Source")["OutputArtifacts"][0]["Name"]
-    consumers = [
-        a for s in pipeline["Stages"] for a in s["Actions"] if {"Name": output} in a.get("InputArtifacts", [])
-    ]
+    consumers = [a for s in pipeline["Stages"] for a in s["Actions"] if {"Name": output} in a.get("InputArtifacts", [])]
     assert [c["ActionTypeId"]["Provider"] for c in consumers] == ["CodeBuild", "CodeBuild"]
 
 
@@ -226,7 +225,9 @@ def test_the_approval_names_the_commit_and_where_the_real_diff_is(pipeline):
     approve = action(pipeline, "Approval")
     text = approve["Configuration"]["CustomData"]
     namespace = action(pipeline, "Source")["Namespace"]
-    assert text.startswith(f"Commit #{{{namespace}.CommitId}}: deploys CrystalCanary at canaryWeight #{{variables.canaryWeight}}")
+    assert text.startswith(
+        f"Commit #{{{namespace}.CommitId}}: deploys CrystalCanary at canaryWeight #{{variables.canaryWeight}}"
+    )
     assert "`cdk diff` of CrystalCanary as deployed now against what this run deploys" in text
     assert len(text) <= 1000
 
@@ -503,75 +504,6 @@ def run_deploy_stage(run_stage):
     return lambda extra_env=None, **variables: run_stage("Deploy", extra_env, **variables)
 
 
-class LoopbackHttp:
-    """A tiny HTTP server on 127.0.0.1 answering with `handle(method, path, body) -> (status, type, bytes)`."""
-
-    def __init__(self, handle):
-        outer = self
-        self.requests: list[tuple[str, str, bytes]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def answer(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                outer.requests.append((self.command, self.path, body))
-                status, ctype, payload = handle(self.command, self.path, body, len(outer.requests) - 1)
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = answer  # noqa: N815 (http.server naming)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def crystal_service(canary_every: int):
-    """/crystal/api of the service behind a router sending every n-th request to the canary."""
-
-    def handle(method, path, body, n):
-        if path != "/crystal/api":
-            return 404, "text/plain", b"not found"
-        commit = "CANARY" if n % canary_every == 0 else "ed106ce"
-        doc = {"from": "Crystal backend", "message": "us-east-1a", "commit": commit}
-        return 200, "application/json", json.dumps(doc).encode()
-
-    return handle
-
-
-def describe_stacks(outputs: dict[str, str]):
-    """CloudFormation's DescribeStacks (query protocol) for the canary stack, with `outputs`."""
-    members = "".join(
-        f"<member><OutputKey>{k}</OutputKey><OutputValue>{v}</OutputValue></member>" for k, v in outputs.items()
-    )
-    xml = (
-        '<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/">'
-        "<DescribeStacksResult><Stacks><member><StackName>CrystalCanary</StackName>"
-        "<StackId>arn:aws:cloudformation:us-east-1:123456789012:stack/CrystalCanary/1</StackId>"
-        "<CreationTime>2026-11-27T00:00:00Z</CreationTime><StackStatus>UPDATE_COMPLETE</StackStatus>"
-        f"<Outputs>{members}</Outputs></member></Stacks></DescribeStacksResult>"
-        "<ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></DescribeStacksResponse>"
-    ).encode()
-
-    def handle(method, path, body, n):
-        if b"Action=DescribeStacks" not in body or b"StackName=CrystalCanary" not in body:
-            return 400, "text/xml", b"<ErrorResponse><Error><Code>InvalidAction</Code></Error></ErrorResponse>"
-        return 200, "text/xml", xml
-
-    return handle
-
-
 @pytest.fixture
 def loopback():
     servers: list[LoopbackHttp] = []
@@ -603,7 +535,9 @@ def test_deploy_stage_deploys_a_weight_the_run_was_started_with(run_deploy_stage
     # a shell ever evaluates it.
     run = run_deploy_stage(canaryWeight=hostile)
     assert run.code != 0 and run.argv == [deploy_argv(40)]  # nothing more was deployed
-    assert run.err.startswith("pipeline deploy: error: canaryWeight must be a whole number from 0 to 100, got '$(touch pwned)")
+    assert run.err.startswith(
+        "pipeline deploy: error: canaryWeight must be a whole number from 0 to 100, got '$(touch pwned)"
+    )
     assert not (source_copy / "pwned").exists()
 
 
@@ -800,7 +734,10 @@ def test_test_stage_shows_the_real_change_of_every_rollout_step(run_stage):
     assert [argv[-1] for argv in run.argv] == ["canaryWeight=10", "canaryWeight=50", "canaryWeight=100"]
     assert all(argv[:4] == ["diff", "CrystalCanary", "--method", "template"] for argv in run.argv)
     for i, weight in enumerate((10, 50, 100), 1):
-        assert f"--- step {i}/3: cdk diff: CrystalCanary as deployed now -> canary weight {weight}% from this commit ---" in run.out
+        assert (
+            f"--- step {i}/3: cdk diff: CrystalCanary as deployed now -> canary weight {weight}% from this commit ---"
+            in run.out
+        )
     assert "200 requests to the stack's Url output" in run.out
 
 
