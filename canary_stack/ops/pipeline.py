@@ -30,7 +30,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from canary_stack.config import ConfigError
 from canary_stack.constants import CDK_CLI, PROJECT_ROOT, STACK_NAME
@@ -105,6 +105,8 @@ CI_BIN = Path("build") / "ci-bin"
 
 # ---------------------------------------------------------------- reading them
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class Run:
@@ -120,7 +122,10 @@ class Run:
     @property
     def targets(self) -> list[int]:
         """Every weight this run deploys, in order (the approver sees a diff for each)."""
-        return self.steps if self.steps is not None else [self.weight]  # type: ignore[list-item]
+        if self.steps is not None:
+            return self.steps
+        assert self.weight is not None
+        return [self.weight]
 
 
 def _variable(environ: Mapping[str, str], name: str) -> str:
@@ -136,7 +141,7 @@ def _variable(environ: Mapping[str, str], name: str) -> str:
     return raw
 
 
-def _parsed(name: str, parse: Callable[[str], object], raw: str) -> object:
+def _parsed(name: str, parse: Callable[[str], T], raw: str) -> T:
     try:
         return parse(raw)
     except argparse.ArgumentTypeError as err:
@@ -153,10 +158,10 @@ def read_run(environ: Mapping[str, str], root: Path) -> Run:
     from canary_stack.ops.deployable import deploy_config
 
     raw = {name: _variable(environ, name) for name in VARIABLE_ENV}
-    bake = float(_parsed(BAKE, bounded_float(0, rollout.MAX_BAKE_SECONDS), raw[BAKE]))  # type: ignore[arg-type]
+    bake = _parsed(BAKE, bounded_float(0, rollout.MAX_BAKE_SECONDS), raw[BAKE])
     verify_requests = None
     if raw[VERIFY].strip() != NO_VERIFY:
-        verify_requests = int(_parsed(VERIFY, bounded_int(1, verify.MAX_REQUESTS), raw[VERIFY]))  # type: ignore[call-overload]
+        verify_requests = _parsed(VERIFY, bounded_int(1, verify.MAX_REQUESTS), raw[VERIFY])
     rolling = raw[STEPS].strip() != NO_ROLLOUT
     if rolling and raw[WEIGHT].strip() != COMMITTED:
         raise UsageError(
@@ -170,7 +175,7 @@ def read_run(environ: Mapping[str, str], root: Path) -> Run:
         )
     try:
         if rolling:
-            steps: list[int] = _parsed(STEPS, rollout.parse_steps, raw[STEPS])  # type: ignore[assignment]
+            steps = _parsed(STEPS, rollout.parse_steps, raw[STEPS])
             deploys = len(steps) + 1  # every step and a rollback to 0
             needed = len(steps) * bake + deploys * rollout.DEPLOY_ALLOWANCE
             if needed > MAX_ROLLOUT_SECONDS:
