@@ -102,6 +102,25 @@ def step_command(step: str) -> str:
 CRYSTAL_WRAPPER = Path("ci") / "crystal-in-docker"
 CI_BIN = Path("build") / "ci-bin"
 
+# make test runs as on a laptop without an AWS account: none of the build role's credentials reach
+# the tests, which never need them (a test that did would pass in CodeBuild and fail elsewhere).
+# The sources the SDKs read from the environment: keys, profiles, web identity, and the container
+# credential provider's endpoint (https://docs.aws.amazon.com/sdkref/latest/guide/feature-container-credentials.html);
+# the instance metadata service is switched off.
+CREDENTIAL_ENV = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+)
+
 
 # ---------------------------------------------------------------- reading them
 
@@ -309,7 +328,9 @@ class Step:
             link.unlink()
         link.symlink_to(wrapper.resolve())
         # `crystal` is the wrapper for make test only: PATH changes for this one child.
-        env = {**self.environ, "PATH": os.pathsep.join([str(ci_bin), self.environ.get("PATH", os.defpath)])}
+        env = {k: v for k, v in self.environ.items() if k not in CREDENTIAL_ENV}
+        env["PATH"] = os.pathsep.join([str(ci_bin), self.environ.get("PATH", os.defpath)])
+        env["AWS_EC2_METADATA_DISABLED"] = "true"
         self.say(f"make test, with {CRYSTAL_WRAPPER} as crystal")
         code = self.tools.run(["make", "test"], cwd=self.root, env=env)
         if code != EXIT_OK:

@@ -162,6 +162,23 @@ def test_test_runs_make_test_with_the_wrapper_first_on_path_for_make_test_only(r
     assert "make test, with ci/crystal-in-docker as crystal" in out
 
 
+def test_make_test_gets_none_of_the_build_s_aws_credentials(root):
+    """The tests run as on a laptop without an account: the build role's credentials (CodeBuild's
+    container credential endpoint, or keys) stay with the build."""
+    credentials = {
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/abc",
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "AWS_SESSION_TOKEN": "token",
+        "AWS_PROFILE": "build",
+    }
+    code, _, _, recorder = step("test", root, None, **credentials)
+    ((_, _, env),) = recorder.runs
+    assert code == 0 and not set(credentials) & set(env)
+    assert env["AWS_EC2_METADATA_DISABLED"] == "true"
+    assert env["AWS_REGION"] == "eu-west-1" and env["CANARY_WEIGHT"] == "committed"
+
+
 def test_a_failed_make_test_fails_the_step(root):
     code, out, _, _ = step("test", root, Recorder(code=2))
     assert code == 1 and "make test failed (exit 2): nothing is deployed" in out
