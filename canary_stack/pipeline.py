@@ -55,9 +55,9 @@ WEIGHT_VARIABLE, STEPS_VARIABLE, BAKE_VARIABLE, VERIFY_VARIABLE = WEIGHT, STEPS,
 # not the build, holds the rights to change the canary stack.
 BOOTSTRAP_ROLE_KINDS = ("deploy", "file-publishing", "image-publishing", "lookup")
 # What `cdk diff --method template` assumes to read the deployed template: the lookup role only
-# ("template ... Uses the lookup role": https://docs.aws.amazon.com/cdk/v2/guide/ref-cli-cmd-diff.html).
-# The bootstrap template gives it read-only rights
-# (https://docs.aws.amazon.com/cdk/v2/guide/bootstrapping-env.html).
+# ("template ... Uses the lookup role": https://docs.aws.amazon.com/cdk/v2/guide/ref-cli-cmd-diff.html);
+# the other methods create a change set with the deploy role, which the test build must not hold.
+# What the lookup role may read is the bootstrap stack's to say (`cdk bootstrap`), not this stack's.
 DIFF_ROLE_KINDS = ("lookup",)
 
 # CodeBuild's Ubuntu 22.04 image: Python 3.11 (as .venv), Node.js 20 and Docker. Ubuntu 22.04 has

@@ -405,7 +405,8 @@ def moto_cloudwatch(moto_server):
 FAKE_MAKE = f"""#!{sys.executable}
 import json, os, shutil, sys
 with open(os.environ["FAKE_MAKE_LOG"], "a") as log:
-    log.write(json.dumps({{"argv": sys.argv[1:], "crystal": shutil.which("crystal")}}) + "\\n")
+    aws = sorted(k for k in os.environ if k.startswith("AWS_") and k not in ("AWS_REGION", "AWS_DEFAULT_REGION"))
+    log.write(json.dumps({{"argv": sys.argv[1:], "crystal": shutil.which("crystal"), "aws": aws}}) + "\\n")
 print("fake make: " + " ".join(sys.argv[1:]), flush=True)
 sys.exit(int(os.environ.get("FAKE_MAKE_EXIT", "0")))
 """
@@ -646,7 +647,8 @@ def test_deploy_stage_rollout_verifies_each_step_at_the_stack_s_url(run_deploy_s
     """rolloutVerifyRequests: after each bake, the measured split at the stack's Url output must
     match the step; the router here really sends 10 %, so step 10 passes and step 50 rolls back."""
     service = loopback(crystal_service(canary_every=10))
-    cloudformation = loopback(describe_stacks({"Url": service.url, "CanaryWeight": "0"}))
+    outputs = {"Url": service.url, "CanaryWeight": "0", "CanaryCommit": "CANARY"}
+    cloudformation = loopback(describe_stacks(outputs))
     run = run_deploy_stage(
         {"AWS_ENDPOINT_URL_CLOUDFORMATION": cloudformation.url},
         rolloutSteps="10,50",
@@ -720,6 +722,8 @@ def test_test_stage_runs_make_test_with_the_wrapper_as_crystal_then_cdk_diff_of_
     assert make["argv"] == ["test"]
     # ci/crystal-in-docker as `crystal`, first on PATH for make test (Ubuntu 22.04 has no crystal).
     assert Path(make["crystal"]).resolve() == (source_copy / "ci" / "crystal-in-docker").resolve()
+    # ... and none of the build's AWS credentials: the tests run as on a laptop without an account.
+    assert make["aws"] == ["AWS_EC2_METADATA_DISABLED", "AWS_ENDPOINT_URL"]
     # Then what the approver reads: the deployed stack against the committed weight, by the lookup role.
     assert run.argv == [["diff", "CrystalCanary", "--method", "template", "--no-notices", "-c", "canaryWeight=25"]]
     head = git(source_copy, "rev-parse", "HEAD").strip()
