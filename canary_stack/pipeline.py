@@ -12,8 +12,13 @@ each step deployed and baked `rolloutBake` seconds against the canary alarms, a 
 weight 0 and a failed build on an alarm or a failed deploy. A rollout that passes every step
 leaves the canary at its last weight; production changes only through git (`make promote`).
 
-The approver sees the tests' result and the offline CloudFormation diff from the committed weight
-to the weight about to be deployed, or the rollout's plan and the diff of each of its steps.
+The builds run on a git clone of the commit (the source action's full-clone output), so the tests
+that need git work as on a laptop. Each build step is project code (`python -m canary_stack.ops
+pipeline STEP`, canary_stack/ops/pipeline.py): the buildspecs hold no shell logic.
+
+The approver sees the tests' result and `cdk diff` of the deployed stack against what this run
+deploys (the one weight, or every rollout step): the real change, a new image included. The
+offline diff between two weights stays for pull requests (`make diff`).
 """
 
 from __future__ import annotations
@@ -29,14 +34,31 @@ from canary_stack.config import PipelineConfig
 from canary_stack.constants import STACK_NAME, canary_alarm_prefix
 from canary_stack.log_groups import log_group
 from canary_stack.nag import acknowledge, arn_of, cfn_resource, logical_id_of, skip_checkov
+from canary_stack.ops.pipeline import (
+    BAKE,
+    COMMITTED,
+    DEFAULT_BAKE,
+    DEPLOY_TIMEOUT_MINUTES,
+    NO_ROLLOUT,
+    NO_VERIFY,
+    STEPS,
+    VARIABLE_ENV,
+    VERIFY,
+    WEIGHT,
+    step_command,
+)
 
-WEIGHT_VARIABLE = "canaryWeight"
-STEPS_VARIABLE = "rolloutSteps"
-BAKE_VARIABLE = "rolloutBake"
-VERIFY_VARIABLE = "rolloutVerifyRequests"
+# The pipeline's variables, their defaults and the environment variables the builds get them as
+# live with the steps that read them (canary_stack/ops/pipeline.py, which imports no CDK).
+WEIGHT_VARIABLE, STEPS_VARIABLE, BAKE_VARIABLE, VERIFY_VARIABLE = WEIGHT, STEPS, BAKE, VERIFY
 # The CDK bootstrap roles a `cdk deploy` assumes; the deploy role's CloudFormation execution role,
 # not the build, holds the rights to change the canary stack.
 BOOTSTRAP_ROLE_KINDS = ("deploy", "file-publishing", "image-publishing", "lookup")
+# What `cdk diff --method template` assumes to read the deployed template: the lookup role only
+# ("template ... Uses the lookup role": https://docs.aws.amazon.com/cdk/v2/guide/ref-cli-cmd-diff.html);
+# the other methods create a change set with the deploy role, which the test build must not hold.
+# What the lookup role may read is the bootstrap stack's to say (`cdk bootstrap`), not this stack's.
+DIFF_ROLE_KINDS = ("lookup",)
 
 # CodeBuild's Ubuntu 22.04 image: Python 3.11 (as .venv), Node.js 20 and Docker. Ubuntu 22.04 has
 # no `crystal` package (packages.ubuntu.com lists it from noble on:
@@ -46,117 +68,34 @@ BOOTSTRAP_ROLE_KINDS = ("deploy", "file-publishing", "image-publishing", "lookup
 BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
 RUNTIMES = {"python": "3.11", "nodejs": "20"}
 
-COMMITTED = "committed"  # canaryWeight's default: deploy what cdk.json says
-# rolloutSteps' default: no rollout, one deploy at canaryWeight. A pipeline variable's default
-# and value cannot be empty (1 to 1000 characters:
-# https://docs.aws.amazon.com/codepipeline/latest/APIReference/API_PipelineVariableDeclaration.html).
-NO_ROLLOUT = "none"
-DEFAULT_BAKE = "600"
-NO_VERIFY = "0"
+DEPLOY_TIMEOUT = Duration.minutes(DEPLOY_TIMEOUT_MINUTES)
 
-# CodeBuild allows 5 to 2160 minutes (36 hours) per build
-# (https://docs.aws.amazon.com/codebuild/latest/APIReference/API_CreateProject.html, timeoutInMinutes).
-# The rollout is refused before its first deploy unless its bakes and deploys fit in what is left
-# after set-up (`rollout --max-duration`): a build killed by its timeout mid-bake rolls nothing
-# back. Longer bakes: raise DEPLOY_TIMEOUT here (up to 36 hours) and redeploy the pipeline, or run
-# the rollout from a machine without a limit (`python -m canary_stack.ops.rollout`), or step the
-# weight one pipeline run at a time (`canaryWeight`) and bake between runs.
-DEPLOY_TIMEOUT = Duration.hours(8)
-SETUP_ALLOWANCE = Duration.minutes(20)  # queueing, provisioning and `make setup` come out of the same timeout
-MAX_ROLLOUT_SECONDS = int(DEPLOY_TIMEOUT.to_seconds() - SETUP_ALLOWANCE.to_seconds())
-
-# Pipeline variables reach the builds only as these environment variables, and every command
-# reads them quoted: no value is ever part of the shell text.
-VARIABLE_ENV = {
-    WEIGHT_VARIABLE: "CANARY_WEIGHT",
-    STEPS_VARIABLE: "ROLLOUT_STEPS",
-    BAKE_VARIABLE: "ROLLOUT_BAKE",
-    VERIFY_VARIABLE: "ROLLOUT_VERIFY_REQUESTS",
-}
-
-# A run either deploys one weight or rolls out; both set is a mistake to stop before the tests.
-_ONE_OR_THE_OTHER = (
-    f'if [ "$ROLLOUT_STEPS" != {NO_ROLLOUT} ] && [ "$CANARY_WEIGHT" != {COMMITTED} ]; then '
-    f'echo "error: {WEIGHT_VARIABLE} and {STEPS_VARIABLE} are both set; start the pipeline with '
-    f'{WEIGHT_VARIABLE}={COMMITTED} for a rollout, or {STEPS_VARIABLE}={NO_ROLLOUT} for one deploy" >&2; false; fi'
-)
-# What one command sets for the next is exported: buildspec 0.2 keeps the environment from one
-# command to the next (https://docs.aws.amazon.com/codebuild/latest/userguide/build-env-ref-cmd.html);
-# exported variables carry over whether or not the commands share one shell.
-# The committed weight: cdk.json's context as the CDK CLI reads it, validated by the app's parser
-# (exit 2 with one line if it is not a weight). `&& export`, so the tool's failure fails the build.
-_COMMITTED_WEIGHT = (
-    "COMMITTED_WEIGHT=$(.venv/bin/python -m canary_stack.ops.committed canaryWeight) && export COMMITTED_WEIGHT"
-)
-# The weight to deploy: the variable, or the committed weight when the variable says so.
-_RESOLVE_WEIGHT = (
-    f'WEIGHT="$CANARY_WEIGHT"; if [ "$WEIGHT" = {COMMITTED} ]; then WEIGHT="$COMMITTED_WEIGHT"; fi; export WEIGHT'
-)
-# The Crystal compiler for `make test`: ci/crystal-in-docker as `crystal`, first on PATH, in this build only.
-_CRYSTAL_ON_PATH = 'mkdir -p build/ci-bin && ln -sfn "$PWD/ci/crystal-in-docker" build/ci-bin/crystal'
-_MAKE_TEST = 'PATH="$PWD/build/ci-bin:$PATH" make test'
-# The rollout's optional verify: N requests to the stack's Url output after each bake. A bash
-# array (in the rollout's own command: arrays cannot be exported), expanded quoted: the value stays
-# one argument, which the tool validates.
-_VERIFY_ARGS = (
-    f'VERIFY=(); if [ "$ROLLOUT_VERIFY_REQUESTS" != {NO_VERIFY} ]; then '
-    'VERIFY=(--verify-requests "$ROLLOUT_VERIFY_REQUESTS" --url-from-stack); fi'
+# The Approve action's text: what the run deploys, and where the approver reads the change. Pipeline
+# variables resolve in action configuration, and a configuration field holds at most 1000
+# characters (https://docs.aws.amazon.com/codepipeline/latest/userguide/reference-variables.html).
+APPROVAL_TEXT = (
+    "Commit {commit}: deploys {stack} at canaryWeight #{{variables.canaryWeight}}, or rolls it out through "
+    "#{{variables.rolloutSteps}} baking #{{variables.rolloutBake}}s a step (verify: "
+    "#{{variables.rolloutVerifyRequests}} requests). The TestAndDiff build's log (View details) ends with "
+    "`cdk diff` of {stack} as deployed now against what this run deploys: the one weight, or every rollout "
+    "step, with any image change (a promotion's production image, a new canary image)."
 )
 
 
-def _rollout(target_stack: str, *extra: str) -> str:
-    """The rollout tool at the pipeline's variables; it validates them (one line, exit 2)."""
-    return (
-        _VERIFY_ARGS
-        + "; "
-        + " ".join(
-            [
-                ".venv/bin/python -m canary_stack.ops.rollout",
-                *extra,
-                '--steps "$ROLLOUT_STEPS" --bake "$ROLLOUT_BAKE" "${VERIFY[@]}"',
-                f"--max-duration {MAX_ROLLOUT_SECONDS} --stack-name {target_stack}",
-            ]
-        )
-    )
+def tests_and_diff_commands() -> list[str]:
+    """TestAndDiff: the variables checked, the tests, then what the approver approves."""
+    return [step_command("test"), step_command("diff")]
 
 
-def _one_deploy_or_rollout(one_deploy: str, rollout: str) -> str:
-    return f'if [ "$ROLLOUT_STEPS" = {NO_ROLLOUT} ]; then {one_deploy}; else {rollout}; fi'
-
-
-def tests_and_diff_commands(target_stack: str) -> list[str]:
-    """TestAndDiff: the variables' combination, the tests, then what the approver approves."""
-    diff = (
-        'echo "committed canaryWeight: $COMMITTED_WEIGHT; deploying canaryWeight: $WEIGHT" && '
-        '.venv/bin/python -m canary_stack.ops.offline_diff --from "$COMMITTED_WEIGHT" --to "$WEIGHT"'
-    )
-    return [
-        _ONE_OR_THE_OTHER,
-        _CRYSTAL_ON_PATH,
-        _MAKE_TEST,
-        _COMMITTED_WEIGHT,
-        _RESOLVE_WEIGHT,
-        _one_deploy_or_rollout(diff, _rollout(target_stack, "--dry-run")),
-    ]
-
-
-def deploy_commands(target_stack: str) -> list[str]:
-    """Deploy: one `cdk deploy` at the resolved weight, or the rollout (exit 1 on a rollback)."""
-    # `make deploy`, as from a laptop: the app's checks and the App Mesh refusal run before the CLI
-    # builds any asset. make hands WEIGHT to the tool raw (never to a shell); the pipeline only
-    # deploys the app's one canary stack.
-    assert target_stack == STACK_NAME, f"make deploy deploys {STACK_NAME}, not {target_stack}"
-    one_deploy = 'make deploy WEIGHT="$WEIGHT"'
-    return [
-        _ONE_OR_THE_OTHER,
-        _COMMITTED_WEIGHT,
-        _RESOLVE_WEIGHT,
-        _one_deploy_or_rollout(one_deploy, _rollout(target_stack)),
-    ]
+def deploy_commands() -> list[str]:
+    """Deploy: the variables checked again, then one `make deploy` or the rollout."""
+    return [step_command("deploy")]
 
 
 def _buildspec(commands: list[str]) -> codebuild.BuildSpec:
-    """Both builds: bash, the project's own set-up (venv, npm ci), then `commands`."""
+    """Both builds: bash, the project's own set-up (venv, npm ci), then `commands`: the steps of
+    canary_stack/ops/pipeline.py, which read the variables from the environment. No command holds
+    a variable or any shell logic."""
     return codebuild.BuildSpec.from_object(
         {
             "version": "0.2",
@@ -177,12 +116,6 @@ def stack_arn(stack_name: str) -> str:
     return f"arn:{Aws.PARTITION}:cloudformation:{Aws.REGION}:{Aws.ACCOUNT_ID}:stack/{stack_name}/*"
 
 
-def canary_alarms_arn(target_stack: str) -> str:
-    """Every canary alarm of `target_stack` (the rollout watches exactly these)."""
-    prefix = canary_alarm_prefix(target_stack)
-    return f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:{prefix}*"
-
-
 class PipelineStack(Stack):
     """CodePipeline V2 deploying `target_stack` from `source` at the `canaryWeight` variable, or
     rolling it out through `rolloutSteps`."""
@@ -197,6 +130,9 @@ class PipelineStack(Stack):
         **kwargs,
     ) -> None:
         super().__init__(scope, id, **kwargs)
+        # The steps deploy the app's one canary stack (ops/pipeline.py), by its name.
+        assert target_stack == STACK_NAME, f"the pipeline's steps deploy {STACK_NAME}, not {target_stack}"
+        self._target_stack = target_stack
 
         self.weight_variable = codepipeline.Variable(
             variable_name=WEIGHT_VARIABLE,
@@ -216,22 +152,38 @@ class PipelineStack(Stack):
         self.verify_variable = codepipeline.Variable(
             variable_name=VERIFY_VARIABLE,
             default_value=NO_VERIFY,
-            description="Requests to the stack's Url after each bake to measure the split (0: none); "
+            description="Requests to the stack's Url after each rollout step's bake to measure the split (0: none); "
             "the load balancer must admit CodeBuild (allowedCidr)",
         )
         variables = {
             v.variable_name: v
             for v in (self.weight_variable, self.steps_variable, self.bake_variable, self.verify_variable)
         }
+        # Pipeline variables resolve in action configuration only (a buildspec cannot reference
+        # them): both CodeBuild actions pass them as environment variables, which the steps read
+        # and check (canary_stack/ops/pipeline.py).
         build_env = {
             env: codebuild.BuildEnvironmentVariable(value=variables[name].reference())
             for name, env in VARIABLE_ENV.items()
         }
 
+        # `cdk diff` of the deployed stack (the lookup role) and the tests; nothing that changes AWS.
+        self.test_role = iam.Role(
+            self,
+            "TestRole",
+            assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
+            description=f"make test, and cdk diff of {target_stack} through the CDK bootstrap lookup role",
+        )
+        self.test_role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["sts:AssumeRole"], resources=[bootstrap_role_arn(kind) for kind in DIFF_ROLE_KINDS]
+            )
+        )
         self.test_project = codebuild.PipelineProject(
             self,
             "TestProject",
-            description="make test, then the CloudFormation diff (or the rollout plan) of what is to be deployed",
+            description=f"make test, then cdk diff of {target_stack} as deployed against what the run deploys",
+            role=self.test_role,
             # Privileged: the Docker daemon runs the Crystal compiler of the image the Dockerfile
             # builds with (ci/crystal-in-docker), so the tests also test the compiler that image ships.
             # It pulls crystallang/crystal from Docker Hub, as the Deploy build's image asset does:
@@ -242,17 +194,17 @@ class PipelineStack(Stack):
             timeout=Duration.minutes(60),
             logging=self._logging("TestLogs"),
             grant_report_group_permissions=False,  # no test reports: no report-group rights
-            build_spec=_buildspec(tests_and_diff_commands(target_stack)),
+            build_spec=_buildspec(tests_and_diff_commands()),
         )
 
         # The bootstrap roles (the CLI assumes them for publishing assets and for CloudFormation)
-        # and the rollout's reads of the canary alarms. CodeBuild and the pipeline add the
-        # project's logs and artifact reads.
+        # and the rollout's reads of the canary alarms and the stack's outputs. CodeBuild and the
+        # pipeline add the project's logs, artifact reads and the connection (the clone).
         self.deploy_role = iam.Role(
             self,
             "DeployRole",
             assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
-            description=f"cdk deploy {target_stack}: the CDK bootstrap roles and the canary alarms' states",
+            description=f"cdk deploy {target_stack}: the CDK bootstrap roles, the canary alarms' states, the stack's outputs",
         )
         self.deploy_role.add_to_policy(
             iam.PolicyStatement(
@@ -260,18 +212,18 @@ class PipelineStack(Stack):
                 resources=[bootstrap_role_arn(kind) for kind in BOOTSTRAP_ROLE_KINDS],
             )
         )
-        # DescribeAlarms takes the alarm resource type, so the grant names this stack's canary
-        # alarms only (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html).
-        # A narrower scope than "*" hides composite alarms
-        # (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_DescribeAlarms.html):
-        # the canary alarms are metric alarms.
+        # The rollout reads the canary alarms with AlarmTypes=[MetricAlarm, CompositeAlarm]: "To use
+        # this operation and return information about composite alarms, you must be signed on with
+        # the cloudwatch:DescribeAlarms permission that is scoped to *"
+        # (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_DescribeAlarms.html).
+        # A grant on the canary alarms' ARNs (the action's alarm resource type in
+        # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html)
+        # would stop the rollout before its first step. The action only reads alarm states.
         self._alarm_prefix = canary_alarm_prefix(target_stack)
-        self._target_stack = target_stack
-        self.deploy_role.add_to_policy(
-            iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"], resources=[canary_alarms_arn(target_stack)])
-        )
-        # The optional verify reads the service URL from the stack's outputs. DescribeStacks takes
-        # the stack resource type, whose ARN ends in a generated id
+        self.deploy_role.add_to_policy(iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"], resources=["*"]))
+        # The rollout's verify reads the stack's outputs (Url, and which version is which), and the
+        # rollout the stack's status around a failed deploy. DescribeStacks takes the stack resource
+        # type, whose ARN ends in a generated id
         # (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscloudformation.html).
         self.deploy_role.add_to_policy(
             iam.PolicyStatement(actions=["cloudformation:DescribeStacks"], resources=[stack_arn(target_stack)])
@@ -286,10 +238,7 @@ class PipelineStack(Stack):
             timeout=DEPLOY_TIMEOUT,
             logging=self._logging("DeployLogs"),
             grant_report_group_permissions=False,
-            # The variables are #{variables.*}, resolved by the pipeline in the action's
-            # configuration (a buildspec cannot reference pipeline variables). The app validates
-            # the weight, the rollout tool its steps and bake.
-            build_spec=_buildspec(deploy_commands(target_stack)),
+            build_spec=_buildspec(deploy_commands()),
         )
 
         source_output = codepipeline.Artifact("Source")
@@ -301,6 +250,12 @@ class PipelineStack(Stack):
             repo=repo,
             branch=source.branch,
             output=source_output,
+            # OutputArtifactFormat CODEBUILD_CLONE_REF: "the next CodeBuild job clones the repository
+            # (instead of CodePipeline downloading the files). This provides access to repository
+            # history" (https://docs.aws.amazon.com/cdk/api/v2/python/aws_cdk.pipelines/ConnectionSourceOptions.html).
+            # The default zip has no .git, and the tests that use git (worktrees, rev-parse) fail on it
+            # (https://docs.aws.amazon.com/codepipeline/latest/userguide/action-reference-CodestarConnectionSource.html).
+            code_build_clone_output=True,
         )
         self.test_action = actions.CodeBuildAction(
             action_name="TestAndDiff",
@@ -310,11 +265,8 @@ class PipelineStack(Stack):
         )
         self.approval_action = actions.ManualApprovalAction(
             action_name="Approve",
-            additional_information=(
-                f"Deploys {target_stack} at canaryWeight #{{variables.{WEIGHT_VARIABLE}}}, or rolls it out "
-                f"through #{{variables.{STEPS_VARIABLE}}} baking #{{variables.{BAKE_VARIABLE}}}s a step "
-                f"(verify: #{{variables.{VERIFY_VARIABLE}}} requests). "
-                "The TestAndDiff logs show the tests and the CloudFormation diff (or the rollout plan)."
+            additional_information=APPROVAL_TEXT.format(
+                commit=self.source_action.variables.commit_id, stack=target_stack
             ),
         )
         # The same source artifact as the tests: what was approved is what is deployed.
@@ -346,14 +298,25 @@ class PipelineStack(Stack):
         return source.node.find_child("CodePipelineActionRole")  # type: ignore[return-value]
 
     def _grant_connection_use(self, connection_arn: str) -> None:
-        """CDK grants only `codestar-connections:UseConnection`. AWS CodeStar Connections was renamed
+        """Who uses the connection: the source action (to fetch the commit) and, with the full-clone
+        output, both CodeBuild roles (to clone it): "To use this mode, you must grant your CodeBuild
+        environment permissions to use the connection", `UseConnection` on the connection ARN
+        (https://docs.aws.amazon.com/codepipeline/latest/userguide/troubleshooting.html#codebuild-role-connections).
+
+        CDK grants only `codestar-connections:UseConnection`. AWS CodeStar Connections was renamed
         AWS CodeConnections, the console creates `arn:aws:codeconnections:...` connections since
         2024-07-01, and "when specifying a resource in the IAM policy, the service prefix needs to match
         that of the resource" (https://docs.aws.amazon.com/dtconsole/latest/userguide/rename.html).
         Both actions on the one connection: whichever prefix the ARN has, its action is granted."""
+        both = iam.PolicyStatement(
+            actions=["codestar-connections:UseConnection", "codeconnections:UseConnection"],
+            resources=[connection_arn],
+        )
         self._source_action_role().add_to_principal_policy(
             iam.PolicyStatement(actions=["codeconnections:UseConnection"], resources=[connection_arn])
         )
+        for role in (self.test_role, self.deploy_role):
+            role.add_to_principal_policy(both)
 
     def _acknowledge_findings(self) -> None:
         """cdk-nag findings this stack keeps on purpose, each on the construct it is about."""
@@ -391,14 +354,15 @@ class PipelineStack(Stack):
         deploy_policy = self.deploy_role.node.find_child("DefaultPolicy")
         acknowledge(
             deploy_policy,
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:{self._alarm_prefix}*]",
-            "The rollout reads the states of this stack's canary alarms, which share this name prefix "
-            "(the names are set in observability.py); the alarms are made after the pipeline",
+            "AwsSolutions-IAM5[Resource::*]",
+            "cloudwatch:DescribeAlarms only, which must be scoped to * to return composite alarms "
+            "(https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_DescribeAlarms.html); "
+            "the rollout reads the states of this stack's canary alarms, metric or composite",
         )
         acknowledge(
             deploy_policy,
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudformation:<AWS::Region>:<AWS::AccountId>:stack/{self._target_stack}/*]",
-            "The rollout reads the Url output of the canary stack; a stack ARN ends in an id "
+            "The rollout and its verify read the outputs of the canary stack; a stack ARN ends in an id "
             "CloudFormation generates, so the stack is named and its id left open",
         )
         # The pipeline's role and the role CDK made for the source action.

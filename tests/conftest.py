@@ -63,7 +63,13 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Synthesis]:
 # configurations through the session-cached `synth` (each is synthesized once per unit). The scanners
 # and the pipeline (checkov, cfn-lint, moto) against the template assertions: about even halves.
 STACK = "tests/stack/"
-SCANNERS_AND_PIPELINE = {"test_checkov.py", "test_lint_and_nag.py", "test_pipeline.py", "test_config.py"}
+SCANNERS_AND_PIPELINE = {
+    "test_checkov.py",
+    "test_lint_and_nag.py",
+    "test_pipeline.py",
+    "test_pipeline_iam.py",
+    "test_config.py",
+}
 
 
 def work_unit(nodeid: str) -> str:

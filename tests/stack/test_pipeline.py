@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from alarms import put_alarm
 from configurations import CONNECTION, PIPELINE_CONTEXT
+from loopback import LoopbackHttp, crystal_service, describe_stacks
 from synthesis import ROOT
 
 STACK = "CrystalCanaryPipeline"
@@ -84,15 +85,22 @@ def test_codepipeline_v2_deploys_the_checked_out_committed_weight_by_default(tem
         "rolloutBake": "600",
         "rolloutVerifyRequests": "0",
     }
-    commands = build_commands(template, pipeline, "Deploy")
-    assert (
-        "COMMITTED_WEIGHT=$(.venv/bin/python -m canary_stack.ops.committed canaryWeight) && export COMMITTED_WEIGHT"
-        in commands
-    )
-    assert (
-        'WEIGHT="$CANARY_WEIGHT"; if [ "$WEIGHT" = committed ]; then WEIGHT="$COMMITTED_WEIGHT"; fi; export WEIGHT'
-        in commands
-    )
+
+
+STEP = ".venv/bin/python -m canary_stack.ops pipeline "
+
+
+def test_buildspecs_run_the_project_s_steps_and_hold_no_shell_logic(template, pipeline):
+    """Each build is `make setup`, then the steps of canary_stack/ops/pipeline.py, which read and
+    check the variables themselves: no command holds a variable, a condition or a pipe."""
+    assert build_commands(template, pipeline, "TestAndDiff") == [STEP + "test", STEP + "diff"]
+    assert build_commands(template, pipeline, "Deploy") == [STEP + "deploy"]
+    for stage in ("TestAndDiff", "Deploy"):
+        spec = buildspec(project_of(template, action(pipeline, stage)))
+        assert spec["phases"]["install"]["commands"] == ["make setup"]
+        assert set(spec["phases"]) == {"install", "build"}
+        for command in spec["phases"]["build"]["commands"]:
+            assert not re.search(r"[$;&|<>`(){}\[\]\"'*?]", command), command
 
 
 def test_stages_in_order_source_test_and_diff_approval_deploy(pipeline):
@@ -132,27 +140,51 @@ CODESTAR_CONNECTION = CONNECTION.replace(":codeconnections:", ":codestar-connect
 
 
 @pytest.mark.parametrize("connection", [CONNECTION, CODESTAR_CONNECTION], ids=["codeconnections", "codestar"])
-def test_source_action_may_use_the_connection_whichever_service_prefix_its_arn_has(synth, connection):
+def test_the_source_and_both_builds_may_use_the_connection_whichever_service_prefix_its_arn_has(synth, connection):
     """AWS CodeStar Connections became AWS CodeConnections; new connections have `codeconnections` ARNs,
     old ones keep `codestar-connections`, and IAM's service prefix must match the resource's
-    (https://docs.aws.amazon.com/dtconsole/latest/userguide/rename.html)."""
+    (https://docs.aws.amazon.com/dtconsole/latest/userguide/rename.html). With the full-clone output,
+    CodeBuild clones through the connection with the project's role: "you must grant your CodeBuild
+    environment permissions to use the connection", UseConnection on the connection ARN
+    (https://docs.aws.amazon.com/codepipeline/latest/userguide/troubleshooting.html#codebuild-role-connections)."""
     piped = synth(**{**PIPELINE_CONTEXT, "pipelineConnectionArn": connection})
     template = piped.templates[STACK]
-    source = action(piped.one("AWS::CodePipeline::Pipeline", STACK)["Properties"], "Source")
+    pipeline = piped.one("AWS::CodePipeline::Pipeline", STACK)["Properties"]
+    source = action(pipeline, "Source")
     assert source["Configuration"]["ConnectionArn"] == connection
-    role_id = source["RoleArn"]["Fn::GetAtt"][0]
-    statements = role_statements(template, role_id)
-    granted = {a for st in statements if connection in as_list(st["Resource"]) for a in as_list(st["Action"])}
+    users = {source["RoleArn"]["Fn::GetAtt"][0]} | {
+        project_of(template, action(pipeline, stage))["ServiceRole"]["Fn::GetAtt"][0]
+        for stage in ("TestAndDiff", "Deploy")
+    }
+    assert len(users) == 3
     prefix = connection.split(":")[2]
-    assert f"{prefix}:UseConnection" in granted  # the one IAM checks for this ARN
-    assert granted == {"codeconnections:UseConnection", "codestar-connections:UseConnection"}
-    # Nothing else on the connection, and the connection on no other statement of any role.
+    for role_id in users:
+        statements = role_statements(template, role_id)
+        granted = {a for st in statements if connection in as_list(st["Resource"]) for a in as_list(st["Action"])}
+        assert f"{prefix}:UseConnection" in granted  # the one IAM checks for this ARN
+        assert granted == {"codeconnections:UseConnection", "codestar-connections:UseConnection"}, role_id
+    # Nothing else on the connection, and the connection on no other role.
     for r in template["Resources"].values():
         if r["Type"] == "AWS::IAM::Policy":
             for st in r["Properties"]["PolicyDocument"]["Statement"]:
                 if any("UseConnection" in a for a in as_list(st["Action"])):
-                    assert r["Properties"]["Roles"] == [{"Ref": role_id}]
+                    (role,) = r["Properties"]["Roles"]
+                    assert role["Ref"] in users
                     assert as_list(st["Resource"]) == [connection]
+
+
+def test_the_source_action_hands_codebuild_a_git_clone(pipeline):
+    """The default output is a zip without .git, on which `make test`'s git tests fail. Full clone:
+    "the next CodeBuild job clones the repository (instead of CodePipeline downloading the files).
+    This provides access to repository history"
+    (https://docs.aws.amazon.com/cdk/api/v2/python/aws_cdk.pipelines/ConnectionSourceOptions.html); the
+    action's configuration field is OutputArtifactFormat
+    (https://docs.aws.amazon.com/codepipeline/latest/userguide/action-reference-CodestarConnectionSource.html)."""
+    assert action(pipeline, "Source")["Configuration"]["OutputArtifactFormat"] == "CODEBUILD_CLONE_REF"
+    # Only CodeBuild can use a clone reference: every consumer of the artifact is a CodeBuild action.
+    output = action(pipeline, "Source")["OutputArtifacts"][0]["Name"]
+    consumers = [a for s in pipeline["Stages"] for a in s["Actions"] if {"Name": output} in a.get("InputArtifacts", [])]
+    assert [c["ActionTypeId"]["Provider"] for c in consumers] == ["CodeBuild", "CodeBuild"]
 
 
 def test_tests_and_diff_then_deploy_the_same_source(pipeline):
@@ -179,65 +211,25 @@ def test_variables_reach_both_builds_only_as_environment_variables(template, pip
                 assert f"${name}" not in unquoted and f"${{{name}}}" not in unquoted, command
 
 
-def test_test_stage_runs_every_test_with_the_image_s_crystal_compiler_then_the_diff(template, pipeline):
-    test = action(pipeline, "TestAndDiff")
-    project = project_of(template, test)
-    commands = build_commands(template, pipeline, "TestAndDiff")
-    # The wrapper as `crystal`, first on PATH for `make test` only (Ubuntu 22.04 has no crystal).
-    install = commands.index('mkdir -p build/ci-bin && ln -sfn "$PWD/ci/crystal-in-docker" build/ci-bin/crystal')
-    assert commands[install + 1] == 'PATH="$PWD/build/ci-bin:$PATH" make test'
-    # Docker in CodeBuild needs privileged mode.
+def test_test_stage_runs_privileged_for_the_image_s_crystal_compiler(template, pipeline):
+    project = project_of(template, action(pipeline, "TestAndDiff"))
+    # Docker in CodeBuild needs privileged mode (ci/crystal-in-docker runs the compiler in Docker).
     assert project["Environment"]["PrivilegedMode"] is True
     assert project["Environment"]["Image"] == "aws/codebuild/standard:7.0"
-    assert commands[-1] == (
-        'if [ "$ROLLOUT_STEPS" = none ]; then '
-        'echo "committed canaryWeight: $COMMITTED_WEIGHT; deploying canaryWeight: $WEIGHT" && '
-        '.venv/bin/python -m canary_stack.ops.offline_diff --from "$COMMITTED_WEIGHT" --to "$WEIGHT"; '
-        "else " + VERIFY_ARGS + "; .venv/bin/python -m canary_stack.ops.rollout --dry-run "
-        '--steps "$ROLLOUT_STEPS" --bake "$ROLLOUT_BAKE" "${VERIFY[@]}" --max-duration 27600 --stack-name CrystalCanary; fi'
+
+
+def test_the_approval_names_the_commit_and_where_the_real_diff_is(pipeline):
+    """A manual approval shows its CustomData with the pipeline's variables resolved; a configuration
+    field holds at most 1000 characters
+    (https://docs.aws.amazon.com/codepipeline/latest/userguide/reference-variables.html)."""
+    approve = action(pipeline, "Approval")
+    text = approve["Configuration"]["CustomData"]
+    namespace = action(pipeline, "Source")["Namespace"]
+    assert text.startswith(
+        f"Commit #{{{namespace}.CommitId}}: deploys CrystalCanary at canaryWeight #{{variables.canaryWeight}}"
     )
-    # A bad combination of variables stops the run before the tests.
-    assert commands[0].startswith('if [ "$ROLLOUT_STEPS" != none ] && [ "$CANARY_WEIGHT" != committed ]')
-
-
-def test_deploy_runs_cdk_deploy_at_the_variable_or_the_rollout_tool(template, pipeline):
-    commands = build_commands(template, pipeline, "Deploy")
-    assert commands[-1] == (
-        'if [ "$ROLLOUT_STEPS" = none ]; then '
-        'make deploy WEIGHT="$WEIGHT"; '
-        "else " + VERIFY_ARGS + "; .venv/bin/python -m canary_stack.ops.rollout "
-        '--steps "$ROLLOUT_STEPS" --bake "$ROLLOUT_BAKE" "${VERIFY[@]}" --max-duration 27600 --stack-name CrystalCanary; fi'
-    )
-
-
-def test_the_canary_alarms_are_metric_alarms_which_a_scoped_describe_alarms_returns(piped):
-    """A DescribeAlarms permission narrower than "*" returns no composite alarms
-    (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_DescribeAlarms.html): the
-    deploy role's grant on CrystalCanary-canary-* sees every canary alarm only while none is composite."""
-    alarms = piped.resources("AWS::CloudWatch::Alarm")
-    canary = [a for a in alarms.values() if a["Properties"]["AlarmName"].startswith("CrystalCanary-canary-")]
-    assert len(canary) >= 2
-    composite = piped.resources("AWS::CloudWatch::CompositeAlarm")
-    assert not any(
-        str(a["Properties"].get("AlarmName", "")).startswith("CrystalCanary-canary-") for a in composite.values()
-    )
-
-
-VERIFY_ARGS = (
-    'VERIFY=(); if [ "$ROLLOUT_VERIFY_REQUESTS" != 0 ]; then '
-    'VERIFY=(--verify-requests "$ROLLOUT_VERIFY_REQUESTS" --url-from-stack); fi'
-)
-
-
-def test_rollout_verify_is_optional_and_reads_the_stack_s_url_output(template, pipeline, piped):
-    for stage in ("TestAndDiff", "Deploy"):
-        # In the rollout's own command: an array does not outlive its command's environment.
-        assert (
-            VERIFY_ARGS + "; .venv/bin/python -m canary_stack.ops.rollout"
-            in build_commands(template, pipeline, stage)[-1]
-        )
-    # The output the rollout reads (rollout.URL_OUTPUT) is the canary stack's service URL.
-    assert "Url" in piped.template["Outputs"]
+    assert "`cdk diff` of CrystalCanary as deployed now against what this run deploys" in text
+    assert len(text) <= 1000
 
 
 def test_deploy_build_timeout_covers_the_longest_rollout_the_tool_accepts(template, pipeline):
@@ -245,75 +237,83 @@ def test_deploy_build_timeout_covers_the_longest_rollout_the_tool_accepts(templa
     (https://docs.aws.amazon.com/codebuild/latest/APIReference/API_CreateProject.html). The rollout
     is given the timeout less 20 minutes of set-up as --max-duration, so a plan that cannot finish
     is refused before its first deploy instead of being killed mid-bake with no rollback."""
+    from canary_stack.ops.pipeline import MAX_ROLLOUT_SECONDS
+
     project = project_of(template, action(pipeline, "Deploy"))
     minutes = project["TimeoutInMinutes"]
     assert 5 <= minutes <= 2160
     assert minutes == 480
-    (max_duration,) = re.findall(r"--max-duration (\d+)", build_commands(template, pipeline, "Deploy")[-1])
-    assert int(max_duration) == minutes * 60 - 20 * 60
+    assert MAX_ROLLOUT_SECONDS == minutes * 60 - 20 * 60
 
 
-def test_deploy_role_may_only_assume_the_bootstrap_roles_and_read_the_canary_alarms(template, pipeline):
-    resources = template["Resources"]
-    project = project_of(template, action(pipeline, "Deploy"))
+def role_of(template: dict, pipeline: dict, stage: str) -> tuple[str, list[dict]]:
+    project = project_of(template, action(pipeline, stage))
     role_id = project["ServiceRole"]["Fn::GetAtt"][0]
-    role = resources[role_id]["Properties"]
+    role = template["Resources"][role_id]["Properties"]
     assert "ManagedPolicyArns" not in role and "Policies" not in role
-    statements = [
-        st
-        for r in resources.values()
-        if r["Type"] == "AWS::IAM::Policy" and {"Ref": role_id} in r["Properties"]["Roles"]
-        for st in r["Properties"]["PolicyDocument"]["Statement"]
-    ]
+    return role_id, role_statements(template, role_id)
+
+
+def actions_of(st: dict) -> list[str]:
+    return as_list(st["Action"])
+
+
+def check_build_basics(st: dict) -> None:
+    """What CodeBuild itself needs: its logs, the pipeline's artifacts (the clone reference), the clone."""
+    acts = set(actions_of(st))
+    if all(a.startswith("logs:") for a in acts):
+        assert acts <= {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+    elif all(a.endswith(":UseConnection") for a in acts):
+        assert as_list(st["Resource"]) == [CONNECTION]
+    else:
+        assert acts == {"s3:GetBucket*", "s3:GetObject*", "s3:List*"}, st
+        assert "PipelineArtifactsBucket" in json.dumps(st["Resource"])
+
+
+def test_test_role_may_only_assume_the_lookup_role_for_cdk_diff(template, pipeline):
+    """`cdk diff --method template` compares templates "using the lookup role"; the change-set methods
+    use the deploy role (https://docs.aws.amazon.com/cdk/v2/guide/ref-cli-cmd-diff.html). The test
+    build may look, never change: no deploy or publishing role, nothing else of AWS."""
+    _, statements = role_of(template, pipeline, "TestAndDiff")
+    assert all(st["Effect"] == "Allow" for st in statements)
+    (assume,) = [st for st in statements if "sts:AssumeRole" in actions_of(st)]
+    assert actions_of(assume) == ["sts:AssumeRole"]
+    assert assume["Resource"]["Fn::Join"][1][4] == ":role/cdk-hnb659fds-lookup-role-"
+    for st in statements:
+        if st is not assume:
+            check_build_basics(st)
+
+
+def test_deploy_role_may_only_assume_the_bootstrap_roles_and_read_the_alarms_and_the_stack(template, pipeline):
+    _, statements = role_of(template, pipeline, "Deploy")
     assert all(st["Effect"] == "Allow" for st in statements)
 
-    def actions(st):
-        return st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
-
-    (assume,) = [st for st in statements if "sts:AssumeRole" in actions(st)]
-    assert actions(assume) == ["sts:AssumeRole"]
+    (assume,) = [st for st in statements if "sts:AssumeRole" in actions_of(st)]
+    assert actions_of(assume) == ["sts:AssumeRole"]
     names = sorted(arn["Fn::Join"][1][4] for arn in assume["Resource"])
     assert names == sorted(f":role/cdk-hnb659fds-{kind}-role-" for kind in BOOTSTRAP_ROLES)
     for arn in assume["Resource"]:
         assert arn["Fn::Join"][1][5:] == [{"Ref": "AWS::AccountId"}, "-", {"Ref": "AWS::Region"}]
 
-    # The rollout reads the canary alarms' states: DescribeAlarms on this stack's canary alarms only
-    # (the action takes the alarm resource type:
-    # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html).
-    (alarms,) = [st for st in statements if any(a.startswith("cloudwatch:") for a in actions(st))]
-    assert actions(alarms) == ["cloudwatch:DescribeAlarms"]
-    assert alarms["Resource"] == {
-        "Fn::Join": [
-            "",
-            [
-                "arn:",
-                {"Ref": "AWS::Partition"},
-                ":cloudwatch:",
-                {"Ref": "AWS::Region"},
-                ":",
-                {"Ref": "AWS::AccountId"},
-                ":alarm:CrystalCanary-canary-*",
-            ],
-        ]
-    }
+    # The rollout reads the canary alarms, metric and composite: "To use this operation and return
+    # information about composite alarms, you must be signed on with the cloudwatch:DescribeAlarms
+    # permission that is scoped to *"
+    # (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_DescribeAlarms.html).
+    (alarms,) = [st for st in statements if any(a.startswith("cloudwatch:") for a in actions_of(st))]
+    assert actions_of(alarms) == ["cloudwatch:DescribeAlarms"]
+    assert alarms["Resource"] == "*"
 
-    # The optional verify reads the canary stack's Url output: DescribeStacks on that stack only
-    # (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscloudformation.html).
-    (outputs,) = [st for st in statements if any(a.startswith("cloudformation:") for a in actions(st))]
-    assert actions(outputs) == ["cloudformation:DescribeStacks"]
+    # The rollout and its verify read the canary stack's outputs and status: DescribeStacks on that
+    # stack only (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscloudformation.html).
+    (outputs,) = [st for st in statements if any(a.startswith("cloudformation:") for a in actions_of(st))]
+    assert actions_of(outputs) == ["cloudformation:DescribeStacks"]
     assert outputs["Resource"]["Fn::Join"][1][-1] == ":stack/CrystalCanary/*"
     assert outputs["Resource"]["Fn::Join"][1][2] == ":cloudformation:"
 
-    # The rest: writing its build logs and reading the pipeline's artifacts, nothing else.
+    # The rest: its build logs, the pipeline's artifacts and the clone, nothing else.
     for st in statements:
-        if st is assume or st is alarms or st is outputs:
-            continue
-        acts = set(actions(st))
-        if all(a.startswith("logs:") for a in acts):
-            assert acts <= {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
-        else:
-            assert acts == {"s3:GetBucket*", "s3:GetObject*", "s3:List*"}, st
-            assert "PipelineArtifactsBucket" in json.dumps(st["Resource"])
+        if st not in (assume, alarms, outputs):
+            check_build_basics(st)
 
 
 def test_builds_are_not_given_aws_credentials_in_plain_text(template):
@@ -330,13 +330,13 @@ ALARM_5XX = "CrystalCanary-canary-5xx"
 ALARM_LATENCY = "CrystalCanary-canary-p99-latency"
 REGION = "us-east-1"
 
-# Records its argv (one JSON line per run), says what it deployed, and fails when asked to.
+# Records its argv (one JSON line per run), says what it deployed or diffed, and fails when asked to.
 FAKE_CDK = f"""#!{sys.executable}
 import json, os, sys
 with open(os.environ["FAKE_CDK_LOG"], "a") as log:
     log.write(json.dumps(sys.argv[1:]) + "\\n")
 weight = [a for a in sys.argv if a.startswith("canaryWeight=")][-1].split("=", 1)[1]
-print(f"fake cdk: deploy canaryWeight={{weight}}", flush=True)
+print(f"fake cdk: {{sys.argv[1]}} canaryWeight={{weight}}", flush=True)
 sys.exit(1 if weight == os.environ.get("FAKE_CDK_FAIL_AT") else 0)
 """
 
@@ -401,19 +401,44 @@ def moto_cloudwatch(moto_server):
     yield endpoint, client
 
 
+# Records its argv and the `crystal` it would run (one JSON line per run); exit FAKE_MAKE_EXIT.
+FAKE_MAKE = f"""#!{sys.executable}
+import json, os, shutil, sys
+with open(os.environ["FAKE_MAKE_LOG"], "a") as log:
+    aws = sorted(k for k in os.environ if k.startswith("AWS_") and k not in ("AWS_REGION", "AWS_DEFAULT_REGION"))
+    log.write(json.dumps({{"argv": sys.argv[1:], "crystal": shutil.which("crystal"), "aws": aws}}) + "\\n")
+print("fake make: " + " ".join(sys.argv[1:]), flush=True)
+sys.exit(int(os.environ.get("FAKE_MAKE_EXIT", "0")))
+"""
+
+
+def git(cwd: Path, *args: str) -> str:
+    identity = ("-c", "user.name=pipeline test", "-c", "user.email=pipeline@example.com")
+    return subprocess.run(["git", *identity, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
 @pytest.fixture
 def source_copy(tmp_path: Path) -> Path:
-    """What the Deploy build has of the checked-out source after `make setup`: the package, the
-    Makefile and what its set-up depends on (mtimes kept, so `make deploy` finds it done),
-    cdk.json (committed weight 25), the venv, and a recording node_modules/.bin/cdk."""
-    src = tmp_path / "src"
-    src.mkdir()
-    shutil.copytree(ROOT / "canary_stack", src / "canary_stack", ignore=shutil.ignore_patterns("__pycache__"))
+    """What a build has of the source after `make setup`: a git clone of the commit (the source
+    action's CODEBUILD_CLONE_REF), with the package, the Makefile and what its set-up depends on
+    (mtimes kept, so `make deploy` finds it done), ci/, cdk.json (committed weight 25), the venv,
+    and a recording node_modules/.bin/cdk."""
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    shutil.copytree(ROOT / "canary_stack", origin / "canary_stack", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "ci", origin / "ci")
     for name in ("Makefile", "requirements.txt", "requirements-dev.txt", "package.json", "package-lock.json"):
-        shutil.copy2(ROOT / name, src / name)
+        shutil.copy2(ROOT / name, origin / name)
     cdk_json = json.loads((ROOT / "cdk.json").read_text())
     cdk_json["context"]["canaryWeight"] = 25
-    (src / "cdk.json").write_text(json.dumps(cdk_json))
+    (origin / "cdk.json").write_text(json.dumps(cdk_json))
+    git(origin, "init", "-q", "-b", "main")
+    git(origin, "add", "-A")
+    git(origin, "commit", "-qm", "the commit the pipeline runs")
+    src = tmp_path / "src"
+    git(tmp_path, "clone", "-q", str(origin), str(src))
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt", "package.json", "package-lock.json"):
+        shutil.copystat(ROOT / name, src / name)  # as old as the stamps below: set-up is done
     (src / ".venv").symlink_to((ROOT / ".venv").resolve(), target_is_directory=True)
     cdk = src / "node_modules" / ".bin" / "cdk"
     cdk.parent.mkdir(parents=True)
@@ -423,28 +448,30 @@ def source_copy(tmp_path: Path) -> Path:
     return src
 
 
-class DeployRun:
-    def __init__(self, result: subprocess.CompletedProcess, log: Path):
+class StageRun:
+    def __init__(self, result: subprocess.CompletedProcess, log: Path, make_log: Path):
         self.code = result.returncode
         self.out = result.stdout
         self.err = result.stderr
         self.argv = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-    @property
-    def weights(self) -> list[str]:
-        return [argv[-1].removeprefix("canaryWeight=") for argv in self.argv]
+        self.make = [json.loads(line) for line in make_log.read_text().splitlines()] if make_log.exists() else []
 
 
 @pytest.fixture
-def run_deploy_stage(template, pipeline, source_copy, moto_cloudwatch, tmp_path):
-    """Runs the synthesized Deploy buildspec with pipeline variables as CodePipeline resolves them."""
+def run_stage(template, pipeline, source_copy, moto_cloudwatch, tmp_path):
+    """Runs a synthesized buildspec's build commands in the clone, with the pipeline variables as
+    CodePipeline resolves them into the action's environment variables, and the environment
+    CodeBuild sets (AWS_REGION, CODEBUILD_RESOLVED_SOURCE_VERSION:
+    https://docs.aws.amazon.com/codebuild/latest/userguide/build-env-ref-env-vars.html)."""
     endpoint, _ = moto_cloudwatch
     defaults = {v["Name"]: v["DefaultValue"] for v in pipeline["Variables"]}
-    deploy = action(pipeline, "Deploy")
-    commands = build_commands(template, pipeline, "Deploy")
-    log = tmp_path / "cdk-argv.jsonl"
+    log, make_log = tmp_path / "cdk-argv.jsonl", tmp_path / "make-argv.jsonl"
+    fake_bin = tmp_path / "fake-bin"
+    fake_bin.mkdir()
+    (fake_bin / "make").write_text(FAKE_MAKE)
+    (fake_bin / "make").chmod(0o755)
 
-    def run(extra_env: dict[str, str] | None = None, **variables: str) -> DeployRun:
+    def run(stage: str, extra_env: dict[str, str] | None = None, **variables: str) -> StageRun:
         values = {**defaults, **variables}
         env = {
             "PATH": "/usr/bin:/bin",
@@ -455,86 +482,27 @@ def run_deploy_stage(template, pipeline, source_copy, moto_cloudwatch, tmp_path)
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
+            "CODEBUILD_RESOLVED_SOURCE_VERSION": git(source_copy, "rev-parse", "HEAD").strip(),
             "FAKE_CDK_LOG": str(log),
+            "FAKE_MAKE_LOG": str(make_log),
             **(extra_env or {}),
         }
-        for name, reference in env_vars(deploy).items():
+        if stage == "TestAndDiff":  # `make test` is the suite itself: a recording make stands in
+            env["PATH"] = f"{fake_bin}:{env['PATH']}"
+        for name, reference in env_vars(action(pipeline, stage)).items():
             match = re.fullmatch(r"#\{variables\.(\w+)\}", reference)
             assert match is not None, reference
             (variable,) = match.groups()
             env[name] = values[variable]
-        return DeployRun(run_like_codebuild(commands, cwd=source_copy, env=env), log)
+        commands = build_commands(template, pipeline, stage)
+        return StageRun(run_like_codebuild(commands, cwd=source_copy, env=env), log, make_log)
 
     return run
 
 
-class LoopbackHttp:
-    """A tiny HTTP server on 127.0.0.1 answering with `handle(method, path, body) -> (status, type, bytes)`."""
-
-    def __init__(self, handle):
-        outer = self
-        self.requests: list[tuple[str, str, bytes]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def answer(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                outer.requests.append((self.command, self.path, body))
-                status, ctype, payload = handle(self.command, self.path, body, len(outer.requests) - 1)
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = answer  # noqa: N815 (http.server naming)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def crystal_service(canary_every: int):
-    """/crystal/api of the service behind a router sending every n-th request to the canary."""
-
-    def handle(method, path, body, n):
-        if path != "/crystal/api":
-            return 404, "text/plain", b"not found"
-        commit = "CANARY" if n % canary_every == 0 else "ed106ce"
-        doc = {"from": "Crystal backend", "message": "us-east-1a", "commit": commit}
-        return 200, "application/json", json.dumps(doc).encode()
-
-    return handle
-
-
-def describe_stacks(outputs: dict[str, str]):
-    """CloudFormation's DescribeStacks (query protocol) for the canary stack, with `outputs`."""
-    members = "".join(
-        f"<member><OutputKey>{k}</OutputKey><OutputValue>{v}</OutputValue></member>" for k, v in outputs.items()
-    )
-    xml = (
-        '<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/">'
-        "<DescribeStacksResult><Stacks><member><StackName>CrystalCanary</StackName>"
-        "<StackId>arn:aws:cloudformation:us-east-1:123456789012:stack/CrystalCanary/1</StackId>"
-        "<CreationTime>2026-11-27T00:00:00Z</CreationTime><StackStatus>UPDATE_COMPLETE</StackStatus>"
-        f"<Outputs>{members}</Outputs></member></Stacks></DescribeStacksResult>"
-        "<ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></DescribeStacksResponse>"
-    ).encode()
-
-    def handle(method, path, body, n):
-        if b"Action=DescribeStacks" not in body or b"StackName=CrystalCanary" not in body:
-            return 400, "text/xml", b"<ErrorResponse><Error><Code>InvalidAction</Code></Error></ErrorResponse>"
-        return 200, "text/xml", xml
-
-    return handle
+@pytest.fixture
+def run_deploy_stage(run_stage):
+    return lambda extra_env=None, **variables: run_stage("Deploy", extra_env, **variables)
 
 
 @pytest.fixture
@@ -568,7 +536,9 @@ def test_deploy_stage_deploys_a_weight_the_run_was_started_with(run_deploy_stage
     # a shell ever evaluates it.
     run = run_deploy_stage(canaryWeight=hostile)
     assert run.code != 0 and run.argv == [deploy_argv(40)]  # nothing more was deployed
-    assert "make deploy: error: canaryWeight must be a whole number from 0 to 100, got '$(touch pwned)" in run.err
+    assert run.err.startswith(
+        "pipeline deploy: error: canaryWeight must be a whole number from 0 to 100, got '$(touch pwned)"
+    )
     assert not (source_copy / "pwned").exists()
 
 
@@ -677,7 +647,8 @@ def test_deploy_stage_rollout_verifies_each_step_at_the_stack_s_url(run_deploy_s
     """rolloutVerifyRequests: after each bake, the measured split at the stack's Url output must
     match the step; the router here really sends 10 %, so step 10 passes and step 50 rolls back."""
     service = loopback(crystal_service(canary_every=10))
-    cloudformation = loopback(describe_stacks({"Url": service.url, "CanaryWeight": "0"}))
+    outputs = {"Url": service.url, "CanaryWeight": "0", "CanaryCommit": "CANARY"}
+    cloudformation = loopback(describe_stacks(outputs))
     run = run_deploy_stage(
         {"AWS_ENDPOINT_URL_CLOUDFORMATION": cloudformation.url},
         rolloutSteps="10,50",
@@ -709,51 +680,79 @@ def test_deploy_stage_rollout_without_a_readable_url_deploys_nothing(run_deploy_
 @pytest.mark.parametrize(
     "variables, fragment",
     [
-        ({"rolloutSteps": "10,50;touch pwned", "rolloutBake": "0"}, "--steps"),
-        ({"rolloutSteps": "$(touch pwned)", "rolloutBake": "0"}, "--steps"),
-        ({"rolloutSteps": "10,50", "rolloutBake": "`touch pwned`"}, "--bake"),
-        ({"rolloutSteps": "10,50", "rolloutBake": "-1"}, "--bake"),
+        ({"rolloutSteps": "10,50;touch pwned", "rolloutBake": "0"}, "rolloutSteps (ROLLOUT_STEPS) must be"),
+        ({"rolloutSteps": "$(touch pwned)", "rolloutBake": "0"}, "rolloutSteps (ROLLOUT_STEPS) must be"),
+        ({"rolloutSteps": "10,50", "rolloutBake": "`touch pwned`"}, "rolloutBake (ROLLOUT_BAKE) must be"),
+        ({"rolloutSteps": "10,50", "rolloutBake": "-1"}, "rolloutBake (ROLLOUT_BAKE) must be"),
         # 3 bakes of 3 hours and 4 deploys cannot finish in the 8-hour build: refused up front.
-        ({"rolloutSteps": "10,50,100", "rolloutBake": "10800"}, "--max-duration"),
+        ({"rolloutSteps": "10,50,100", "rolloutBake": "10800"}, "cannot finish in the Deploy build"),
         ({"rolloutSteps": "10,50", "canaryWeight": "40"}, "canaryWeight and rolloutSteps are both set"),
-        ({"rolloutSteps": "10,50", "rolloutBake": "0", "rolloutVerifyRequests": "$(touch pwned)"}, "--verify-requests"),
-        ({"rolloutSteps": "10,50", "rolloutBake": "0", "rolloutVerifyRequests": "-5"}, "--verify-requests"),
+        (
+            {"rolloutSteps": "10,50", "rolloutBake": "0", "rolloutVerifyRequests": "$(touch pwned)"},
+            "rolloutVerifyRequests (ROLLOUT_VERIFY_REQUESTS) must be",
+        ),
+        (
+            {"rolloutSteps": "10,50", "rolloutBake": "0", "rolloutVerifyRequests": "-5"},
+            "rolloutVerifyRequests (ROLLOUT_VERIFY_REQUESTS) must be",
+        ),
+        ({"rolloutVerifyRequests": "200"}, "rolloutVerifyRequests=200 verifies the steps of a rollout"),
+        ({"canaryWeight": "40\n50"}, "canaryWeight (CANARY_WEIGHT) must be one line of printable text"),
     ],
 )
-def test_deploy_stage_refuses_bad_variables_before_any_deploy(run_deploy_stage, source_copy, variables, fragment):
-    run = run_deploy_stage(**variables)
-    assert run.code != 0
-    assert run.argv == []
+@pytest.mark.parametrize("stage", ["TestAndDiff", "Deploy"])
+def test_both_builds_refuse_bad_variables_before_anything_runs(run_stage, source_copy, stage, variables, fragment):
+    """One line naming the variable, exit 2 (usage), no test, no diff, no deploy; no value reaches a shell."""
+    run = run_stage(stage, **variables)
+    assert run.code == 2, run.out + run.err
+    assert run.argv == [] and run.make == []
     errors = run.err.strip().splitlines()
     assert len(errors) == 1 and fragment in errors[0], run.err
+    step = "test" if stage == "TestAndDiff" else "deploy"
+    assert errors[0].startswith(f"pipeline {step}: error: ")
+    assert run.out.endswith("[Container] command 0 exit status 2\n")
     assert not (source_copy / "pwned").exists()
 
 
-def test_test_stage_puts_the_wrapper_first_on_path_for_make_test_only(template, pipeline, tmp_path):
-    commands = build_commands(template, pipeline, "TestAndDiff")
-    install = commands.index('mkdir -p build/ci-bin && ln -sfn "$PWD/ci/crystal-in-docker" build/ci-bin/crystal')
-    make_test = commands[install + 1]
-    src = tmp_path / "src"
-    (src / "ci").mkdir(parents=True)
-    shutil.copy2(ROOT / "ci" / "crystal-in-docker", src / "ci" / "crystal-in-docker")
-    # `make test`, replaced by what it would find as `crystal`; then what the next command finds.
-    probe = make_test.replace("make test", "command -v crystal")
-    assert probe != make_test
-    run = run_like_codebuild(
-        [commands[install], probe, "command -v crystal || echo none"],
-        cwd=src,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    found, after = run.stdout.splitlines()
-    assert Path(found).resolve() == (src / "ci" / "crystal-in-docker").resolve()
-    assert after != found  # PATH was changed for `make test` only
+def test_test_stage_runs_make_test_with_the_wrapper_as_crystal_then_cdk_diff_of_the_committed_weight(
+    run_stage, source_copy
+):
+    run = run_stage("TestAndDiff")
+    assert run.code == 0, run.out + run.err
+    (make,) = run.make
+    assert make["argv"] == ["test"]
+    # ci/crystal-in-docker as `crystal`, first on PATH for make test (Ubuntu 22.04 has no crystal).
+    assert Path(make["crystal"]).resolve() == (source_copy / "ci" / "crystal-in-docker").resolve()
+    # ... and none of the build's AWS credentials: the tests run as on a laptop without an account.
+    assert make["aws"] == ["AWS_EC2_METADATA_DISABLED", "AWS_ENDPOINT_URL"]
+    # Then what the approver reads: the deployed stack against the committed weight, by the lookup role.
+    assert run.argv == [["diff", "CrystalCanary", "--method", "template", "--no-notices", "-c", "canaryWeight=25"]]
+    head = git(source_copy, "rev-parse", "HEAD").strip()
+    assert f"=== for the approver: what this run changes in CrystalCanary (us-east-1), source {head} ===" in run.out
+    assert "this run deploys CrystalCanary once at canary weight 25% (canaryWeight=committed" in run.out
+    assert "fake cdk: diff canaryWeight=25" in run.out
 
 
-def test_test_stage_refuses_a_weight_and_a_rollout_together_before_the_tests(template, pipeline, tmp_path):
-    commands = build_commands(template, pipeline, "TestAndDiff")
-    env = {"PATH": "/usr/bin:/bin", "CANARY_WEIGHT": "40", "ROLLOUT_STEPS": "10,50"}
-    run = run_like_codebuild(commands, cwd=tmp_path, env=env)
-    assert run.returncode == 1
-    assert run.stdout == "[Container] command 0 exit status 1\n"  # nothing after the check ran
-    assert run.stderr.startswith("error: canaryWeight and rolloutSteps are both set")
+def test_test_stage_shows_the_real_change_of_every_rollout_step(run_stage):
+    run = run_stage("TestAndDiff", rolloutSteps="10,50,100", rolloutBake="60", rolloutVerifyRequests="200")
+    assert run.code == 0, run.out + run.err
+    assert [argv[-1] for argv in run.argv] == ["canaryWeight=10", "canaryWeight=50", "canaryWeight=100"]
+    assert all(argv[:4] == ["diff", "CrystalCanary", "--method", "template"] for argv in run.argv)
+    for i, weight in enumerate((10, 50, 100), 1):
+        assert (
+            f"--- step {i}/3: cdk diff: CrystalCanary as deployed now -> canary weight {weight}% from this commit ---"
+            in run.out
+        )
+    assert "200 requests to the stack's Url output" in run.out
+
+
+def test_test_stage_fails_without_a_diff_when_the_tests_fail(run_stage):
+    run = run_stage("TestAndDiff", {"FAKE_MAKE_EXIT": "2"})
+    assert run.code == 1
+    assert run.argv == []  # no diff, no approval of an untested commit
+    assert "make test failed (exit 2): nothing is deployed" in run.out
+
+
+def test_test_stage_fails_when_cdk_diff_fails(run_stage):
+    run = run_stage("TestAndDiff", {"FAKE_CDK_FAIL_AT": "25"})
+    assert run.code == 1
+    assert "cdk diff failed (exit 1)" in run.out
