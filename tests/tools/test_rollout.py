@@ -19,6 +19,9 @@ from alarms import put_alarm
 from canary_stack.ops import rollout
 
 STACK = "CrystalCanary"
+# Bakes on the alarms alone, as before the probe traffic existed: for the tests whose subject is not
+# the probe (test_rollout_probe.py's is), so they need no service to probe and may bake 0 s.
+NO_PROBE = ["--probe-rate", "0", "--min-canary-requests", "0"]
 ALARM_5XX = f"{STACK}-canary-5xx"
 ALARM_LATENCY = f"{STACK}-canary-latency"
 
@@ -89,6 +92,8 @@ def alb_checkout(tmp_path_factory) -> Path:
     """A checkout whose cdk.json commits the ALB router (App Mesh cannot be deployed) at weight 0."""
     root = tmp_path_factory.mktemp("checkout")
     write_cdk_json(root, 0)
+    (root / "crystal_src").mkdir()
+    (root / "crystal_src" / "code_hash.txt").write_text("CANARY\n")  # what the canary's source embeds
     CHECKOUT[:] = [root]
     return root
 
@@ -133,7 +138,10 @@ def fire(cloudwatch, name: str) -> None:
 def test_success_deploys_each_step_in_order_with_exact_argv(canary_alarms):
     runner, clock = RecordingRunner(), FakeClock()
     code, out, err = run_rollout(
-        ["--steps", "10,25,50,100", "--bake", 60, "--poll", 25], runner=runner, cloudwatch=canary_alarms, clock=clock
+        ["--steps", "10,25,50,100", "--bake", 60, "--poll", 25, *NO_PROBE],
+        runner=runner,
+        cloudwatch=canary_alarms,
+        clock=clock,
     )
     assert code == 0, out + err
     assert runner.calls == [deploy(10), deploy(25), deploy(50), deploy(100)]
@@ -149,7 +157,9 @@ def test_success_deploys_each_step_in_order_with_exact_argv(canary_alarms):
 
 
 def test_a_rollout_that_stops_below_100_does_not_suggest_promote(canary_alarms):
-    code, out, _ = run_rollout(["--steps", "10,50", "--bake", 0], runner=RecordingRunner(), cloudwatch=canary_alarms)
+    code, out, _ = run_rollout(
+        ["--steps", "10,50", "--bake", 0, *NO_PROBE], runner=RecordingRunner(), cloudwatch=canary_alarms
+    )
     assert code == 0
     assert out.splitlines()[-1] == "rollout complete: the stack is at canary weight 50%"
     assert "`make promote`" not in out
@@ -158,7 +168,7 @@ def test_a_rollout_that_stops_below_100_does_not_suggest_promote(canary_alarms):
 def test_context_goes_to_every_deploy_and_the_rollback(canary_alarms):
     runner = RecordingRunner(lambda argv: fire(canary_alarms, ALARM_5XX) if argv[7] == "canaryWeight=50" else None)
     code, _, _ = run_rollout(
-        ["--steps", "10,50", "--bake", 0, "-c", "stickySeconds=30"], runner=runner, cloudwatch=canary_alarms
+        ["--steps", "10,50", "--bake", 0, "-c", "stickySeconds=30", *NO_PROBE], runner=runner, cloudwatch=canary_alarms
     )
     assert code == 1
     assert runner.calls == [deploy(w) + ["-c", "stickySeconds=30"] for w in (10, 50, 0)]
@@ -166,7 +176,9 @@ def test_context_goes_to_every_deploy_and_the_rollback(canary_alarms):
 
 def test_zero_bake_still_checks_alarms_once_per_step(canary_alarms):
     runner, clock = RecordingRunner(), FakeClock()
-    code, out, _ = run_rollout(["--steps", "50,100", "--bake", 0], runner=runner, cloudwatch=canary_alarms, clock=clock)
+    code, out, _ = run_rollout(
+        ["--steps", "50,100", "--bake", 0, *NO_PROBE], runner=runner, cloudwatch=canary_alarms, clock=clock
+    )
     assert code == 0
     assert clock.sleeps == []
     assert out.count("alarms: ") == 2
@@ -187,7 +199,10 @@ def test_alarm_during_bake_at_25_rolls_back_to_0(canary_alarms):
 
     clock = FakeClock(on_sleep)
     code, out, _ = run_rollout(
-        ["--steps", "10,25,50,100", "--bake", 120, "--poll", 30], runner=runner, cloudwatch=canary_alarms, clock=clock
+        ["--steps", "10,25,50,100", "--bake", 120, "--poll", 30, *NO_PROBE],
+        runner=runner,
+        cloudwatch=canary_alarms,
+        clock=clock,
     )
     assert code == 1
     assert runner.calls == [deploy(10), deploy(25), deploy(0)]
@@ -199,7 +214,7 @@ def test_alarm_during_bake_at_25_rolls_back_to_0(canary_alarms):
 
 def test_alarm_at_100_rolls_back_and_never_suggests_promote(canary_alarms):
     runner = RecordingRunner(lambda argv: fire(canary_alarms, ALARM_LATENCY) if argv == deploy(100) else None)
-    code, out, _ = run_rollout(["--steps", "50,100", "--bake", 0], runner=runner, cloudwatch=canary_alarms)
+    code, out, _ = run_rollout(["--steps", "50,100", "--bake", 0, *NO_PROBE], runner=runner, cloudwatch=canary_alarms)
     assert code == 1
     assert runner.calls == [deploy(50), deploy(100), deploy(0)]
     assert ALARM_LATENCY in out and "next: `make promote`" not in out
@@ -210,7 +225,7 @@ def test_verify_failure_rolls_back(canary_alarms, http_server, answers):
     server = http_server(answers.every_nth_canary(10))
     runner = RecordingRunner()
     code, out, err = run_rollout(
-        ["--steps", "10,25,50", "--bake", 0, "--url", server.url, "--verify-requests", 200],
+        ["--steps", "10,25,50", "--bake", 0, "--url", server.url, "--verify-requests", 200, *NO_PROBE],
         runner=runner,
         cloudwatch=canary_alarms,
     )
@@ -224,7 +239,7 @@ def test_verify_failure_rolls_back(canary_alarms, http_server, answers):
 def test_unreachable_verify_url_rolls_back(canary_alarms, dead_url):
     runner = RecordingRunner()
     code, out, err = run_rollout(
-        ["--steps", "10,25", "--bake", 0, "--url", dead_url, "--verify-requests", 20],
+        ["--steps", "10,25", "--bake", 0, "--url", dead_url, "--verify-requests", 20, *NO_PROBE],
         runner=runner,
         cloudwatch=canary_alarms,
     )
@@ -240,7 +255,9 @@ def test_failed_deploy_rolls_back_and_stops(canary_alarms):
         return None
 
     runner = RecordingRunner(on_run)
-    code, out, _ = run_rollout(["--steps", "10,25,50,100", "--bake", 0], runner=runner, cloudwatch=canary_alarms)
+    code, out, _ = run_rollout(
+        ["--steps", "10,25,50,100", "--bake", 0, *NO_PROBE], runner=runner, cloudwatch=canary_alarms
+    )
     assert code == 1
     assert runner.calls == [deploy(10), deploy(25), deploy(50), deploy(0)]
     assert "deploy of 50 failed (exit 1)" in out
@@ -255,7 +272,7 @@ def test_failed_rollback_says_state_is_unknown(canary_alarms):
         return None
 
     code, out, _ = run_rollout(
-        ["--steps", "10,25", "--bake", 0], runner=RecordingRunner(on_run), cloudwatch=canary_alarms
+        ["--steps", "10,25", "--bake", 0, *NO_PROBE], runner=RecordingRunner(on_run), cloudwatch=canary_alarms
     )
     assert code == 1
     assert "ROLLBACK FAILED" in out and "make deploy WEIGHT=0" in out
@@ -272,7 +289,7 @@ def test_ctrl_c_during_bake_names_last_good_weight_and_deploys_nothing_more(cana
             raise KeyboardInterrupt
 
     code, out, _ = run_rollout(
-        ["--steps", "10,25,50,100", "--bake", 60, "--poll", 30],
+        ["--steps", "10,25,50,100", "--bake", 60, "--poll", 30, *NO_PROBE],
         runner=runner,
         cloudwatch=canary_alarms,
         clock=FakeClock(on_sleep),
@@ -290,7 +307,9 @@ def test_ctrl_c_during_deploy_says_state_unknown_and_what_to_run(canary_alarms):
         return None
 
     runner = RecordingRunner(on_run)
-    code, out, _ = run_rollout(["--steps", "10,25,50,100", "--bake", 0], runner=runner, cloudwatch=canary_alarms)
+    code, out, _ = run_rollout(
+        ["--steps", "10,25,50,100", "--bake", 0, *NO_PROBE], runner=runner, cloudwatch=canary_alarms
+    )
     assert code == 130
     assert runner.calls == [deploy(10), deploy(25), deploy(50)]  # no rollback deploy started
     last = out.splitlines()[-1]
@@ -303,7 +322,7 @@ def test_ctrl_c_during_first_deploy_advises_weight_0(canary_alarms):
         raise KeyboardInterrupt
 
     code, out, _ = run_rollout(
-        ["--steps", "10,25", "--bake", 0], runner=RecordingRunner(on_run), cloudwatch=canary_alarms
+        ["--steps", "10,25", "--bake", 0, *NO_PROBE], runner=RecordingRunner(on_run), cloudwatch=canary_alarms
     )
     assert code == 130
     assert "unknown: deploy of 10 was interrupted" in out and "make deploy WEIGHT=0" in out
@@ -318,7 +337,7 @@ def test_ctrl_c_during_rollback_advises_weight_0_not_the_failed_weight(canary_al
         return None
 
     runner = RecordingRunner(on_run)
-    code, out, _ = run_rollout(["--steps", "10,25", "--bake", 0], runner=runner, cloudwatch=canary_alarms)
+    code, out, _ = run_rollout(["--steps", "10,25", "--bake", 0, *NO_PROBE], runner=runner, cloudwatch=canary_alarms)
     assert code == 130
     assert runner.calls == [deploy(10), deploy(25), deploy(0)]
     assert "unknown: deploy of 0 was interrupted" in out and "make deploy WEIGHT=0" in out
@@ -338,7 +357,7 @@ def test_ctrl_c_during_verify_is_an_interrupt_not_a_rollback(canary_alarms, http
     server = http_server(answer)
     runner = RecordingRunner()
     code, out, err = run_rollout(
-        ["--steps", "10,20,50", "--bake", 0, "--url", server.url, "--verify-requests", 10],
+        ["--steps", "10,20,50", "--bake", 0, "--url", server.url, "--verify-requests", 10, *NO_PROBE],
         runner=runner,
         cloudwatch=canary_alarms,
     )
@@ -355,7 +374,7 @@ def test_ctrl_c_during_verify_is_an_interrupt_not_a_rollback(canary_alarms, http
 def test_no_canary_alarms_is_an_error_before_any_deploy(aws, put_alarm):
     put_alarm(f"{STACK}-production-5xx")  # exists, but is not a canary alarm
     runner = RecordingRunner()
-    code, out, err = run_rollout(["--steps", "10,100", "--bake", 0], runner=runner, cloudwatch=aws)
+    code, out, err = run_rollout(["--steps", "10,100", "--bake", 0, *NO_PROBE], runner=runner, cloudwatch=aws)
     assert code == 2
     assert runner.calls == []
     assert err.strip() == (
@@ -366,9 +385,11 @@ def test_no_canary_alarms_is_an_error_before_any_deploy(aws, put_alarm):
 def test_alarm_prefix_follows_stack_name(aws, put_alarm):
     put_alarm("Other-canary-5xx")
     runner = RecordingRunner()
-    code, _, err = run_rollout(["--steps", "10", "--bake", 0], runner=runner, cloudwatch=aws)
+    code, _, err = run_rollout(["--steps", "10", "--bake", 0, *NO_PROBE], runner=runner, cloudwatch=aws)
     assert code == 2 and "CrystalCanary-canary-" in err
-    code, _, _ = run_rollout(["--steps", "10", "--bake", 0, "--stack-name", "Other"], runner=runner, cloudwatch=aws)
+    code, _, _ = run_rollout(
+        ["--steps", "10", "--bake", 0, "--stack-name", "Other", *NO_PROBE], runner=runner, cloudwatch=aws
+    )
     assert code == 0
     assert runner.calls[0][2] == "Other"
 
@@ -376,7 +397,7 @@ def test_alarm_prefix_follows_stack_name(aws, put_alarm):
 def test_alarm_already_firing_refuses_to_start(canary_alarms):
     fire(canary_alarms, ALARM_LATENCY)
     runner = RecordingRunner()
-    code, _, err = run_rollout(["--steps", "10,100", "--bake", 0], runner=runner, cloudwatch=canary_alarms)
+    code, _, err = run_rollout(["--steps", "10,100", "--bake", 0, *NO_PROBE], runner=runner, cloudwatch=canary_alarms)
     assert code == 2
     assert runner.calls == []
     assert ALARM_LATENCY in err and "already in state ALARM" in err
@@ -409,7 +430,7 @@ def test_dry_run_records_only_diffs_from_committed_weight(tmp_path):
 def test_dry_run_diffs_the_rolled_out_stack_with_the_same_context(tmp_path):
     runner = RecordingRunner()
     code, _, err = run_rollout(
-        ["--steps", "10", "--bake", 0, "--dry-run", "--stack-name", "Other", "-c", "stickySeconds=30"],
+        ["--steps", "10", "--bake", 0, "--dry-run", "--stack-name", "Other", "-c", "stickySeconds=30", *NO_PROBE],
         runner=runner,
         repo_root=write_cdk_json(tmp_path, 0),
     )
@@ -424,7 +445,9 @@ def test_dry_run_of_a_committed_10_0_starts_at_10_as_the_cli_hands_it_over(tmp_p
     context = f'"canaryWeight": 10.0, "trafficRouter": "alb", "productionImage": "{PRODUCTION_IMAGE}"'
     (tmp_path / "cdk.json").write_text('{"context": {' + context + "}}\n")
     runner = RecordingRunner()
-    code, _, err = run_rollout(["--steps", "50", "--bake", 0, "--dry-run"], runner=runner, repo_root=tmp_path)
+    code, _, err = run_rollout(
+        ["--steps", "50", "--bake", 0, "--dry-run", *NO_PROBE], runner=runner, repo_root=tmp_path
+    )
     assert code == 0, err
     assert runner.calls[0][-4:] == ["--from", "10", "--to", "50"]
 
@@ -433,7 +456,7 @@ def test_dry_run_without_weight_in_cdk_json_starts_from_0(tmp_path):
     context = {"trafficRouter": "alb", "productionImage": PRODUCTION_IMAGE}
     (tmp_path / "cdk.json").write_text(json.dumps({"app": "x", "context": context}))
     runner = RecordingRunner()
-    code, _, _ = run_rollout(["--steps", "10", "--bake", 0, "--dry-run"], runner=runner, repo_root=tmp_path)
+    code, _, _ = run_rollout(["--steps", "10", "--bake", 0, "--dry-run", *NO_PROBE], runner=runner, repo_root=tmp_path)
     assert code == 0
     assert runner.calls[0][-4:] == ["--from", "0", "--to", "10"]
 
@@ -446,7 +469,9 @@ def test_dry_run_diff_failure_prints_its_stderr_and_exits_2(tmp_path):
 
     runner = RecordingRunner(on_run)
     code, _, err = run_rollout(
-        ["--steps", "10,50,100", "--bake", 0, "--dry-run"], runner=runner, repo_root=write_cdk_json(tmp_path, 0)
+        ["--steps", "10,50,100", "--bake", 0, "--dry-run", *NO_PROBE],
+        runner=runner,
+        repo_root=write_cdk_json(tmp_path, 0),
     )
     assert code == 2
     assert len(runner.calls) == 2
@@ -455,7 +480,7 @@ def test_dry_run_diff_failure_prints_its_stderr_and_exits_2(tmp_path):
 
 def test_dry_run_rejects_bad_committed_weight(tmp_path):
     code, _, err = run_rollout(
-        ["--steps", "10", "--bake", 0, "--dry-run"],
+        ["--steps", "10", "--bake", 0, "--dry-run", *NO_PROBE],
         runner=RecordingRunner(),
         repo_root=write_cdk_json(tmp_path, "lots"),
     )
@@ -507,7 +532,10 @@ def test_a_deploy_that_failed_before_cloudformation_is_not_rolled_back(canary_al
     runner = RecordingRunner(lambda argv: subprocess.CompletedProcess(argv, 1) if argv == deploy(25) else None)
     queue_states(cloudformation, ("UPDATE_COMPLETE", 1), ("UPDATE_COMPLETE", 5), ("UPDATE_COMPLETE", 5))
     code, out, _ = run_rollout(
-        ["--steps", "10,25,50", "--bake", 0], runner=runner, cloudwatch=canary_alarms, cloudformation=cloudformation
+        ["--steps", "10,25,50", "--bake", 0, *NO_PROBE],
+        runner=runner,
+        cloudwatch=canary_alarms,
+        cloudformation=cloudformation,
     )
     assert code == 1
     assert runner.calls == [deploy(10), deploy(25)]  # no rollback deploy that would fail the same way
@@ -522,7 +550,10 @@ def test_a_first_deploy_that_changed_nothing_leaves_the_weight_from_before(canar
     runner = RecordingRunner(lambda argv: subprocess.CompletedProcess(argv, 1))
     queue_states(cloudformation, ("UPDATE_COMPLETE", 1), ("UPDATE_COMPLETE", 1))
     code, out, _ = run_rollout(
-        ["--steps", "10,25", "--bake", 0], runner=runner, cloudwatch=canary_alarms, cloudformation=cloudformation
+        ["--steps", "10,25", "--bake", 0, *NO_PROBE],
+        runner=runner,
+        cloudwatch=canary_alarms,
+        cloudformation=cloudformation,
     )
     assert code == 1 and runner.calls == [deploy(10)]
     assert out.splitlines()[-1].endswith("the stack is still at the weight it had before this rollout")
@@ -538,7 +569,10 @@ def test_a_deploy_that_cloudformation_rolled_back_is_followed_by_the_rollback_to
         ("UPDATE_ROLLBACK_COMPLETE", 9),  # before the rollback deploy
     )
     code, out, _ = run_rollout(
-        ["--steps", "10,25", "--bake", 0], runner=runner, cloudwatch=canary_alarms, cloudformation=cloudformation
+        ["--steps", "10,25", "--bake", 0, *NO_PROBE],
+        runner=runner,
+        cloudwatch=canary_alarms,
+        cloudformation=cloudformation,
     )
     assert code == 1
     assert runner.calls == [deploy(10), deploy(25), deploy(0)]
@@ -555,7 +589,9 @@ def test_region_comes_from_aws_region_as_for_the_cdk_cli(aws, monkeypatch):
     for name in (ALARM_5XX, ALARM_LATENCY):
         put_alarm(paris, name)
     runner = RecordingRunner()
-    code, out, err = run_rollout(["--steps", "10", "--bake", 0], runner=runner)  # the tool makes its own clients
+    code, out, err = run_rollout(
+        ["--steps", "10", "--bake", 0, *NO_PROBE], runner=runner
+    )  # the tool makes its own clients
     assert code == 0, out + err
     assert f"{ALARM_5XX}=OK" in out and runner.deployed == ["10"]
     assert rollout.aws_region({"AWS_DEFAULT_REGION": "eu-north-1"}) == "eu-north-1"
@@ -592,7 +628,7 @@ def test_max_duration_counts_every_bake_and_a_deploy_allowance_per_step_and_roll
     budget = 2 * 3600 + 3 * rollout.DEPLOY_ALLOWANCE
     runner = RecordingRunner()
     code, _, err = run_rollout(
-        ["--steps", "10,50", "--bake", 3600, "--poll", 3600, "--max-duration", f"{budget:g}"],
+        ["--steps", "10,50", "--bake", 3600, "--poll", 3600, "--max-duration", f"{budget:g}", *NO_PROBE],
         runner=runner,
         cloudwatch=canary_alarms,
     )
@@ -637,7 +673,7 @@ def test_url_from_stack_verifies_each_step_against_the_stack_s_url_output(canary
     runner = RecordingRunner()
     stack = StackOutputs({"Url": server.url, "CanaryWeight": "0"}, runner)
     code, out, err = run_rollout(
-        ["--steps", "10,25", "--bake", 0, "--verify-requests", 100, "--url-from-stack"],
+        ["--steps", "10,25", "--bake", 0, "--verify-requests", 100, "--url-from-stack", *NO_PROBE],
         runner=runner,
         cloudwatch=canary_alarms,
         cloudformation=stack,
@@ -660,7 +696,7 @@ def test_url_from_stack_verifies_each_step_against_the_stack_s_url_output(canary
 def test_url_from_stack_that_cannot_be_read_is_refused_before_any_deploy(canary_alarms, outputs, fragment):
     runner = RecordingRunner()
     code, _, err = run_rollout(
-        ["--steps", "10", "--bake", 0, "--verify-requests", 10, "--url-from-stack"],
+        ["--steps", "10", "--bake", 0, "--verify-requests", 10, "--url-from-stack", *NO_PROBE],
         runner=runner,
         cloudwatch=canary_alarms,
         cloudformation=StackOutputs(outputs, runner),
