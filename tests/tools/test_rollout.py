@@ -10,71 +10,26 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 from alarms import put_alarm
 
 from canary_stack.ops import rollout
-
-STACK = "CrystalCanary"
-# Bakes on the alarms alone, as before the probe traffic existed: for the tests whose subject is not
-# the probe (test_rollout_probe.py's is), so they need no service to probe and may bake 0 s.
-NO_PROBE = ["--probe-rate", "0", "--min-canary-requests", "0"]
-ALARM_5XX = f"{STACK}-canary-5xx"
-ALARM_LATENCY = f"{STACK}-canary-latency"
-
-
-def deploy(weight: int) -> list[str]:
-    return [
-        "node_modules/.bin/cdk",
-        "deploy",
-        STACK,
-        "--require-approval",
-        "never",
-        "--no-notices",
-        "-c",
-        f"canaryWeight={weight}",
-    ]
-
-
-class RecordingRunner:
-    """Stand-in for the deploy/diff command: records argv, optionally reacts."""
-
-    def __init__(self, on_run: Callable[[list[str]], subprocess.CompletedProcess | None] | None = None):
-        self.calls: list[list[str]] = []
-        self.on_run = on_run
-
-    def run(self, argv: Sequence[str], *, capture_output: bool = False) -> subprocess.CompletedProcess:
-        argv = list(argv)
-        self.calls.append(argv)
-        result = self.on_run(argv) if self.on_run else None
-        if result is not None:
-            return result
-        stdout = f"diff {argv[-3]} -> {argv[-1]}\n" if "canary_stack.ops.offline_diff" in argv else ""
-        return subprocess.CompletedProcess(argv, 0, stdout=stdout, stderr="")
-
-    @property
-    def deployed(self) -> list[str]:
-        """The canaryWeight of every deploy, in order."""
-        return [argv[7].split("=")[1] for argv in self.calls if argv[:2] == ["node_modules/.bin/cdk", "deploy"]]
-
-
-class FakeClock:
-    def __init__(self, on_sleep: Callable[[float], None] | None = None):
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-        self.on_sleep = on_sleep
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        if self.on_sleep:
-            self.on_sleep(seconds)
-        self.now += seconds
+from tools.rollout_harness import (
+    ALARM_5XX,
+    ALARM_LATENCY,
+    NO_PROBE,
+    PRODUCTION_IMAGE,
+    STACK,
+    FakeClock,
+    RecordingRunner,
+    StackOutputs,
+    deploy,
+    fire,
+    write_cdk_json,
+    write_source,
+)
 
 
 @pytest.fixture
@@ -92,23 +47,12 @@ def alb_checkout(tmp_path_factory) -> Path:
     """A checkout whose cdk.json commits the ALB router (App Mesh cannot be deployed) at weight 0."""
     root = tmp_path_factory.mktemp("checkout")
     write_cdk_json(root, 0)
-    (root / "crystal_src").mkdir()
-    (root / "crystal_src" / "code_hash.txt").write_text("CANARY\n")  # what the canary's source embeds
+    write_source(root)  # the canary's source answers CANARY, as the servers here do
     CHECKOUT[:] = [root]
     return root
 
 
 CHECKOUT: list[Path] = []
-
-
-# productionImage is required in every cdk.json (canary_stack/config.py); any hash will do here.
-PRODUCTION_IMAGE = "0" * 64
-
-
-def write_cdk_json(root: Path, weight, **more) -> Path:
-    context = {"canaryWeight": weight, "trafficRouter": "alb", "productionImage": PRODUCTION_IMAGE, **more}
-    (root / "cdk.json").write_text(json.dumps({"app": "x", "context": context}, indent=2) + "\n")
-    return root
 
 
 def run_rollout(argv, *, runner, cloudwatch=None, cloudformation=None, clock=None, repo_root=None):
@@ -126,10 +70,6 @@ def run_rollout(argv, *, runner, cloudwatch=None, cloudformation=None, clock=Non
         stderr=err,
     )
     return code, out.getvalue(), err.getvalue()
-
-
-def fire(cloudwatch, name: str) -> None:
-    cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test: canary 5xx")
 
 
 # ------------------------------------------------------------------ success
@@ -649,23 +589,6 @@ def test_max_duration_refuses_a_dry_run_too_so_ci_says_so_before_approval(tmp_pa
 
 
 # ------------------------------------------------------- URL from the stack
-
-
-class StackOutputs:
-    """Stand-in for a CloudFormation client: DescribeStacks answers with `outputs` (or raises).
-    It records how many deploys had run at each call."""
-
-    def __init__(self, outputs: dict[str, str] | Exception, runner: RecordingRunner):
-        self.outputs = outputs
-        self.runner = runner
-        self.calls: list[tuple[int, dict]] = []
-
-    def describe_stacks(self, **kwargs):
-        self.calls.append((len(self.runner.deployed), kwargs))
-        if isinstance(self.outputs, Exception):
-            raise self.outputs
-        outputs = [{"OutputKey": k, "OutputValue": v} for k, v in self.outputs.items()]
-        return {"Stacks": [{"StackName": kwargs["StackName"], "Outputs": outputs}]}
 
 
 def test_url_from_stack_verifies_each_step_against_the_stack_s_url_output(canary_alarms, http_server, answers):
