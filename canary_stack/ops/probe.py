@@ -27,7 +27,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from canary_stack.ops.cli import one_line
+from canary_stack.ops.cli import cut, one_line
 from canary_stack.ops.urls import redact
 from canary_stack.text import shorten
 
@@ -218,7 +218,15 @@ def _reason(err: Exception, watchdog: Watchdog, seconds: float) -> str:
     if isinstance(err, (http.client.HTTPException, OSError, ValueError)):
         return f"connection failed: {redact(one_line(err)) or type(err).__name__}"
     # Anything else is a failure of this request all the same, never a traceback.
-    return f"unexpected failure: {type(err).__name__}: {shorten(redact(one_line(err)))}"
+    return f"unexpected failure: {type(err).__name__}: {message(err)}"
+
+
+def message(err: BaseException) -> str:
+    """An exception's message for a one-line report: folded onto one line, unprintable characters
+    escaped, a URL's credentials masked, cut when long."""
+    text = redact(one_line(err))
+    text = text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= 200 else cut(text)
 
 
 def _timed_out(err: Exception) -> bool:
@@ -253,7 +261,7 @@ class RequestPool:
             try:
                 outcome = call()
             except Exception as err:  # a bug in `call`: that request failed, the run goes on
-                outcome = ("error", f"unexpected failure: {type(err).__name__}: {shorten(one_line(err))}")
+                outcome = ("error", f"unexpected failure: {type(err).__name__}: {message(err)}")
             self._results.put((ident, tag, outcome))
 
         threading.Thread(target=work, name="canary-request", daemon=True).start()

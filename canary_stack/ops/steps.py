@@ -16,12 +16,11 @@ from canary_stack.ops import plan, verify
 from canary_stack.ops.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, one_line
 from canary_stack.ops.cloud import StackFacts, alarm_states, describe_stack
 from canary_stack.ops.deployable import deploy_argv as cdk_deploy_argv
-from canary_stack.ops.probe import Watchdog, fetch
+from canary_stack.ops.probe import Watchdog, fetch, message
 from canary_stack.ops.report import shown
 from canary_stack.ops.traffic import BakeTraffic, Fetcher, Prober
-from canary_stack.ops.urls import api_url, redact
+from canary_stack.ops.urls import api_url
 from canary_stack.ops.versions import TRAFFIC_ROUTER_OUTPUT, URL_OUTPUT, UnknownCanary, Versions, resolve
-from canary_stack.text import shorten
 
 ALARM = "ALARM"
 # Lattice applies a weight change asynchronously: ECS's own Lattice deployments wait "approximately
@@ -395,4 +394,4 @@ def failure(err: BaseException) -> str:
     """An exception as one line: its message for the tool's own errors, its type for the rest."""
     if isinstance(err, (DeployFailed, CheckFailed)):
         return one_line(err)
-    return f"{type(err).__name__}: {shorten(redact(one_line(err)), limit=200).strip(chr(39))}"
+    return f"{type(err).__name__}: {message(err)}"

@@ -71,15 +71,13 @@ from canary_stack.ops.cli import (
     bounded_float,
     bounded_int,
     cut,
-    one_line,
     usage_line,
 )
-from canary_stack.ops.probe import DeadlineReached, NotTheService, Watchdog, classify, fetch, run_requests
+from canary_stack.ops.probe import DeadlineReached, NotTheService, Watchdog, classify, fetch, message, run_requests
 from canary_stack.ops.report import EXIT_OUTSIDE, EXIT_UNMEASURABLE, Progress, report_lines, verdict
 from canary_stack.ops.stats import MAX_ERROR_FRACTION, max_errors, summarize
 from canary_stack.ops.urls import API_PATH, api_url, parse_url, redact
 from canary_stack.ops.versions import CODE_HASH, UnknownCanary, Versions, parse_commit, parse_image, source_commit
-from canary_stack.text import shorten
 
 DEFAULT_REQUESTS = 200
 MAX_REQUESTS = 100_000
@@ -215,12 +213,8 @@ def main(
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug, or a failure nothing above foresaw: a failed check, never exit 1
         Watchdog.cancel_all()
-        err.write(f"verify: error: unexpected failure, the check failed: {type(exc).__name__}: {_line(exc)}\n")
+        err.write(f"verify: error: unexpected failure, the check failed: {type(exc).__name__}: {message(exc)}\n")
         return EXIT_ERROR
-
-
-def _line(exc: BaseException) -> str:
-    return shorten(redact(one_line(exc)), limit=200).strip("'\"")
 
 
 def versions_from(args: argparse.Namespace, root: Path) -> Versions:

@@ -37,6 +37,7 @@ class RoutedService:
         self.canary_commit = canary_commit
         self.production_commit = production_commit
         self.canary_answer: Answer | None = None  # how a broken canary answers
+        self.header_rule = True  # False: a router that lost its canary-fleet rule splits those requests too
         self.weighted = 0  # requests without the header, so far
         self.requests: list[tuple[str, bool, str]] = []  # (path, with the header, version that answered)
         self._lock = threading.Lock()
@@ -48,7 +49,7 @@ class RoutedService:
             def do_GET(self) -> None:  # noqa: N802 (http.server naming)
                 header = self.headers.get(CANARY_HEADER) == CANARY_HEADER_VALUE
                 with service._lock:
-                    if header:
+                    if header and service.header_rule:
                         canary = True
                     else:
                         n, w = service.weighted, service.weight
