@@ -216,7 +216,7 @@ def test_the_canary_commit_comes_from_the_stack_after_each_deploy(service, alarm
     runner = deploying(service)
     stack = StackOutputs({"Url": service.url, "CanaryCommit": "CANARY2"}, runner)
     code, out, err = run(
-        ["--steps", "10,25", "--bake", 30, "--verify-requests", 200],
+        ["--steps", "10,25", "--bake", 30, "--verify-requests", 200, "--url-from-stack"],
         checkout=checkout,
         runner=runner,
         cloudwatch=alarms,
@@ -234,7 +234,7 @@ def test_after_a_promotion_the_split_cannot_be_measured_and_that_fails_no_step(s
     runner = deploying(service)
     outputs = {"Url": service.url, "CanaryCommit": "CANARY", "CanaryImage": IMAGE, "ProductionImage": IMAGE}
     code, out, err = run(
-        ["--steps", "10,100", "--bake", 30, "--verify-requests", 50],
+        ["--steps", "10,100", "--bake", 30, "--verify-requests", 50, "--url-from-stack"],
         checkout=checkout,
         runner=runner,
         cloudwatch=alarms,
@@ -306,7 +306,7 @@ def test_with_lattice_verify_measures_no_earlier_than_90_s_after_the_deploy(serv
     runner = deploying(service)
     clock = FakeClock()
     code, out, err = run(
-        ["--steps", "10", "--bake", bake, "--poll", bake, "--verify-requests", 100],
+        ["--steps", "10", "--bake", bake, "--poll", bake, "--verify-requests", 100, "--url-from-stack"],
         checkout=checkout,
         runner=runner,
         cloudwatch=alarms,
@@ -361,7 +361,10 @@ def test_an_unexpected_failure_in_a_deploy_rolls_back(service, alarms, checkout)
 
     runner = deploying(service, explode)
     code, out, _ = run(
-        ["--steps", "10,25", "--bake", 30, "--url", service.url], checkout=checkout, runner=runner, cloudwatch=alarms
+        ["--steps", "10,25", "--bake", 30, "--url", service.url, "--verify-requests", 100],
+        checkout=checkout,
+        runner=runner,
+        cloudwatch=alarms,
     )
     assert code == 1
     assert runner.calls == [deploy(10), deploy(25), deploy(0)]
@@ -416,7 +419,7 @@ def test_an_unexpected_failure_of_the_rollback_says_the_weight_is_unknown(servic
         return None
 
     code, out, _ = run(
-        ["--steps", "10,25", "--bake", 30, "--url", service.url],
+        ["--steps", "10,25", "--bake", 30, "--url", service.url, "--verify-requests", 100],
         checkout=checkout,
         runner=deploying(service, explode),
         cloudwatch=alarms,
