@@ -24,5 +24,5 @@ def test_callers_still_find_what_they_import():
     from canary_stack.ops.rollout import Rollout, SubprocessRunner, build_parser, main
     from canary_stack.ops.verify import EXIT_OUTSIDE, EXIT_UNMEASURABLE, parse_commit, parse_url
 
-    assert callable(main) and Rollout and SubprocessRunner and build_parser and parse_commit and parse_url
+    assert all(callable(f) for f in (main, Rollout, SubprocessRunner, build_parser, parse_commit, parse_url))
     assert (EXIT_OUTSIDE, EXIT_UNMEASURABLE) == (1, 3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -174,6 +175,50 @@ def test_a_request_stuck_outside_its_socket_does_not_hold_the_run():
     assert result, "run_requests never returned"
     assert time.monotonic() - started < 0.3 + probe.GRACE + 1
     assert result[0] == [("error", "timed out after 0.3s")] * 3
+
+
+# verify in a process of its own whose every request blocks where no socket can be shut down (as a name
+# lookup that never returns): the process still ends within --deadline, --timeout (+ GRACE) or Ctrl-C.
+STUCK = (
+    "import sys, threading\n"
+    "from canary_stack.ops import verify\n"
+    "def stuck(url, timeout, budget=None, headers=None):\n"
+    "    print('stuck', flush=True)\n"
+    "    threading.Event().wait()\n"
+    "verify.fetch = stuck\n"
+    "sys.exit(verify.main(sys.argv[1:]))\n"
+)
+
+
+@pytest.mark.parametrize(
+    "flags, interrupt, code, line",
+    [
+        (["--timeout", "60", "--deadline", "1"], False, 2, "the run's deadline of 1s passed after 0 of 4 answers"),
+        (["--timeout", "1"], False, 2, "timed out after 1s (no answer to any of 4 requests)"),
+        (["--timeout", "60"], True, 130, "verify: interrupted"),
+    ],
+)
+def test_requests_stuck_outside_a_socket_hold_neither_the_run_nor_the_process(flags, interrupt, code, line):
+    argv = [sys.executable, "-c", STUCK, "http://127.0.0.1:9", "--requests", "4", "--concurrency", "4"]
+    process = subprocess.Popen(
+        [*argv, "--canary-commit", "CANARY", *flags],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == "stuck\n"  # the requests are under way
+    started = time.monotonic()
+    if interrupt:
+        process.send_signal(signal.SIGINT)
+    try:
+        out, err = process.communicate(timeout=15)
+    finally:
+        process.kill()
+    assert time.monotonic() - started < 1 + probe.GRACE + 2
+    assert process.returncode == code and set(out.split()) <= {"stuck"}
+    assert line in one_line(err)
 
 
 # ------------------------------------------------------------- 16.12 a failed check, never a traceback
