@@ -97,7 +97,6 @@ from canary_stack.ops import verify
 from canary_stack.ops.cli import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
-    OneLineArgumentParser,
     UsageError,
     bounded_float,
     bounded_int,
@@ -121,7 +120,7 @@ from canary_stack.ops.steps import (
     failure,
 )
 from canary_stack.ops.traffic import header_requests
-from canary_stack.ops.urls import redact
+from canary_stack.ops.urls import RedactingParser
 from canary_stack.ops.versions import URL_OUTPUT
 from canary_stack.text import shorten
 
@@ -171,13 +170,8 @@ def parse_steps(raw: str) -> list[int]:
     return steps
 
 
-class _Parser(OneLineArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        super().error(redact(message))  # argparse quotes arguments whole: never a URL's password
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = RedactingParser(
         prog="python -m canary_stack.ops.rollout",
         description="Deploy the canary at increasing weights, bake each step under probe traffic while watching "
         "its CloudWatch alarms (and optionally the measured split), roll back to weight 0 on "

@@ -29,6 +29,7 @@ from canary_stack.ops.report import seen_commits
 WEIGHTED = "weighted"
 HEADER = "header"
 MAX_IN_FLIGHT = 8
+USER_AGENT = "canary-rollout-probe"  # so access logs can tell the probe from users
 # A tick is due when its time has come within this much: a clock that lands a hair short of it
 # (floating point) does not make the loop sleep for nothing.
 _EPSILON = 1e-6
@@ -121,8 +122,8 @@ class Prober:
             due = self.start + self.ticks / self.rate
             if due > now + _EPSILON:
                 return due
-            self._send(WEIGHTED, None)
-            self._send(HEADER, {CANARY_HEADER: CANARY_HEADER_VALUE})
+            self._send(WEIGHTED, {"User-Agent": USER_AGENT})
+            self._send(HEADER, {"User-Agent": USER_AGENT, CANARY_HEADER: CANARY_HEADER_VALUE})
             self.ticks += 1
         return None
 

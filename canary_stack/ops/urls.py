@@ -7,6 +7,7 @@ import argparse
 import re
 import urllib.parse
 
+from canary_stack.ops.cli import OneLineArgumentParser
 from canary_stack.text import shorten
 
 API_PATH = "crystal/api"
@@ -82,3 +83,11 @@ def parse_url(raw: str) -> str:
 def api_url(base: str) -> str:
     """URL/crystal/api, whether or not URL ends with '/'."""
     return base.rstrip("/") + "/" + API_PATH
+
+
+class RedactingParser(OneLineArgumentParser):
+    """The one-line usage errors, with the credentials of any URL in them masked: argparse's own
+    messages quote arguments whole (`unrecognized arguments: http://user:password@...`)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        super().error(redact(message))

@@ -66,7 +66,6 @@ from canary_stack.ops.cli import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
-    OneLineArgumentParser,
     UsageError,
     bounded_float,
     bounded_int,
@@ -76,7 +75,7 @@ from canary_stack.ops.cli import (
 from canary_stack.ops.probe import DeadlineReached, NotTheService, Watchdog, classify, fetch, message, run_requests
 from canary_stack.ops.report import EXIT_OUTSIDE, EXIT_UNMEASURABLE, Progress, report_lines, verdict
 from canary_stack.ops.stats import MAX_ERROR_FRACTION, max_errors, summarize
-from canary_stack.ops.urls import API_PATH, api_url, parse_url, redact
+from canary_stack.ops.urls import API_PATH, RedactingParser, api_url, parse_url
 from canary_stack.ops.versions import CODE_HASH, UnknownCanary, Versions, parse_commit, parse_image, source_commit
 
 DEFAULT_REQUESTS = 200
@@ -109,16 +108,8 @@ __all__ = [
 ]
 
 
-class _Parser(OneLineArgumentParser):
-    """The one-line usage errors, with the credentials of any URL in them masked (argparse's own
-    messages quote arguments whole: `unrecognized arguments: http://user:password@...`)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        super().error(redact(message))
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = RedactingParser(
         prog="python -m canary_stack.ops.verify",
         description=(
             "Send N GETs to URL/crystal/api, count answers per commit and report the canary's "

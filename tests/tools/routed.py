@@ -40,6 +40,7 @@ class RoutedService:
         self.header_rule = True  # False: a router that lost its canary-fleet rule splits those requests too
         self.weighted = 0  # requests without the header, so far
         self.requests: list[tuple[str, bool, str]] = []  # (path, with the header, version that answered)
+        self.agents: set[str] = set()  # the User-Agent headers seen
         self._lock = threading.Lock()
         service = self
 
@@ -56,6 +57,7 @@ class RoutedService:
                         canary = (n + 1) * w // 100 > n * w // 100
                         service.weighted += 1
                     service.requests.append((self.path, header, "canary" if canary else "production"))
+                    service.agents.add(self.headers.get("User-Agent", ""))
                     commit = service.canary_commit if canary else service.production_commit
                     broken = service.canary_answer if canary else None
                 status, body = broken() if broken else (200, crystal_json(commit))

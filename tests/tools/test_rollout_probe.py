@@ -100,6 +100,7 @@ def test_every_bake_probes_the_weighted_and_the_header_path_at_a_steady_rate(ser
     assert service.served(header=False) == 120
     assert service.served(header=False, version="canary") == 6 + 30  # 10 % then 50 % of 60
     assert {path for path, _, _ in service.requests} == {"/crystal/api"}
+    assert service.agents == {"canary-rollout-probe"}  # access logs can tell the probe from users
     assert (
         "probe traffic at weight 10%: weighted path 60 sent, 60 answered (ed106ce (54), CANARY (6)); "
         "header path 60 sent, 60 answered (CANARY (60))"
