@@ -1,4 +1,5 @@
-"""Confidence interval for an observed traffic share.
+"""The statistics of a measured split: answers per commit, the error budget, and a confidence
+interval for the canary's share.
 
 The Wilson score interval is used instead of the textbook normal ("Wald")
 interval because the Wald interval collapses to a zero-width interval at
@@ -8,6 +9,9 @@ p = 0 and p = 1 -- exactly the shares a canary rollout starts and ends with.
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 # Two-sided 95 %: the 0.975 quantile of the standard normal distribution.
 Z_95 = 1.959963984540054
@@ -38,3 +42,61 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
     low = 0.0 if successes == 0 else max(0.0, centre - half)
     high = 1.0 if successes == n else min(1.0, centre + half)
     return low, high
+
+
+# Largest share of failed requests that still yields a measurement.
+MAX_ERROR_FRACTION = 0.05
+
+
+def max_errors(requests: int) -> int:
+    """How many failed requests a run of `requests` tolerates (5 %, at least 1)."""
+    return max(1, math.floor(requests * MAX_ERROR_FRACTION))
+
+
+@dataclass
+class Summary:
+    """What a run of requests saw: answers per commit, failures per reason, the canary's share."""
+
+    requests: int
+    counts: dict[str, int]
+    errors: dict[str, int]
+    canary_commit: str
+    answered: int = 0
+    canary: int = 0
+    share: float | None = None
+    interval: tuple[float, float] | None = None
+    failed: int = 0
+
+    @property
+    def too_many_errors(self) -> bool:
+        return self.answered == 0 or self.failed > max_errors(self.requests)
+
+    @property
+    def only_the_canary_answered(self) -> bool:
+        """Every answer carries the canary's commit: after a promotion production answers it too."""
+        return self.answered > 0 and self.canary == self.answered
+
+
+def summarize(outcomes: Iterable[tuple[str, str]], requests: int, canary_commit: str) -> Summary:
+    """Aggregate ("ok", commit) / ("error", reason) outcomes.
+
+    `requests` is the number that was planned (the run may have been cut short); the error budget is
+    relative to it.
+    """
+    counts: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    for kind, value in outcomes:
+        (counts if kind == "ok" else errors)[value] += 1
+    summary = Summary(
+        requests=requests,
+        counts=dict(sorted(counts.items())),
+        errors=dict(errors.most_common()),
+        canary_commit=canary_commit,
+        answered=sum(counts.values()),
+        canary=counts.get(canary_commit, 0),
+        failed=sum(errors.values()),
+    )
+    if summary.answered:
+        summary.share = summary.canary / summary.answered
+        summary.interval = wilson_interval(summary.canary, summary.answered)
+    return summary

@@ -196,10 +196,13 @@ ROLLOUT = [
         ["--steps", "10", "--bake", "0", "--poll", "0"],
         "--poll: must be a number greater than 0 and at most 3600, got '0'",
     ),
-    (["--steps", "10", "--bake", "0", "--url", "http://x"], "argument --url: needs --verify-requests as well"),
+    (
+        ["--steps", "10", "--bake", "0", "--url", "http://x"],
+        "a bake of 0s at --probe-rate 1 sends 0 canary-fleet requests, fewer than the 30 canary answers",
+    ),
     (
         ["--steps", "10", "--bake", "0", "--verify-requests", "5"],
-        "argument --verify-requests: needs --url or --url-from-stack as well",
+        "a bake of 0s at --probe-rate 1 sends 0 canary-fleet requests, fewer than the 30 canary answers",
     ),
     (
         ["--steps", "10", "--bake", "0", "--url", "http://x", "--verify-requests", "0"],
@@ -230,7 +233,7 @@ ROLLOUT = [
     (["--bake", "0"], "the following arguments are required: --steps"),
     (
         ["--steps", "10", "--bake", "0", "--url-from-stack"],
-        "argument --url-from-stack: needs --verify-requests as well",
+        "a bake of 0s at --probe-rate 1 sends 0 canary-fleet requests, fewer than the 30 canary answers",
     ),
     (
         ["--steps", "10", "--bake", "0", "--url", "http://x", "--url-from-stack", "--verify-requests", "5"],

@@ -10,68 +10,26 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 from alarms import put_alarm
 
 from canary_stack.ops import rollout
-
-STACK = "CrystalCanary"
-ALARM_5XX = f"{STACK}-canary-5xx"
-ALARM_LATENCY = f"{STACK}-canary-latency"
-
-
-def deploy(weight: int) -> list[str]:
-    return [
-        "node_modules/.bin/cdk",
-        "deploy",
-        STACK,
-        "--require-approval",
-        "never",
-        "--no-notices",
-        "-c",
-        f"canaryWeight={weight}",
-    ]
-
-
-class RecordingRunner:
-    """Stand-in for the deploy/diff command: records argv, optionally reacts."""
-
-    def __init__(self, on_run: Callable[[list[str]], subprocess.CompletedProcess | None] | None = None):
-        self.calls: list[list[str]] = []
-        self.on_run = on_run
-
-    def run(self, argv: Sequence[str], *, capture_output: bool = False) -> subprocess.CompletedProcess:
-        argv = list(argv)
-        self.calls.append(argv)
-        result = self.on_run(argv) if self.on_run else None
-        if result is not None:
-            return result
-        stdout = f"diff {argv[-3]} -> {argv[-1]}\n" if "canary_stack.ops.offline_diff" in argv else ""
-        return subprocess.CompletedProcess(argv, 0, stdout=stdout, stderr="")
-
-    @property
-    def deployed(self) -> list[str]:
-        """The canaryWeight of every deploy, in order."""
-        return [argv[7].split("=")[1] for argv in self.calls if argv[:2] == ["node_modules/.bin/cdk", "deploy"]]
-
-
-class FakeClock:
-    def __init__(self, on_sleep: Callable[[float], None] | None = None):
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-        self.on_sleep = on_sleep
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        if self.on_sleep:
-            self.on_sleep(seconds)
-        self.now += seconds
+from tools.rollout_harness import (
+    ALARM_5XX,
+    ALARM_LATENCY,
+    NO_PROBE,
+    PRODUCTION_IMAGE,
+    STACK,
+    FakeClock,
+    RecordingRunner,
+    StackOutputs,
+    deploy,
+    fire,
+    write_cdk_json,
+    write_source,
+)
 
 
 @pytest.fixture
@@ -89,21 +47,12 @@ def alb_checkout(tmp_path_factory) -> Path:
     """A checkout whose cdk.json commits the ALB router (App Mesh cannot be deployed) at weight 0."""
     root = tmp_path_factory.mktemp("checkout")
     write_cdk_json(root, 0)
+    write_source(root)  # the canary's source answers CANARY, as the servers here do
     CHECKOUT[:] = [root]
     return root
 
 
 CHECKOUT: list[Path] = []
-
-
-# productionImage is required in every cdk.json (canary_stack/config.py); any hash will do here.
-PRODUCTION_IMAGE = "0" * 64
-
-
-def write_cdk_json(root: Path, weight, **more) -> Path:
-    context = {"canaryWeight": weight, "trafficRouter": "alb", "productionImage": PRODUCTION_IMAGE, **more}
-    (root / "cdk.json").write_text(json.dumps({"app": "x", "context": context}, indent=2) + "\n")
-    return root
 
 
 def run_rollout(argv, *, runner, cloudwatch=None, cloudformation=None, clock=None, repo_root=None):
@@ -123,17 +72,16 @@ def run_rollout(argv, *, runner, cloudwatch=None, cloudformation=None, clock=Non
     return code, out.getvalue(), err.getvalue()
 
 
-def fire(cloudwatch, name: str) -> None:
-    cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test: canary 5xx")
-
-
 # ------------------------------------------------------------------ success
 
 
 def test_success_deploys_each_step_in_order_with_exact_argv(canary_alarms):
     runner, clock = RecordingRunner(), FakeClock()
     code, out, err = run_rollout(
-        ["--steps", "10,25,50,100", "--bake", 60, "--poll", 25], runner=runner, cloudwatch=canary_alarms, clock=clock
+        ["--steps", "10,25,50,100", "--bake", 60, "--poll", 25, *NO_PROBE],
+        runner=runner,
+        cloudwatch=canary_alarms,
+        clock=clock,
     )
     assert code == 0, out + err
     assert runner.calls == [deploy(10), deploy(25), deploy(50), deploy(100)]
@@ -149,7 +97,9 @@ def test_success_deploys_each_step_in_order_with_exact_argv(canary_alarms):
 
 
 def test_a_rollout_that_stops_below_100_does_not_suggest_promote(canary_alarms):
-    code, out, _ = run_rollout(["--steps", "10,50", "--bake", 0], runner=RecordingRunner(), cloudwatch=canary_alarms)
+    code, out, _ = run_rollout(
+        ["--steps", "10,50", "--bake", 0, *NO_PROBE], runner=RecordingRunner(), cloudwatch=canary_alarms
+    )
     assert code == 0
     assert out.splitlines()[-1] == "rollout complete: the stack is at canary weight 50%"
     assert "`make promote`" not in out
@@ -158,7 +108,7 @@ def test_a_rollout_that_stops_below_100_does_not_suggest_promote(canary_alarms):
 def test_context_goes_to_every_deploy_and_the_rollback(canary_alarms):
     runner = RecordingRunner(lambda argv: fire(canary_alarms, ALARM_5XX) if argv[7] == "canaryWeight=50" else None)
     code, _, _ = run_rollout(
-        ["--steps", "10,50", "--bake", 0, "-c", "stickySeconds=30"], runner=runner, cloudwatch=canary_alarms
+        ["--steps", "10,50", "--bake", 0, "-c", "stickySeconds=30", *NO_PROBE], runner=runner, cloudwatch=canary_alarms
     )
     assert code == 1
     assert runner.calls == [deploy(w) + ["-c", "stickySeconds=30"] for w in (10, 50, 0)]
@@ -166,7 +116,9 @@ def test_context_goes_to_every_deploy_and_the_rollback(canary_alarms):
 
 def test_zero_bake_still_checks_alarms_once_per_step(canary_alarms):
     runner, clock = RecordingRunner(), FakeClock()
-    code, out, _ = run_rollout(["--steps", "50,100", "--bake", 0], runner=runner, cloudwatch=canary_alarms, clock=clock)
+    code, out, _ = run_rollout(
+        ["--steps", "50,100", "--bake", 0, *NO_PROBE], runner=runner, cloudwatch=canary_alarms, clock=clock
+    )
     assert code == 0
     assert clock.sleeps == []
     assert out.count("alarms: ") == 2
@@ -187,7 +139,10 @@ def test_alarm_during_bake_at_25_rolls_back_to_0(canary_alarms):
 
     clock = FakeClock(on_sleep)
     code, out, _ = run_rollout(
-        ["--steps", "10,25,50,100", "--bake", 120, "--poll", 30], runner=runner, cloudwatch=canary_alarms, clock=clock
+        ["--steps", "10,25,50,100", "--bake", 120, "--poll", 30, *NO_PROBE],
+        runner=runner,
+        cloudwatch=canary_alarms,
+        clock=clock,
     )
     assert code == 1
     assert runner.calls == [deploy(10), deploy(25), deploy(0)]
@@ -199,7 +154,7 @@ def test_alarm_during_bake_at_25_rolls_back_to_0(canary_alarms):
 
 def test_alarm_at_100_rolls_back_and_never_suggests_promote(canary_alarms):
     runner = RecordingRunner(lambda argv: fire(canary_alarms, ALARM_LATENCY) if argv == deploy(100) else None)
-    code, out, _ = run_rollout(["--steps", "50,100", "--bake", 0], runner=runner, cloudwatch=canary_alarms)
+    code, out, _ = run_rollout(["--steps", "50,100", "--bake", 0, *NO_PROBE], runner=runner, cloudwatch=canary_alarms)
     assert code == 1
     assert runner.calls == [deploy(50), deploy(100), deploy(0)]
     assert ALARM_LATENCY in out and "next: `make promote`" not in out
@@ -210,7 +165,7 @@ def test_verify_failure_rolls_back(canary_alarms, http_server, answers):
     server = http_server(answers.every_nth_canary(10))
     runner = RecordingRunner()
     code, out, err = run_rollout(
-        ["--steps", "10,25,50", "--bake", 0, "--url", server.url, "--verify-requests", 200],
+        ["--steps", "10,25,50", "--bake", 0, "--url", server.url, "--verify-requests", 200, *NO_PROBE],
         runner=runner,
         cloudwatch=canary_alarms,
     )
@@ -224,7 +179,7 @@ def test_verify_failure_rolls_back(canary_alarms, http_server, answers):
 def test_unreachable_verify_url_rolls_back(canary_alarms, dead_url):
     runner = RecordingRunner()
     code, out, err = run_rollout(
-        ["--steps", "10,25", "--bake", 0, "--url", dead_url, "--verify-requests", 20],
+        ["--steps", "10,25", "--bake", 0, "--url", dead_url, "--verify-requests", 20, *NO_PROBE],
         runner=runner,
         cloudwatch=canary_alarms,
     )
@@ -240,7 +195,9 @@ def test_failed_deploy_rolls_back_and_stops(canary_alarms):
         return None
 
     runner = RecordingRunner(on_run)
-    code, out, _ = run_rollout(["--steps", "10,25,50,100", "--bake", 0], runner=runner, cloudwatch=canary_alarms)
+    code, out, _ = run_rollout(
+        ["--steps", "10,25,50,100", "--bake", 0, *NO_PROBE], runner=runner, cloudwatch=canary_alarms
+    )
     assert code == 1
     assert runner.calls == [deploy(10), deploy(25), deploy(50), deploy(0)]
     assert "deploy of 50 failed (exit 1)" in out
@@ -255,7 +212,7 @@ def test_failed_rollback_says_state_is_unknown(canary_alarms):
         return None
 
     code, out, _ = run_rollout(
-        ["--steps", "10,25", "--bake", 0], runner=RecordingRunner(on_run), cloudwatch=canary_alarms
+        ["--steps", "10,25", "--bake", 0, *NO_PROBE], runner=RecordingRunner(on_run), cloudwatch=canary_alarms
     )
     assert code == 1
     assert "ROLLBACK FAILED" in out and "make deploy WEIGHT=0" in out
@@ -272,7 +229,7 @@ def test_ctrl_c_during_bake_names_last_good_weight_and_deploys_nothing_more(cana
             raise KeyboardInterrupt
 
     code, out, _ = run_rollout(
-        ["--steps", "10,25,50,100", "--bake", 60, "--poll", 30],
+        ["--steps", "10,25,50,100", "--bake", 60, "--poll", 30, *NO_PROBE],
         runner=runner,
         cloudwatch=canary_alarms,
         clock=FakeClock(on_sleep),
@@ -290,7 +247,9 @@ def test_ctrl_c_during_deploy_says_state_unknown_and_what_to_run(canary_alarms):
         return None
 
     runner = RecordingRunner(on_run)
-    code, out, _ = run_rollout(["--steps", "10,25,50,100", "--bake", 0], runner=runner, cloudwatch=canary_alarms)
+    code, out, _ = run_rollout(
+        ["--steps", "10,25,50,100", "--bake", 0, *NO_PROBE], runner=runner, cloudwatch=canary_alarms
+    )
     assert code == 130
     assert runner.calls == [deploy(10), deploy(25), deploy(50)]  # no rollback deploy started
     last = out.splitlines()[-1]
@@ -303,7 +262,7 @@ def test_ctrl_c_during_first_deploy_advises_weight_0(canary_alarms):
         raise KeyboardInterrupt
 
     code, out, _ = run_rollout(
-        ["--steps", "10,25", "--bake", 0], runner=RecordingRunner(on_run), cloudwatch=canary_alarms
+        ["--steps", "10,25", "--bake", 0, *NO_PROBE], runner=RecordingRunner(on_run), cloudwatch=canary_alarms
     )
     assert code == 130
     assert "unknown: deploy of 10 was interrupted" in out and "make deploy WEIGHT=0" in out
@@ -318,7 +277,7 @@ def test_ctrl_c_during_rollback_advises_weight_0_not_the_failed_weight(canary_al
         return None
 
     runner = RecordingRunner(on_run)
-    code, out, _ = run_rollout(["--steps", "10,25", "--bake", 0], runner=runner, cloudwatch=canary_alarms)
+    code, out, _ = run_rollout(["--steps", "10,25", "--bake", 0, *NO_PROBE], runner=runner, cloudwatch=canary_alarms)
     assert code == 130
     assert runner.calls == [deploy(10), deploy(25), deploy(0)]
     assert "unknown: deploy of 0 was interrupted" in out and "make deploy WEIGHT=0" in out
@@ -338,7 +297,7 @@ def test_ctrl_c_during_verify_is_an_interrupt_not_a_rollback(canary_alarms, http
     server = http_server(answer)
     runner = RecordingRunner()
     code, out, err = run_rollout(
-        ["--steps", "10,20,50", "--bake", 0, "--url", server.url, "--verify-requests", 10],
+        ["--steps", "10,20,50", "--bake", 0, "--url", server.url, "--verify-requests", 10, *NO_PROBE],
         runner=runner,
         cloudwatch=canary_alarms,
     )
@@ -355,7 +314,7 @@ def test_ctrl_c_during_verify_is_an_interrupt_not_a_rollback(canary_alarms, http
 def test_no_canary_alarms_is_an_error_before_any_deploy(aws, put_alarm):
     put_alarm(f"{STACK}-production-5xx")  # exists, but is not a canary alarm
     runner = RecordingRunner()
-    code, out, err = run_rollout(["--steps", "10,100", "--bake", 0], runner=runner, cloudwatch=aws)
+    code, out, err = run_rollout(["--steps", "10,100", "--bake", 0, *NO_PROBE], runner=runner, cloudwatch=aws)
     assert code == 2
     assert runner.calls == []
     assert err.strip() == (
@@ -366,9 +325,11 @@ def test_no_canary_alarms_is_an_error_before_any_deploy(aws, put_alarm):
 def test_alarm_prefix_follows_stack_name(aws, put_alarm):
     put_alarm("Other-canary-5xx")
     runner = RecordingRunner()
-    code, _, err = run_rollout(["--steps", "10", "--bake", 0], runner=runner, cloudwatch=aws)
+    code, _, err = run_rollout(["--steps", "10", "--bake", 0, *NO_PROBE], runner=runner, cloudwatch=aws)
     assert code == 2 and "CrystalCanary-canary-" in err
-    code, _, _ = run_rollout(["--steps", "10", "--bake", 0, "--stack-name", "Other"], runner=runner, cloudwatch=aws)
+    code, _, _ = run_rollout(
+        ["--steps", "10", "--bake", 0, "--stack-name", "Other", *NO_PROBE], runner=runner, cloudwatch=aws
+    )
     assert code == 0
     assert runner.calls[0][2] == "Other"
 
@@ -376,7 +337,7 @@ def test_alarm_prefix_follows_stack_name(aws, put_alarm):
 def test_alarm_already_firing_refuses_to_start(canary_alarms):
     fire(canary_alarms, ALARM_LATENCY)
     runner = RecordingRunner()
-    code, _, err = run_rollout(["--steps", "10,100", "--bake", 0], runner=runner, cloudwatch=canary_alarms)
+    code, _, err = run_rollout(["--steps", "10,100", "--bake", 0, *NO_PROBE], runner=runner, cloudwatch=canary_alarms)
     assert code == 2
     assert runner.calls == []
     assert ALARM_LATENCY in err and "already in state ALARM" in err
@@ -409,7 +370,7 @@ def test_dry_run_records_only_diffs_from_committed_weight(tmp_path):
 def test_dry_run_diffs_the_rolled_out_stack_with_the_same_context(tmp_path):
     runner = RecordingRunner()
     code, _, err = run_rollout(
-        ["--steps", "10", "--bake", 0, "--dry-run", "--stack-name", "Other", "-c", "stickySeconds=30"],
+        ["--steps", "10", "--bake", 0, "--dry-run", "--stack-name", "Other", "-c", "stickySeconds=30", *NO_PROBE],
         runner=runner,
         repo_root=write_cdk_json(tmp_path, 0),
     )
@@ -424,7 +385,9 @@ def test_dry_run_of_a_committed_10_0_starts_at_10_as_the_cli_hands_it_over(tmp_p
     context = f'"canaryWeight": 10.0, "trafficRouter": "alb", "productionImage": "{PRODUCTION_IMAGE}"'
     (tmp_path / "cdk.json").write_text('{"context": {' + context + "}}\n")
     runner = RecordingRunner()
-    code, _, err = run_rollout(["--steps", "50", "--bake", 0, "--dry-run"], runner=runner, repo_root=tmp_path)
+    code, _, err = run_rollout(
+        ["--steps", "50", "--bake", 0, "--dry-run", *NO_PROBE], runner=runner, repo_root=tmp_path
+    )
     assert code == 0, err
     assert runner.calls[0][-4:] == ["--from", "10", "--to", "50"]
 
@@ -433,7 +396,7 @@ def test_dry_run_without_weight_in_cdk_json_starts_from_0(tmp_path):
     context = {"trafficRouter": "alb", "productionImage": PRODUCTION_IMAGE}
     (tmp_path / "cdk.json").write_text(json.dumps({"app": "x", "context": context}))
     runner = RecordingRunner()
-    code, _, _ = run_rollout(["--steps", "10", "--bake", 0, "--dry-run"], runner=runner, repo_root=tmp_path)
+    code, _, _ = run_rollout(["--steps", "10", "--bake", 0, "--dry-run", *NO_PROBE], runner=runner, repo_root=tmp_path)
     assert code == 0
     assert runner.calls[0][-4:] == ["--from", "0", "--to", "10"]
 
@@ -446,7 +409,9 @@ def test_dry_run_diff_failure_prints_its_stderr_and_exits_2(tmp_path):
 
     runner = RecordingRunner(on_run)
     code, _, err = run_rollout(
-        ["--steps", "10,50,100", "--bake", 0, "--dry-run"], runner=runner, repo_root=write_cdk_json(tmp_path, 0)
+        ["--steps", "10,50,100", "--bake", 0, "--dry-run", *NO_PROBE],
+        runner=runner,
+        repo_root=write_cdk_json(tmp_path, 0),
     )
     assert code == 2
     assert len(runner.calls) == 2
@@ -455,7 +420,7 @@ def test_dry_run_diff_failure_prints_its_stderr_and_exits_2(tmp_path):
 
 def test_dry_run_rejects_bad_committed_weight(tmp_path):
     code, _, err = run_rollout(
-        ["--steps", "10", "--bake", 0, "--dry-run"],
+        ["--steps", "10", "--bake", 0, "--dry-run", *NO_PROBE],
         runner=RecordingRunner(),
         repo_root=write_cdk_json(tmp_path, "lots"),
     )
@@ -507,7 +472,10 @@ def test_a_deploy_that_failed_before_cloudformation_is_not_rolled_back(canary_al
     runner = RecordingRunner(lambda argv: subprocess.CompletedProcess(argv, 1) if argv == deploy(25) else None)
     queue_states(cloudformation, ("UPDATE_COMPLETE", 1), ("UPDATE_COMPLETE", 5), ("UPDATE_COMPLETE", 5))
     code, out, _ = run_rollout(
-        ["--steps", "10,25,50", "--bake", 0], runner=runner, cloudwatch=canary_alarms, cloudformation=cloudformation
+        ["--steps", "10,25,50", "--bake", 0, *NO_PROBE],
+        runner=runner,
+        cloudwatch=canary_alarms,
+        cloudformation=cloudformation,
     )
     assert code == 1
     assert runner.calls == [deploy(10), deploy(25)]  # no rollback deploy that would fail the same way
@@ -522,7 +490,10 @@ def test_a_first_deploy_that_changed_nothing_leaves_the_weight_from_before(canar
     runner = RecordingRunner(lambda argv: subprocess.CompletedProcess(argv, 1))
     queue_states(cloudformation, ("UPDATE_COMPLETE", 1), ("UPDATE_COMPLETE", 1))
     code, out, _ = run_rollout(
-        ["--steps", "10,25", "--bake", 0], runner=runner, cloudwatch=canary_alarms, cloudformation=cloudformation
+        ["--steps", "10,25", "--bake", 0, *NO_PROBE],
+        runner=runner,
+        cloudwatch=canary_alarms,
+        cloudformation=cloudformation,
     )
     assert code == 1 and runner.calls == [deploy(10)]
     assert out.splitlines()[-1].endswith("the stack is still at the weight it had before this rollout")
@@ -538,7 +509,10 @@ def test_a_deploy_that_cloudformation_rolled_back_is_followed_by_the_rollback_to
         ("UPDATE_ROLLBACK_COMPLETE", 9),  # before the rollback deploy
     )
     code, out, _ = run_rollout(
-        ["--steps", "10,25", "--bake", 0], runner=runner, cloudwatch=canary_alarms, cloudformation=cloudformation
+        ["--steps", "10,25", "--bake", 0, *NO_PROBE],
+        runner=runner,
+        cloudwatch=canary_alarms,
+        cloudformation=cloudformation,
     )
     assert code == 1
     assert runner.calls == [deploy(10), deploy(25), deploy(0)]
@@ -555,7 +529,9 @@ def test_region_comes_from_aws_region_as_for_the_cdk_cli(aws, monkeypatch):
     for name in (ALARM_5XX, ALARM_LATENCY):
         put_alarm(paris, name)
     runner = RecordingRunner()
-    code, out, err = run_rollout(["--steps", "10", "--bake", 0], runner=runner)  # the tool makes its own clients
+    code, out, err = run_rollout(
+        ["--steps", "10", "--bake", 0, *NO_PROBE], runner=runner
+    )  # the tool makes its own clients
     assert code == 0, out + err
     assert f"{ALARM_5XX}=OK" in out and runner.deployed == ["10"]
     assert rollout.aws_region({"AWS_DEFAULT_REGION": "eu-north-1"}) == "eu-north-1"
@@ -592,7 +568,7 @@ def test_max_duration_counts_every_bake_and_a_deploy_allowance_per_step_and_roll
     budget = 2 * 3600 + 3 * rollout.DEPLOY_ALLOWANCE
     runner = RecordingRunner()
     code, _, err = run_rollout(
-        ["--steps", "10,50", "--bake", 3600, "--poll", 3600, "--max-duration", f"{budget:g}"],
+        ["--steps", "10,50", "--bake", 3600, "--poll", 3600, "--max-duration", f"{budget:g}", *NO_PROBE],
         runner=runner,
         cloudwatch=canary_alarms,
     )
@@ -615,29 +591,12 @@ def test_max_duration_refuses_a_dry_run_too_so_ci_says_so_before_approval(tmp_pa
 # ------------------------------------------------------- URL from the stack
 
 
-class StackOutputs:
-    """Stand-in for a CloudFormation client: DescribeStacks answers with `outputs` (or raises).
-    It records how many deploys had run at each call."""
-
-    def __init__(self, outputs: dict[str, str] | Exception, runner: RecordingRunner):
-        self.outputs = outputs
-        self.runner = runner
-        self.calls: list[tuple[int, dict]] = []
-
-    def describe_stacks(self, **kwargs):
-        self.calls.append((len(self.runner.deployed), kwargs))
-        if isinstance(self.outputs, Exception):
-            raise self.outputs
-        outputs = [{"OutputKey": k, "OutputValue": v} for k, v in self.outputs.items()]
-        return {"Stacks": [{"StackName": kwargs["StackName"], "Outputs": outputs}]}
-
-
 def test_url_from_stack_verifies_each_step_against_the_stack_s_url_output(canary_alarms, http_server, answers):
     server = http_server(answers.every_nth_canary(10))
     runner = RecordingRunner()
     stack = StackOutputs({"Url": server.url, "CanaryWeight": "0"}, runner)
     code, out, err = run_rollout(
-        ["--steps", "10,25", "--bake", 0, "--verify-requests", 100, "--url-from-stack"],
+        ["--steps", "10,25", "--bake", 0, "--verify-requests", 100, "--url-from-stack", *NO_PROBE],
         runner=runner,
         cloudwatch=canary_alarms,
         cloudformation=stack,
@@ -660,7 +619,7 @@ def test_url_from_stack_verifies_each_step_against_the_stack_s_url_output(canary
 def test_url_from_stack_that_cannot_be_read_is_refused_before_any_deploy(canary_alarms, outputs, fragment):
     runner = RecordingRunner()
     code, _, err = run_rollout(
-        ["--steps", "10", "--bake", 0, "--verify-requests", 10, "--url-from-stack"],
+        ["--steps", "10", "--bake", 0, "--verify-requests", 10, "--url-from-stack", *NO_PROBE],
         runner=runner,
         cloudwatch=canary_alarms,
         cloudformation=StackOutputs(outputs, runner),

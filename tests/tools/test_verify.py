@@ -99,6 +99,16 @@ def test_summarize_counts_sorted_share_and_errors():
 # ------------------------------------------------------- CLI, real servers
 
 
+@pytest.fixture(autouse=True)
+def canary_source(tmp_path, monkeypatch):
+    """The checkout whose source says the canary's commit (crystal_src/code_hash.txt): CANARY, as the
+    servers here answer, whatever this repository's own file says."""
+    (tmp_path / "crystal_src").mkdir()
+    (tmp_path / "crystal_src" / "code_hash.txt").write_text("CANARY\n")
+    monkeypatch.setattr(verify, "PROJECT_ROOT", tmp_path)
+    return tmp_path
+
+
 def run(capsys, *argv):
     code = main([str(a) for a in argv])
     captured = capsys.readouterr()
@@ -149,7 +159,8 @@ def test_zero_share_accepts_0_and_names_the_commits_seen_when_5_was_expected(htt
     code, out, _ = run(capsys, server.url, "--requests", 100, "--expect", 5)
     assert code == 1
     assert out.splitlines()[-1] == (
-        "FAIL: expected 5%, but canary commit 'CANARY' is in none of the 100 answers; commits seen: ed106ce (100)"
+        "FAIL: expected 5%, but canary commit 'CANARY' (crystal_src/code_hash.txt) is in none of the 100 answers; "
+        "commits seen: ed106ce (100)"
     )
     assert "0.0%" not in out  # not a "0 %" share of a commit that never answered
 
@@ -160,7 +171,8 @@ def test_a_canary_commit_no_answer_carries_is_named_not_measured_as_0_percent(ht
     assert code == 0  # no --expect: a measurement, with the mistake stated
     assert "canary share" not in out
     assert out.splitlines()[-1] == (
-        "NOTE: canary commit 'CANRAY' is in none of the 40 answers; commits seen: ed106ce (30), CANARY (10)"
+        "NOTE: canary commit 'CANRAY' (--canary-commit) is in none of the 40 answers; "
+        "commits seen: ed106ce (30), CANARY (10)"
     )
     code, out, _ = run(capsys, server.url, "--requests", 40, "--canary-commit", "CANRAY", "--expect", 25)
     assert code == 1 and out.splitlines()[-1].startswith("FAIL: expected 25%, but canary commit 'CANRAY'")
