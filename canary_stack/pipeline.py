@@ -38,7 +38,9 @@ from canary_stack.ops.pipeline import (
     BAKE,
     COMMITTED,
     DEFAULT_BAKE,
+    DEFAULT_EVIDENCE,
     DEPLOY_TIMEOUT_MINUTES,
+    EVIDENCE,
     NO_ROLLOUT,
     NO_VERIFY,
     STEPS,
@@ -50,7 +52,13 @@ from canary_stack.ops.pipeline import (
 
 # The pipeline's variables, their defaults and the environment variables the builds get them as
 # live with the steps that read them (canary_stack/ops/pipeline.py, which imports no CDK).
-WEIGHT_VARIABLE, STEPS_VARIABLE, BAKE_VARIABLE, VERIFY_VARIABLE = WEIGHT, STEPS, BAKE, VERIFY
+WEIGHT_VARIABLE, STEPS_VARIABLE, BAKE_VARIABLE, VERIFY_VARIABLE, EVIDENCE_VARIABLE = (
+    WEIGHT,
+    STEPS,
+    BAKE,
+    VERIFY,
+    EVIDENCE,
+)
 # The CDK bootstrap roles a `cdk deploy` assumes; the deploy role's CloudFormation execution role,
 # not the build, holds the rights to change the canary stack.
 BOOTSTRAP_ROLE_KINDS = ("deploy", "file-publishing", "image-publishing", "lookup")
@@ -155,9 +163,21 @@ class PipelineStack(Stack):
             description="Requests to the stack's Url after each rollout step's bake to measure the split (0: none); "
             "the load balancer must admit CodeBuild (allowedCidr)",
         )
+        self.evidence_variable = codepipeline.Variable(
+            variable_name=EVIDENCE_VARIABLE,
+            default_value=DEFAULT_EVIDENCE,
+            description="Canary answers to the rollout's own probe traffic each bake needs as evidence; "
+            "0 bakes on the alarms alone (e.g. when allowedCidr does not admit CodeBuild)",
+        )
         variables = {
             v.variable_name: v
-            for v in (self.weight_variable, self.steps_variable, self.bake_variable, self.verify_variable)
+            for v in (
+                self.weight_variable,
+                self.steps_variable,
+                self.bake_variable,
+                self.verify_variable,
+                self.evidence_variable,
+            )
         }
         # Pipeline variables resolve in action configuration only (a buildspec cannot reference
         # them): both CodeBuild actions pass them as environment variables, which the steps read

@@ -54,8 +54,9 @@ def crystal_service(canary_every: int):
     return handle
 
 
-def describe_stacks(outputs: dict[str, str]):
-    """CloudFormation's DescribeStacks (query protocol) for the canary stack, with `outputs`."""
+def describe_stacks(outputs: dict[str, str], *, changing: bool = False):
+    """CloudFormation's DescribeStacks (query protocol) for the canary stack, with `outputs`;
+    `changing`: every answer shows a later LastUpdatedTime (each call sees a new update)."""
     members = "".join(
         f"<member><OutputKey>{k}</OutputKey><OutputValue>{v}</OutputValue></member>" for k, v in outputs.items()
     )
@@ -71,6 +72,9 @@ def describe_stacks(outputs: dict[str, str]):
     def handle(method, path, body, n):
         if b"Action=DescribeStacks" not in body or b"StackName=CrystalCanary" not in body:
             return 400, "text/xml", b"<ErrorResponse><Error><Code>InvalidAction</Code></Error></ErrorResponse>"
+        if changing:
+            updated = f"<LastUpdatedTime>2026-11-27T00:{n // 60 % 60:02d}:{n % 60:02d}Z</LastUpdatedTime>"
+            return 200, "text/xml", xml.replace(b"<StackStatus>", updated.encode() + b"<StackStatus>")
         return 200, "text/xml", xml
 
     return handle

@@ -14,6 +14,9 @@ CodePipeline's variables reach CodeBuild only as environment variables (pipeline
     ROLLOUT_STEPS            rolloutSteps: `none` (one deploy at canaryWeight) or W1,W2,... (a rollout)
     ROLLOUT_BAKE             rolloutBake: seconds each rollout step is watched against the canary alarms
     ROLLOUT_VERIFY_REQUESTS  rolloutVerifyRequests: `0` (none) or N requests to verify each rollout step
+    ROLLOUT_MIN_CANARY_REQUESTS  rolloutMinCanaryRequests: canary answers to the rollout's own probe
+                             traffic each bake needs as evidence (`0`: bake on the alarms alone, e.g.
+                             when allowedCidr does not admit CodeBuild)
     AWS_REGION               set by CodeBuild; diff and deploy need it (the region the stack is in)
 
 Every variable is checked before anything runs: a missing or bad one stops the step with one line
@@ -45,6 +48,7 @@ from canary_stack.ops.cli import (
     one_line,
     usage_line,
 )
+from canary_stack.ops.rollout import DEFAULT_MIN_CANARY_REQUESTS
 from canary_stack.text import shorten
 
 # ---------------------------------------------------------------- the pipeline's variables
@@ -53,12 +57,14 @@ WEIGHT = "canaryWeight"
 STEPS = "rolloutSteps"
 BAKE = "rolloutBake"
 VERIFY = "rolloutVerifyRequests"
+EVIDENCE = "rolloutMinCanaryRequests"
 # Each pipeline variable and the environment variable the CodeBuild actions hand it over as.
 VARIABLE_ENV = {
     WEIGHT: "CANARY_WEIGHT",
     STEPS: "ROLLOUT_STEPS",
     BAKE: "ROLLOUT_BAKE",
     VERIFY: "ROLLOUT_VERIFY_REQUESTS",
+    EVIDENCE: "ROLLOUT_MIN_CANARY_REQUESTS",
 }
 COMMITTED = "committed"  # canaryWeight's default: deploy what cdk.json says
 # rolloutSteps' default: no rollout, one deploy at canaryWeight. A pipeline variable's default
@@ -67,7 +73,8 @@ COMMITTED = "committed"  # canaryWeight's default: deploy what cdk.json says
 NO_ROLLOUT = "none"
 DEFAULT_BAKE = "600"
 NO_VERIFY = "0"
-DEFAULTS = {WEIGHT: COMMITTED, STEPS: NO_ROLLOUT, BAKE: DEFAULT_BAKE, VERIFY: NO_VERIFY}
+DEFAULT_EVIDENCE = str(DEFAULT_MIN_CANARY_REQUESTS)  # the rollout's own default
+DEFAULTS = {WEIGHT: COMMITTED, STEPS: NO_ROLLOUT, BAKE: DEFAULT_BAKE, VERIFY: NO_VERIFY, EVIDENCE: DEFAULT_EVIDENCE}
 
 # CodeBuild sets AWS_REGION in every build: "The AWS Region where the build is running ... used
 # primarily by the AWS SDKs" (https://docs.aws.amazon.com/codebuild/latest/userguide/build-env-ref-env-vars.html).
@@ -206,7 +213,16 @@ def read_run(environ: Mapping[str, str], root: Path) -> Run:
                 )
             for weight in {0, *steps}:  # every step's configuration and the rollback's, as cdk deploy builds it
                 deploy_config(root, {WEIGHT: str(weight)})
-            return Run(None, "", steps, raw, verify_requests, bake)
+            _parsed(EVIDENCE, bounded_int(0, rollout.MAX_PROBE_LIMIT), raw[EVIDENCE])
+            run = Run(None, "", steps, raw, verify_requests, bake)
+            # Whatever else the rollout requires of its plan (enough probe traffic in a bake to see
+            # the evidence it asks for, ...), checked now by the rollout's own parser, not a copy.
+            try:
+                rollout.parse_args(rollout.build_parser(), rollout_argv(run), root)
+            except UsageError as err:
+                names = ", ".join(f"{n} ({VARIABLE_ENV[n]})" for n in (STEPS, BAKE, EVIDENCE))
+                raise UsageError(f"{names} make a rollout the rollout tool refuses: {one_line(err)}") from None
+            return run
         if raw[WEIGHT].strip() == COMMITTED:
             weight = committed_config(root).canary_weight
             source = f"{WEIGHT}={COMMITTED}: the weight committed in cdk.json"
@@ -292,6 +308,7 @@ def rollout_argv(run: Run) -> list[str]:
         # The URL from the stack's Url output; which answers are the canary's, verify reads from the
         # deployed stack's outputs (CanaryCommit, ...) given the stack: no commit is assumed here.
         argv += ["--verify-requests", str(run.verify_requests), "--url-from-stack"]
+    argv += ["--min-canary-requests", run.raw[EVIDENCE].strip()]
     return [*argv, "--max-duration", str(MAX_ROLLOUT_SECONDS), "--stack-name", STACK_NAME]
 
 

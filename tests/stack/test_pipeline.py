@@ -84,6 +84,7 @@ def test_codepipeline_v2_deploys_the_checked_out_committed_weight_by_default(tem
         "rolloutSteps": "none",
         "rolloutBake": "600",
         "rolloutVerifyRequests": "0",
+        "rolloutMinCanaryRequests": "30",
     }
 
 
@@ -200,6 +201,7 @@ def test_variables_reach_both_builds_only_as_environment_variables(template, pip
         "ROLLOUT_STEPS": "#{variables.rolloutSteps}",
         "ROLLOUT_BAKE": "#{variables.rolloutBake}",
         "ROLLOUT_VERIFY_REQUESTS": "#{variables.rolloutVerifyRequests}",
+        "ROLLOUT_MIN_CANARY_REQUESTS": "#{variables.rolloutMinCanaryRequests}",
     }
     for stage in ("TestAndDiff", "Deploy"):
         assert env_vars(action(pipeline, stage)) == expected
@@ -458,12 +460,16 @@ class StageRun:
 
 
 @pytest.fixture
-def run_stage(template, pipeline, source_copy, moto_cloudwatch, tmp_path):
+def run_stage(template, pipeline, source_copy, moto_cloudwatch, loopback, tmp_path):
     """Runs a synthesized buildspec's build commands in the clone, with the pipeline variables as
     CodePipeline resolves them into the action's environment variables, and the environment
     CodeBuild sets (AWS_REGION, CODEBUILD_RESOLVED_SOURCE_VERSION:
     https://docs.aws.amazon.com/codebuild/latest/userguide/build-env-ref-env-vars.html)."""
     endpoint, _ = moto_cloudwatch
+    # The rollout reads the deployed stack (its Url for the probe traffic, its outputs after each
+    # deploy): a deployed CrystalCanary whose Url is a service answering production's commit.
+    service = loopback(crystal_service(canary_every=10))
+    stack = loopback(describe_stacks({"Url": service.url, "CanaryWeight": "0", "CanaryCommit": "CANARY"}))
     defaults = {v["Name"]: v["DefaultValue"] for v in pipeline["Variables"]}
     log, make_log = tmp_path / "cdk-argv.jsonl", tmp_path / "make-argv.jsonl"
     fake_bin = tmp_path / "fake-bin"
@@ -489,6 +495,8 @@ def run_stage(template, pipeline, source_copy, moto_cloudwatch, tmp_path):
         }
         if stage == "TestAndDiff":  # `make test` is the suite itself: a recording make stands in
             env["PATH"] = f"{fake_bin}:{env['PATH']}"
+        else:
+            env.setdefault("AWS_ENDPOINT_URL_CLOUDFORMATION", stack.url)
         for name, reference in env_vars(action(pipeline, stage)).items():
             match = re.fullmatch(r"#\{variables\.(\w+)\}", reference)
             assert match is not None, reference
@@ -548,14 +556,14 @@ def test_deploy_stage_refuses_app_mesh_before_building_anything(run_deploy_stage
     cdk_json = json.loads((source_copy / "cdk.json").read_text())
     cdk_json["context"]["trafficRouter"] = "appmesh"
     (source_copy / "cdk.json").write_text(json.dumps(cdk_json))
-    for variables in ({}, {"rolloutSteps": "10,50,100", "rolloutBake": "0"}):
+    for variables in ({}, {"rolloutSteps": "10,50,100", "rolloutBake": "0", "rolloutMinCanaryRequests": "0"}):
         run = run_deploy_stage(**variables)
         assert run.code == 2 and run.argv == [], run.out + run.err
         assert "AWS App Mesh reached end of support on 2026-09-30" in run.err
 
 
 def test_deploy_stage_rollout_deploys_every_step_in_order_watching_the_canary_alarms(run_deploy_stage):
-    run = run_deploy_stage(rolloutSteps="10,50,100", rolloutBake="0")
+    run = run_deploy_stage(rolloutSteps="10,50,100", rolloutBake="0", rolloutMinCanaryRequests="0")
     assert run.code == 0, run.out + run.err
     assert run.argv == [deploy_argv(10), deploy_argv(50), deploy_argv(100)]
     # The log shows each step and what was watched: the canary alarms, not production's.
@@ -622,7 +630,12 @@ def test_deploy_stage_rollout_rolls_back_to_0_and_fails_on_an_alarm_during_a_bak
 
     proxy = ForwardingProxy(endpoint, fire_after_the_first_poll_at_50)
     try:
-        run = run_deploy_stage({"AWS_ENDPOINT_URL_CLOUDWATCH": proxy.url}, rolloutSteps="10,50,100", rolloutBake="1")
+        run = run_deploy_stage(
+            {"AWS_ENDPOINT_URL_CLOUDWATCH": proxy.url},
+            rolloutSteps="10,50,100",
+            rolloutBake="1",
+            rolloutMinCanaryRequests="0",
+        )
     finally:
         proxy.close()
     assert fired.is_set(), run.out + run.err
@@ -635,8 +648,17 @@ def test_deploy_stage_rollout_rolls_back_to_0_and_fails_on_an_alarm_during_a_bak
     assert re.search(r"\[Container\] command \d+ exit status 1\n$", run.out)  # the build fails
 
 
-def test_deploy_stage_rollout_rolls_back_and_fails_when_a_step_s_deploy_fails(run_deploy_stage):
-    run = run_deploy_stage({"FAKE_CDK_FAIL_AT": "50"}, rolloutSteps="10,50,100", rolloutBake="0")
+def test_deploy_stage_rollout_rolls_back_and_fails_when_a_step_s_deploy_fails(run_deploy_stage, loopback):
+    # CloudFormation changed the stack (each answer is a later update): the failed deploy reached it.
+    cloudformation = loopback(
+        describe_stacks({"Url": "http://127.0.0.1:9", "CanaryWeight": "0", "CanaryCommit": "CANARY"}, changing=True)
+    )
+    run = run_deploy_stage(
+        {"FAKE_CDK_FAIL_AT": "50", "AWS_ENDPOINT_URL_CLOUDFORMATION": cloudformation.url},
+        rolloutSteps="10,50,100",
+        rolloutBake="0",
+        rolloutMinCanaryRequests="0",
+    )
     assert run.code == 1, run.out + run.err
     assert run.argv == [deploy_argv(10), deploy_argv(50), deploy_argv(0)]
     assert "ROLLBACK: deploy of 50 failed (exit 1)" in run.out
@@ -653,13 +675,17 @@ def test_deploy_stage_rollout_verifies_each_step_at_the_stack_s_url(run_deploy_s
         {"AWS_ENDPOINT_URL_CLOUDFORMATION": cloudformation.url},
         rolloutSteps="10,50",
         rolloutBake="0",
+        rolloutMinCanaryRequests="0",
         rolloutVerifyRequests="200",
     )
     assert run.code == 1, run.out + run.err
     assert run.argv == [deploy_argv(10), deploy_argv(50), deploy_argv(0)]
-    # The URL is read once, before the first deploy; the stack's state before each of the three
-    # deploys (rollout tells a deploy that failed before CloudFormation from one it rolled back).
-    assert len(cloudformation.requests) == 1 + 3
+    # Only DescribeStacks of the canary stack: what the Deploy role is granted (test_pipeline_iam.py).
+    assert cloudformation.requests
+    assert all(
+        b"Action=DescribeStacks" in body and b"StackName=CrystalCanary" in body
+        for _, _, body in cloudformation.requests
+    )
     assert len(service.requests) == 400
     assert "PASS: expected 10%" in run.out and "FAIL: expected 50%" in run.out
     assert "ROLLBACK: verify at weight 50" in run.out
@@ -671,10 +697,11 @@ def test_deploy_stage_rollout_without_a_readable_url_deploys_nothing(run_deploy_
         {"AWS_ENDPOINT_URL_CLOUDFORMATION": cloudformation.url},
         rolloutSteps="10,50",
         rolloutBake="0",
+        rolloutMinCanaryRequests="0",
         rolloutVerifyRequests="200",
     )
     assert run.code == 2 and run.argv == []
-    assert run.err.strip() == "rollout: error: stack CrystalCanary has no 'Url' output to verify against"
+    assert run.err.strip() == "rollout: error: stack CrystalCanary has no 'Url' output to probe and verify against"
 
 
 @pytest.mark.parametrize(

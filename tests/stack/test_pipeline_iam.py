@@ -173,8 +173,18 @@ def deploy_step_calls() -> dict[str, list[tuple[str, str, dict]]]:
         with mock.patch.dict(os.environ, {**kept, **env, "AWS_EC2_METADATA_DISABLED": "true"}, clear=True), mock_aws():
             put_alarm(boto3.client("cloudwatch", region_name=REGION), f"{CANARY_STACK}-canary-5xx")
             cases = {
-                "rollout with verify": {"ROLLOUT_STEPS": "10", "ROLLOUT_BAKE": "0", "ROLLOUT_VERIFY_REQUESTS": "100"},
-                "one deploy": {"ROLLOUT_STEPS": "none", "ROLLOUT_BAKE": "600", "ROLLOUT_VERIFY_REQUESTS": "0"},
+                "rollout with verify": {
+                    "ROLLOUT_STEPS": "10",
+                    "ROLLOUT_BAKE": "0",
+                    "ROLLOUT_VERIFY_REQUESTS": "100",
+                    "ROLLOUT_MIN_CANARY_REQUESTS": "0",
+                },
+                "one deploy": {
+                    "ROLLOUT_STEPS": "none",
+                    "ROLLOUT_BAKE": "600",
+                    "ROLLOUT_VERIFY_REQUESTS": "0",
+                    "ROLLOUT_MIN_CANARY_REQUESTS": "30",
+                },
             }
             for case, variables in cases.items():
                 out, err = io.StringIO(), io.StringIO()

@@ -22,6 +22,7 @@ DEFAULTS = {
     "ROLLOUT_STEPS": "none",
     "ROLLOUT_BAKE": "600",
     "ROLLOUT_VERIFY_REQUESTS": "0",
+    "ROLLOUT_MIN_CANARY_REQUESTS": "30",
     "AWS_REGION": "eu-west-1",
     "PATH": "/usr/bin:/bin",
 }
@@ -115,6 +116,22 @@ def test_check_says_what_the_run_does(root):
         ({"ROLLOUT_VERIFY_REQUESTS": "100"}, "rolloutVerifyRequests=100 verifies the steps of a rollout"),
         ({"ROLLOUT_STEPS": "10,50", "CANARY_WEIGHT": "40"}, "canaryWeight and rolloutSteps are both set"),
         ({"ROLLOUT_STEPS": "10,50,100", "ROLLOUT_BAKE": "10800"}, "need 36000s, more than 27600s"),
+        (
+            {"ROLLOUT_STEPS": "10", "ROLLOUT_MIN_CANARY_REQUESTS": "-1"},
+            "rolloutMinCanaryRequests (ROLLOUT_MIN_CANARY_REQUESTS) must be a whole number from 0 to",
+        ),
+        (
+            {"ROLLOUT_STEPS": "10", "ROLLOUT_MIN_CANARY_REQUESTS": "$(id)"},
+            "rolloutMinCanaryRequests (ROLLOUT_MIN_CANARY_REQUESTS) must be a whole number",
+        ),
+        # The rollout's own rule, through its own parser: a 10 s bake at 1 probe a second cannot
+        # see the 30 canary answers each step needs as evidence, so the run would roll back.
+        (
+            {"ROLLOUT_STEPS": "10", "ROLLOUT_BAKE": "10"},
+            "rolloutSteps (ROLLOUT_STEPS), rolloutBake (ROLLOUT_BAKE), rolloutMinCanaryRequests "
+            "(ROLLOUT_MIN_CANARY_REQUESTS) make a rollout the rollout tool refuses: argument "
+            "--min-canary-requests: a bake of 10s",
+        ),
     ],
 )
 @pytest.mark.parametrize("name", ["check", "test", "diff", "deploy"])
@@ -254,7 +271,7 @@ def test_deploy_rolls_out_with_the_stack_name_and_the_build_s_time_budget(root):
     assert recorder.rollouts == [
         [
             "--steps", "10,50,100", "--bake", "300",
-            "--verify-requests", "200", "--url-from-stack",
+            "--verify-requests", "200", "--url-from-stack", "--min-canary-requests", "30",
             "--max-duration", str(MAX_ROLLOUT_SECONDS), "--stack-name", "CrystalCanary",
         ]
     ]  # fmt: skip
