@@ -76,6 +76,7 @@ from typing import Any, Protocol, TextIO
 from canary_stack.config import ConfigError
 from canary_stack.constants import PROJECT_ROOT, STACK_NAME, canary_alarm_prefix
 from canary_stack.ops import verify
+from canary_stack.ops.cdk_cli import deploy_argv as cdk_deploy_argv
 from canary_stack.ops.cli import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -86,12 +87,12 @@ from canary_stack.ops.cli import (
     bounded_float,
     bounded_int,
     one_line,
+    parse_context,
+    parse_stack_name,
     usage_line,
 )
 from canary_stack.ops.committed import committed_config
-from canary_stack.ops.deployable import deploy_argv as cdk_deploy_argv
 from canary_stack.ops.deployable import deploy_config
-from canary_stack.ops.offline_diff import parse_context, parse_stack_name
 from canary_stack.text import shorten
 
 DEFAULT_POLL = 30.0

@@ -343,7 +343,9 @@ def test_offline_diff_of_a_malformed_cdk_json(tmp_path):
 PROMOTE = [
     ([], '{"context": {"canaryWeight": 10,}}', "promote: error: cdk.json is not valid JSON"),
     ([], '{"context": "x"}', "promote: error: cdk.json: \"context\" must be a JSON object, got 'x'"),
-    (["--force"], "{}", "promote: error: takes no arguments, got '--force'"),
+    (["--force"], "{}", "promote: error: unrecognized arguments: --force"),
+    (["--weight", "101"], "{}", "promote: error: argument --weight: must be a whole number from 0 to 100, got '101'"),
+    (["x" * 100], "{}", "promote: error: unrecognized arguments: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... (100 characters)"),
 ]
 
 

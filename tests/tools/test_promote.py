@@ -5,10 +5,10 @@ from __future__ import annotations
 import difflib
 import io
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
+from git_repo import git_repository
 
 from canary_stack.constants import PROJECT_ROOT as ROOT
 from canary_stack.ops import promote
@@ -17,6 +17,7 @@ from canary_stack.ops.committed import parse_cdk_json
 
 CANARY = "ca1eaa1edf0f32c0d9804a8daa09a5d4023eed29fd554d4fd15ed96afa26a2f5"
 OLD = "0" * 64
+CDK_JSON_100 = json.dumps({"context": {"canaryWeight": 100, "productionImage": OLD}}, indent=2) + "\n"
 
 
 def assembly(tmp_path: Path, images: dict) -> Path:
@@ -114,21 +115,13 @@ def test_promote_refuses_a_malformed_cdk_json_before_synthesizing(tmp_path):
 
 def test_an_uncommitted_change_to_the_image_is_refused_before_synthesizing(tmp_path):
     # The canary ran the committed image: a hash of the working tree's could name one nobody tested.
-    def git(*args: str) -> None:
-        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
-
-    git("init", "-q")
-    (tmp_path / "crystal_src").mkdir()
-    (tmp_path / "crystal_src" / "server.cr").write_text("puts 1\n")
-    (tmp_path / "cdk.json").write_text('{"context": {"canaryWeight": 100}}\n')
-    git("add", ".")
-    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "canaried")
-    (tmp_path / "crystal_src" / "server.cr").write_text("puts 2\n")
+    repository = git_repository(tmp_path, {"crystal_src/src/server.cr": "puts 1\n", "cdk.json": CDK_JSON_100})
+    (repository / "crystal_src" / "src" / "server.cr").write_text("puts 2\n")
     out, err = io.StringIO(), io.StringIO()
-    assert promote.main([], root=tmp_path, stdout=out, stderr=err) == 2
+    assert promote.main(["--unverified"], root=repository, stdout=out, stderr=err) == 2
     assert out.getvalue() == ""
     assert err.getvalue() == (
-        "promote: error: crystal_src/ has uncommitted changes ('crystal_src/server.cr'): the canary ran the "
-        "committed image; commit or stash them, then promote\n"
+        "promote: error: crystal_src/ has files that are not HEAD's ('crystal_src/src/server.cr'; changed, untracked, "
+        "ignored or skip-worktree): the canary ran the committed image; commit, stash or remove them, then promote\n"
     )
-    assert json.loads((tmp_path / "cdk.json").read_text()) == {"context": {"canaryWeight": 100}}
+    assert (repository / "cdk.json").read_text() == CDK_JSON_100
