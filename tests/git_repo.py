@@ -3,7 +3,8 @@
 
 * `git_repository(folder, files)`: a repository holding `files` in one commit;
 * `project_repository(folder)`: a copy of the project (its files, not its history) in one commit,
-  sharing the checkout's toolchain (.venv, node_modules), for a tool that synthesizes.
+  sharing the checkout's toolchain (.venv, node_modules), for a tool that synthesizes;
+* `project_export(folder)`: the same copy without git, as a downloaded zip has it.
 """
 
 from __future__ import annotations
@@ -63,12 +64,19 @@ def _ignore(directory: str, names: list[str]) -> set[str]:
     return {n for n in names if n in SKIPPED_ANYWHERE or (top and n in SKIPPED)}
 
 
-def project_repository(folder: Path) -> Path:
-    """The project's files copied into `folder`/project and committed, the toolchain linked."""
+def project_export(folder: Path) -> Path:
+    """The project's files copied into `folder`/project, as a plain export has them (no .git), with
+    the toolchain linked."""
     copy = folder / "project"
     shutil.copytree(PROJECT_ROOT, copy, ignore=_ignore, symlinks=True)
-    commit_all(copy, "the project")
-    for name in TOOLCHAIN:  # after the commit: .gitignore keeps them out anyway
+    for name in TOOLCHAIN:
         if (PROJECT_ROOT / name).exists():
             (copy / name).symlink_to((PROJECT_ROOT / name).resolve(), target_is_directory=True)
+    return copy
+
+
+def project_repository(folder: Path) -> Path:
+    """The project's files copied into `folder`/project and committed, the toolchain linked."""
+    copy = project_export(folder)
+    commit_all(copy, "the project")  # .gitignore keeps the toolchain's links out
     return copy
