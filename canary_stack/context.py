@@ -82,7 +82,9 @@ def parse_json(text: str, name: str) -> Any:
         return json.loads(text, parse_float=_js_number, parse_int=_js_number, parse_constant=_not_json)
     except RecursionError:
         # JSON.parse reads far deeper than Python's parser; no value of this app nests beyond a few levels.
-        raise ContextError(f"{name} nests JSON arrays or objects deeper than Python reads (about 1,000 levels)") from None
+        raise ContextError(
+            f"{name} nests JSON arrays or objects deeper than Python reads (about 1,000 levels)"
+        ) from None
     except ValueError as err:
         # json's message names line and column: `Expecting property name ...: line 7 column 3`.
         raise ContextError(f"{name} is not valid JSON: {_one_line(err)}") from None

@@ -353,7 +353,11 @@ PROMOTE = [
     ([], '{"context": "x"}', "promote: error: cdk.json: \"context\" must be a JSON object, got 'x'"),
     (["--force"], "{}", "promote: error: unrecognized arguments: --force"),
     (["--weight", "101"], "{}", "promote: error: argument --weight: must be a whole number from 0 to 100, got '101'"),
-    (["x" * 100], "{}", "promote: error: unrecognized arguments: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... (100 characters)"),
+    (
+        ["x" * 100],
+        "{}",
+        "promote: error: unrecognized arguments: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... (100 characters)",
+    ),
 ]
 
 

@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from canary_stack.constants import PROJECT_ROOT as ROOT
-from canary_stack.ops import committed
 from canary_stack.context import ContextError
+from canary_stack.ops import committed
 from canary_stack.ops.committed import committed_config, committed_context, parse_cdk_json
 
 NUMBERS = '{"context": {"a": 10.0, "b": 1e2, "c": 12345678901234567890, "d": -0.0, "e": 1e21, "f": 0.1, "g": 1e400}}'

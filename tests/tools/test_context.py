@@ -38,6 +38,11 @@ def project(tmp_path: Path) -> Path:
     return folder
 
 
+def record(ran: list[list[str]], argv: list[str]) -> int:
+    ran.append(argv)
+    return 0
+
+
 def write(path: Path, document: object) -> None:
     path.write_text(json.dumps(document))
 
@@ -146,7 +151,7 @@ def test_an_unknown_key_from_home_is_refused_naming_the_file_exit_2(home, projec
     monkeypatch.setattr(make, "SYNTH_OUTDIR", tmp_path / "cdk.out")
     ran: list[list[str]] = []
     err = io.StringIO()
-    code = make.main(["synth"], root=project, environ={}, run=lambda argv, **o: ran.append(argv) or 0, stderr=err)
+    code = make.main(["synth"], root=project, environ={}, run=lambda argv, **o: record(ran, argv), stderr=err)
     assert code == 2 and ran == []
     assert err.getvalue().startswith("make synth: error: ~/.cdk.json: unknown context parameter 'canaryWeigth'; ")
     assert err.getvalue().count("\n") == 1
@@ -176,7 +181,7 @@ def deploy(project: Path, environ: dict[str, str]) -> tuple[int, str, str, list[
         ["deploy"],
         root=project,
         environ=environ,
-        run=lambda argv, **o: ran.append(argv) or 0,
+        run=lambda argv, **o: record(ran, argv),
         stdout=out,
         stderr=err,
         credentials=lambda command: None,

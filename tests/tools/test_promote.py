@@ -152,9 +152,10 @@ def repository(tmp_path, monkeypatch):
     return repo
 
 
-def outputs(**values: str) -> list[dict[str, str]]:
+def outputs(**values: str | None) -> list[dict[str, str]]:
     defaults = {"CanaryImage": CANARY, "CpuArchitecture": ARCH, "CanaryWeight": "100", "CanaryCommit": "CANARY2"}
-    return [{"OutputKey": k, "OutputValue": v} for k, v in {**defaults, **values}.items() if v is not None]
+    merged: dict[str, str | None] = {**defaults, **values}
+    return [{"OutputKey": k, "OutputValue": v} for k, v in merged.items() if v is not None]
 
 
 def stubbed(status: str = "UPDATE_COMPLETE", stack_outputs: list | None = None, error: tuple | None = None):
