@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -197,11 +198,23 @@ def run_cdk(argv: Sequence[str], *, root: Path, offline: bool, out: TextIO) -> i
         env = {**offline_env(os.environ), "TMPDIR": str(tmp)}
         process = start(argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, errors="replace")
         assert process.stdout is not None
+        # The output is passed on by a thread, so this one notices Ctrl-C or SIGTERM within POLL seconds.
+        reader = threading.Thread(
+            target=quiet_lines, args=(process.stdout, lambda text: (out.write(text), out.flush()))
+        )
+        reader.start()
         try:
-            quiet_lines(process.stdout, lambda text: (out.write(text), out.flush()))
+            while True:
+                INTERRUPTION.check()
+                try:
+                    process.wait(timeout=POLL)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
         finally:
+            stop(process)  # on an interruption: the CLI, the app, Node.js and esbuild
+            reader.join()
             process.stdout.close()
-            stop(process)
         return process.returncode
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -79,3 +79,35 @@ def test_sigterm_is_an_interruption_even_when_a_child_failed_of_it():
 
     assert outcome(killed) == (130, "", "tool: interrupted: nothing was changed\n")
     assert signal.getsignal(signal.SIGTERM) is not INTERRUPTION.handler  # restored after the run
+
+
+def test_a_cli_run_stops_within_a_poll_of_sigterm_with_its_group_and_folder(tmp_path):
+    """cdk_cli.run_cdk (make synth) under the wrapper: SIGTERM ends the child's whole process group and
+    removes the run's temporary folder at once, not when the child would have finished."""
+    import sys
+    import time
+
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from canary_stack.ops import cdk_cli\n"
+        "from canary_stack.ops.command import Command\n"
+        "child = [sys.executable, '-c', 'import time; print(\"started\", flush=True); time.sleep(60)']\n"
+        "class Synth(Command):\n"
+        "    name = 'make synth'\n"
+        "    def run(self, options, args):\n"
+        "        return cdk_cli.run_cdk(child, root=Path(sys.argv[1]), offline=True, out=sys.stdout)\n"
+        "sys.exit(Synth().main([]))\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-c", script, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == "started\n"
+    assert len(list((tmp_path / ".cdk-tmp").glob("cli-*"))) == 1
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert time.monotonic() - started < 10  # the child's 60 s sleep was cut short
+    assert (process.returncode, err) == (130, "make synth: interrupted: nothing was changed\n")
+    assert list((tmp_path / ".cdk-tmp").iterdir()) == []
