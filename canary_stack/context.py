@@ -35,7 +35,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from canary_stack.config import DEFAULTS, CanaryConfig, ConfigError, is_known_key
+from canary_stack.config import CanaryConfig, ConfigError, is_known_key
 from canary_stack.text import shorten
 
 CDK_JSON = "cdk.json"
@@ -141,8 +141,10 @@ class Context:
         refuses (`cdk.context.json: canaryWeight must be ...`); a `-c` value's error is the app's own."""
         for key in sorted(self.values):
             if not is_known_key(key):
-                err = ConfigError(f"unknown context parameter {shorten(key)}; known parameters: {', '.join(DEFAULTS)}")
-                raise self._from(key, err) from None
+                try:  # the app's own line for it: from_context checks the keys before any value
+                    CanaryConfig.from_context(self.values.get, keys=[key])
+                except ConfigError as err:
+                    raise self._from(key, err) from None
         asked: list[str] = []
 
         def get(key: str) -> Any:
@@ -152,8 +154,10 @@ class Context:
         try:
             return CanaryConfig.from_context(get, keys=list(self.values))
         except ConfigError as err:
-            # The parser checks each value right after it reads it: the last one read is the culprit.
-            raise self._from(asked[-1] if asked else None, err) from None
+            # The parser checks each value right after it reads it, and names it: the culprit is the
+            # last one read that the message names (tests/tools/test_context.py tries every parameter).
+            culprit = next((key for key in reversed(asked) if key in str(err)), None)
+            raise self._from(culprit, err) from None
 
     def _from(self, key: str | None, err: ConfigError) -> ConfigError:
         origin = self.origins.get(key) if key is not None else None

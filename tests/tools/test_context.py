@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from canary_stack.config import ConfigError
+from canary_stack.config import DEFAULTS, ConfigError
 from canary_stack.constants import PROJECT_ROOT
 from canary_stack.context import ContextError, parse_environment, read_context
 from canary_stack.ops import committed, make, promote, rollout
@@ -144,6 +144,15 @@ def test_a_bad_value_names_the_file_it_came_from(home, project, where, line):
     with pytest.raises(ConfigError, match=r"^canaryWeight must be a whole number from 0 to 100, got '-1'$"):
         read_context(project, {"canaryWeight": "-1"}).config()
     assert read_context(project, {"canaryWeight": "10"}).config().canary_weight == 10
+
+
+@pytest.mark.parametrize("key", sorted(set(DEFAULTS) - {"productionImage"}))  # cdk.json's would win
+def test_every_parameter_refused_from_a_file_names_the_file(home, project, key):
+    # A value no parser takes (a JSON array), in cdk.context.json: the line names the file, then the key.
+    context_file(project, **{key: [1]})
+    with pytest.raises(ConfigError) as raised:
+        read_context(project).config()
+    assert str(raised.value).startswith(f"cdk.context.json: {key} "), raised.value
 
 
 def test_an_unknown_key_from_home_is_refused_naming_the_file_exit_2(home, project, monkeypatch, tmp_path):
