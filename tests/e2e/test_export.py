@@ -13,6 +13,7 @@ from git_repo import project_export
 # Every test that runs git, and nothing slow (the SIGTERM runs synthesize: tests/e2e/test_offline_diff.py).
 GIT_DEPENDENT = [
     "tests/tools/test_promote.py",
+    "tests/tools/test_committed.py",
     "tests/tools/test_bad_input.py::test_offline_diff",
     "tests/tools/test_bad_input.py::test_promote",
     "tests/e2e/test_offline_diff.py::test_base_worktree_shares_the_toolchain_and_is_removed_even_on_failure",
