@@ -76,10 +76,18 @@ IMAGE_PATHSPECS = [
     f":(glob){IMAGE_FOLDER}/src/**/*.cr",
     f":(glob,exclude){IMAGE_FOLDER}/src/**/.*",
 ]
-# A deployed stack whose outputs describe what runs: created or updated, or rolled back to what ran
-# before (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/view-stack-events.html,
-# "Stack status codes"). In progress, failed or deleted, they do not.
-SETTLED = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE")
+# A deployed stack whose outputs describe what runs: one in a "last known stable state", which the
+# RollbackStack API reference lists as CREATE_COMPLETE, UPDATE_COMPLETE, UPDATE_ROLLBACK_COMPLETE,
+# IMPORT_COMPLETE and IMPORT_ROLLBACK_COMPLETE
+# (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_RollbackStack.html). In
+# progress, failed, or ROLLBACK_COMPLETE (a create that failed: nothing runs), they do not.
+SETTLED = (
+    "CREATE_COMPLETE",
+    "UPDATE_COMPLETE",
+    "UPDATE_ROLLBACK_COMPLETE",
+    "IMPORT_COMPLETE",
+    "IMPORT_ROLLBACK_COMPLETE",
+)
 
 
 def canary_image_hash(assembly: Path, stack: str = STACK_NAME) -> str:
