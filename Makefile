@@ -9,12 +9,12 @@ CDK := node_modules/.bin/cdk
 CDK_FLAGS := --no-notices
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-# The variables users give (WEIGHT, ROUTER, FROM, TO, BASE, INTEG_OUT) never appear in a recipe's text:
+# The variables users give (WEIGHT, ROUTER, FROM, TO, BASE, UNVERIFIED, INTEG_OUT) never appear in a recipe's text:
 # each one given (even empty) is exported raw, unexpanded by make, as CANARY_MAKE_<NAME>; the tools
 # (canary_stack/ops/make.py) read it from the environment and run programs without a shell, and a
 # recipe only ever reads it quoted ("$$CANARY_MAKE_INTEG_OUT"). No character of a value ($(...),
 # quotes, backticks, ;, line breaks) is interpreted by make or a shell; a blank one is refused.
-TOOL_VARS := WEIGHT ROUTER FROM TO BASE INTEG_OUT
+TOOL_VARS := WEIGHT ROUTER FROM TO BASE UNVERIFIED INTEG_OUT
 INTEG_OUT := build/integ
 define pass_raw
 ifneq ($$(origin $1),undefined)
@@ -92,9 +92,9 @@ diff: setup
 deploy: setup
 	$(PY) -m canary_stack.ops.make deploy
 
-## promote: cdk.json runs the canary's image as production at weight 0; prints the diff and the commit to make
+## promote: cdk.json runs the deployed canary's image as production at weight 0: `make promote [WEIGHT=100] [UNVERIFIED=1]`
 promote: setup
-	$(PY) -m canary_stack.ops.promote
+	$(PY) -m canary_stack.ops.make promote
 
 ## snapshot: rewrite snapshots/ (snapshots/integ/ too) from the synthesis the tests compare with; names the files rewritten
 snapshot: setup

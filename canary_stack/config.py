@@ -102,6 +102,11 @@ ROUTER_PARAMETERS: Mapping[str, str] = {
 }
 
 
+def is_known_key(key: str) -> bool:
+    """A context key this app reads, or one that belongs to the CDK itself (a feature flag)."""
+    return key in DEFAULTS or bool(_CDK_OWNED.match(key))
+
+
 class ConfigError(ValueError):
     """A context value that cannot be used; the message is one line meant for the user."""
 
@@ -195,7 +200,7 @@ class CanaryConfig:
         a typo (`-c canaryweight=10`) that would otherwise deploy the committed weight silently.
         """
         for key in sorted(keys or []):
-            if key not in DEFAULTS and not _CDK_OWNED.match(key):
+            if not is_known_key(key):
                 raise ConfigError(f"unknown context parameter {_show(key)}; known parameters: {', '.join(DEFAULTS)}")
 
         def raw(name: str) -> Any:

@@ -66,3 +66,13 @@ CDK_CLI = "node_modules/.bin/cdk"
 def canary_alarm_prefix(stack_name: str) -> str:
     """Every canary alarm's name starts with this; the rollout watches exactly these alarms."""
     return f"{stack_name}-canary-"
+
+
+# The stack's outputs that say what runs; `make promote` reads them (DescribeStacks) to promote only
+# the image the canary runs now. stack.py declares them under these names.
+OUTPUT_CANARY_IMAGE = "CanaryImage"  # the canary's image asset hash (= its tag)
+OUTPUT_PRODUCTION_IMAGE = "ProductionImage"
+OUTPUT_CPU_ARCHITECTURE = "CpuArchitecture"  # x86_64 or arm64: the platform the hash was built for
+OUTPUT_CANARY_WEIGHT = "CanaryWeight"
+OUTPUT_CANARY_COMMIT = "CanaryCommit"  # what the canary answers as its commit (crystal_src/code_hash.txt)
+OUTPUT_TRAFFIC_ROUTER = "TrafficRouter"

@@ -39,9 +39,11 @@ from aws_cdk import (
     Acknowledgment,
     CfnResource,
     CustomResource,
+    IgnoreMode,
     IStableStringProducer,
     Lazy,
     RemovalPolicy,
+    SymlinkFollowMode,
     Validations,
 )
 from aws_cdk import aws_codebuild as codebuild
@@ -222,15 +224,31 @@ def skip_copy_when_present(
     )
 
 
-def directory_source(directory: Path, *, platform: ecr_assets.Platform) -> Source:
-    """`Source.directory(path, assetOptions)` with the asset options the Python wrapper cannot pass.
+def image_asset_options(platform: ecr_assets.Platform) -> ecr_assets.DockerImageAssetOptions:
+    """What the image asset is built from, and so what its hash (the tag production is promoted to) covers.
 
-    Only `platform` is set: the CDK CLI builds every image asset with
-    BUILDX_NO_DEFAULT_ATTESTATIONS=1 (tests/stack/test_images.py checks the pinned CLI), so the pushed
-    image is one single-platform manifest, not an index with a provenance attestation, which the
-    copy's plain `docker pull` on x86 CodeBuild could not resolve for an arm64 image.
+    * `platform`: the CDK CLI builds every image asset with BUILDX_NO_DEFAULT_ATTESTATIONS=1
+      (tests/stack/test_images.py checks the pinned CLI), so the pushed image is one single-platform
+      manifest, not an index with a provenance attestation, which the copy's plain `docker pull` on
+      x86 CodeBuild could not resolve for an arm64 image.
+    * the build context is what crystal_src/.dockerignore lets through (an allow-list: code_hash.txt
+      and the Crystal sources), read in Docker's own syntax (IgnoreMode.DOCKER), so editor swap
+      files, __pycache__/ or a stray file never change the hash of an image nobody changed;
+    * `follow_symlinks=NEVER`: a symlink is hashed (and copied) as the link, never as the file it
+      points to. The CDK's fingerprint follows links that leave the folder by default
+      (SymlinkFollowMode.EXTERNAL in aws-cdk-lib 2.275's core/lib/fs/fingerprint.js, although the
+      API reference says NEVER), so a link out of the repository would hash a file nobody committed.
     """
-    options = ecr_assets.DockerImageAssetOptions(platform=platform)
+    return ecr_assets.DockerImageAssetOptions(
+        platform=platform,
+        follow_symlinks=SymlinkFollowMode.NEVER,
+        ignore_mode=IgnoreMode.DOCKER,
+    )
+
+
+def directory_source(directory: Path, *, platform: ecr_assets.Platform) -> Source:
+    """`Source.directory(path, assetOptions)` with the asset options the Python wrapper cannot pass."""
+    options = image_asset_options(platform)
     return typing.cast(Source, jsii.sinvoke(Source, "directory", [str(directory), options]))
 
 

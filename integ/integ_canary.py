@@ -56,9 +56,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from app import create_app, prepare_toolchain
+from canary_stack.toolchain import prepare_toolchain, remove_at_exit
 
-prepare_toolchain()  # before aws_cdk loads, as in app.py (importing app did it already; it is idempotent)
+remove_at_exit(prepare_toolchain(os.environ), exit_on_sigterm=False)  # before aws_cdk loads, as in app.py
 
 import aws_cdk as cdk  # noqa: E402
 from aws_cdk import aws_lambda as lambda_  # noqa: E402
@@ -67,6 +67,7 @@ from aws_cdk.integ_tests_alpha import ExpectedResult, IApiCall, IntegTest, Match
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 from constructs import Construct  # noqa: E402
 
+from canary_stack.cdk_app import create_app  # noqa: E402
 from canary_stack.config import DEFAULTS, CanaryConfig, ConfigError  # noqa: E402
 from canary_stack.constants import CANARY_HEADER, CANARY_HEADER_VALUE, CRYSTAL_SRC, PROJECT_ROOT  # noqa: E402
 from canary_stack.nag import acknowledge  # noqa: E402

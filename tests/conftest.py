@@ -12,6 +12,10 @@ import pytest
 from canary_stack.config import DEFAULTS
 from canary_stack.constants import PROJECT_ROOT
 from canary_stack.ops.committed import committed_context
+from canary_stack.toolchain import prepare_toolchain, remove_at_exit
+
+# Before any test module imports aws_cdk (canary_stack.cdk_app), as app.py does before it synthesizes.
+remove_at_exit(prepare_toolchain(os.environ), exit_on_sigterm=False)
 
 if TYPE_CHECKING:  # synthesis imports aws_cdk: not in pytest-xdist's controller, which runs no test
     from synthesis import Synthesis

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import app as cdk_app  # sets up the Node.js toolchain before aws_cdk loads (pytest.ini puts . on the path)
+from canary_stack import cdk_app
 from canary_stack.constants import PROJECT_ROOT as ROOT
 from canary_stack.constants import STACK_NAME
 from canary_stack.ops.committed import committed_context

@@ -1,12 +1,16 @@
-"""What every operator tool's command line shares: one-line usage errors, exit codes, number parsers."""
+"""What every operator tool's command line shares: one-line usage errors, exit codes, argument parsers.
+
+The wrapper that turns a tool's exceptions into these exit codes is canary_stack/ops/command.py."""
 
 from __future__ import annotations
 
 import argparse
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from canary_stack.config import ConfigError
+from canary_stack.context import parse_command_line
 from canary_stack.text import HEAD, shorten
 
 LONG_WORD = re.compile(r"\S{61,}")  # longer than text.shorten's limit of 60
@@ -21,6 +25,11 @@ class UsageError(Exception):
     """Bad input or an unmet precondition; the message is one line for the user (exit 2)."""
 
 
+class Failed(Exception):
+    """The tool's job failed (a synthesis, a diff, a write); the message is one line (exit 1).
+    Whatever a child process printed has been shown above it."""
+
+
 class OneLineArgumentParser(argparse.ArgumentParser):
     """argparse, but a usage error raises UsageError(message) as one line instead of printing the
     usage block and exiting, so main() reports it like every other usage error (`usage_line`)."""
@@ -28,6 +37,23 @@ class OneLineArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         # argparse's own messages ("unrecognized arguments: ...") quote whole values: cut long ones.
         raise UsageError(LONG_WORD.sub(lambda m: cut(m.group(0)), one_line(message)))
+
+
+def parse_context(items: Sequence[str]) -> dict[str, str]:
+    """A tool's `-c key=value` arguments, split as the CDK CLI splits them; UsageError otherwise."""
+    try:
+        return parse_command_line(items)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+
+
+def parse_stack_name(raw: str) -> str:
+    """A CloudFormation stack name: a letter, then letters, digits or '-', 128 at most."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,127}", raw):
+        raise argparse.ArgumentTypeError(
+            f"must be a CloudFormation stack name (a letter, then up to 127 letters, digits or '-'), got {shorten(raw)}"
+        )
+    return raw
 
 
 def cut(word: str) -> str:

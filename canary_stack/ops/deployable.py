@@ -13,24 +13,10 @@ from typing import Any
 
 from canary_stack.config import CanaryConfig, ConfigError
 from canary_stack.constants import APP_MESH_REFUSAL as END_OF_SUPPORT
-from canary_stack.constants import CDK_CLI
+from canary_stack.context import COMMAND_LINE, read_context
 from canary_stack.ops.cli import UsageError
-from canary_stack.ops.committed import committed_context
 
 APP_MESH_REFUSAL = f"trafficRouter=appmesh: {END_OF_SUPPORT}"
-
-# What makes a folder a deployable cloud assembly: the manifest, and the templates and asset
-# manifests it points at. Only the folder's top level: `-o` may name a folder holding other files.
-DEPLOYABLE = ("manifest.json", "*.template.json", "*.assets.json")
-
-
-def remove_deployable(outdir: Path) -> list[Path]:
-    """Deletes the cloud assembly's manifest, templates and asset manifests from `outdir`: after a
-    failed synthesis nothing there may be deployed with `cdk deploy --app <outdir>`."""
-    removed = [path for pattern in DEPLOYABLE for path in sorted(outdir.glob(pattern)) if path.is_file()]
-    for path in removed:
-        path.unlink()
-    return removed
 
 
 def require_credentials(command: str, session_factory: Callable[[], Any] | None = None) -> None:
@@ -49,27 +35,21 @@ def require_credentials(command: str, session_factory: Callable[[], Any] | None 
 
 
 def app_config(root: Path, context: Mapping[str, str]) -> CanaryConfig:
-    """The app's configuration for cdk.json's context overridden by `context` (the -c values), as
-    `cdk synth` would build it. Raises ConfigError for a value the app refuses (the app's own line)
-    and UsageError for an unreadable cdk.json."""
-    merged = {**committed_context(root), **context}
-    return CanaryConfig.from_context(merged.get, keys=list(merged))
+    """The app's configuration for every context source the CDK CLI reads in `root` (cdk.json,
+    cdk.context.json, ~/.cdk.json) under `context` (the -c values), as `cdk synth` would build it.
+    Raises ConfigError for a value the app refuses (naming the file it came from) or a context file
+    that cannot be read."""
+    return read_context(root, context).config()
 
 
 def deploy_config(root: Path, context: Mapping[str, str]) -> CanaryConfig:
-    """`app_config`, and UsageError for a router that cannot be deployed."""
-    config = app_config(root, context)
+    """`app_config`, and UsageError for a router that cannot be deployed (naming where it was set)."""
+    merged = read_context(root, context)
+    config = merged.config()
     if config.traffic_router == "appmesh":
-        raise UsageError(APP_MESH_REFUSAL)
+        origin = merged.origin("trafficRouter")
+        raise UsageError(APP_MESH_REFUSAL if origin in (None, COMMAND_LINE) else f"{origin}: {APP_MESH_REFUSAL}")
     return config
 
 
-def deploy_argv(stack: str, context: Mapping[str, str]) -> list[str]:
-    """`cdk deploy` of one stack, no approval prompt (the caller decided), context as -c values."""
-    argv = [CDK_CLI, "deploy", stack, "--require-approval", "never", "--no-notices"]
-    for key, value in context.items():
-        argv += ["-c", f"{key}={value}"]
-    return argv
-
-
-__all__ = ["APP_MESH_REFUSAL", "ConfigError", "app_config", "deploy_argv", "deploy_config"]
+__all__ = ["APP_MESH_REFUSAL", "ConfigError", "app_config", "deploy_config", "require_credentials"]

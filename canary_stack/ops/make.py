@@ -1,6 +1,7 @@
-"""The Makefile's targets that take variables: `make synth|diff|deploy` with WEIGHT, ROUTER, FROM, TO, BASE.
+"""The Makefile's targets that take variables: `make synth|diff|deploy|promote` with WEIGHT, ROUTER,
+FROM, TO, BASE, UNVERIFIED.
 
-    python -m canary_stack.ops.make synth|diff|deploy
+    python -m canary_stack.ops.make synth|diff|deploy|promote
 
 The Makefile never pastes a variable into recipe text: it exports each variable that was given
 (on the command line or in the environment, even empty) raw, unexpanded, as CANARY_MAKE_<NAME>
@@ -10,39 +11,38 @@ is ever interpreted by make or a shell.
 
 A variable given but blank (`make deploy WEIGHT=`, or an unset CI variable) is refused: without
 this, it would silently deploy the committed weight. `make deploy` refuses the App Mesh router
-before anything is built. Bad values get the app's own one-line error (exit 2).
+before anything is built. Bad values get the app's own one-line error (exit 2), naming the context
+file (cdk.json, cdk.context.json, ~/.cdk.json) a bad committed value came from.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import re
-import subprocess
-import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TextIO
 
-from canary_stack.config import ConfigError
-from canary_stack.constants import CDK_CLI, PROJECT_ROOT, STACK_NAME
-from canary_stack.ops import offline_diff
-from canary_stack.ops.cli import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, usage_line
-from canary_stack.ops.deployable import app_config, deploy_argv, deploy_config, remove_deployable, require_credentials
+from canary_stack.assembly import remove_deployable
+from canary_stack.constants import PROJECT_ROOT, STACK_NAME
+from canary_stack.context import CDK_CONTEXT_JSON, CDK_JSON, COMMAND_LINE, USER_CDK_JSON, read_context
+from canary_stack.ops import cdk_cli, offline_diff, promote
+from canary_stack.ops.cli import UsageError
+from canary_stack.ops.command import Command
+from canary_stack.ops.deployable import deploy_config, require_credentials
 from canary_stack.text import shorten
 
 PREFIX = "CANARY_MAKE_"
-VARIABLES = ("WEIGHT", "ROUTER", "FROM", "TO", "BASE")
-CDK_FLAGS = ["--no-notices"]
+VARIABLES = ("WEIGHT", "ROUTER", "FROM", "TO", "BASE", "UNVERIFIED")
+EXAMPLES = {"WEIGHT": "10", "ROUTER": "alb", "FROM": "10", "TO": "50", "BASE": "main", "UNVERIFIED": "1"}
+TARGETS = ("synth", "diff", "deploy", "promote")
 SYNTH_OUTDIR = PROJECT_ROOT / "cdk.out"  # where `cdk synth` writes without -o
-
-# What esbuild prints when cdk-docker-image-deployment bundles its handlers on a synth: the same
-# lines every time, burying the one a user must read. Anything else (errors, warnings) is shown.
-_BUNDLING = (
-    re.compile(r"^Bundling asset \S+\.\.\.$"),
-    re.compile(r"^\s+\S*index\.js(\.map)?\s+[\d.]+\s?[kmg]?b\s*$", re.IGNORECASE),
-    re.compile(r"^\W*Done in \d+(\.\d+)?m?s$"),
-    # After the app's own one-line error, the CLI only repeats that it failed (make says so too).
-    re.compile(r"^\S+ app\.py: Subprocess exited with error \d+$"),
-)
+# How `make deploy` says where the weight it deploys comes from.
+ORIGINS = {
+    CDK_JSON: "committed in cdk.json",
+    CDK_CONTEXT_JSON: "from cdk.context.json",
+    USER_CDK_JSON: "from ~/.cdk.json",
+}
 
 
 def given(environ: Mapping[str, str]) -> dict[str, str]:
@@ -50,9 +50,8 @@ def given(environ: Mapping[str, str]) -> dict[str, str]:
     values = {name: environ[PREFIX + name] for name in VARIABLES if PREFIX + name in environ}
     for name, value in values.items():
         if not value.strip():
-            example = {"WEIGHT": "10", "ROUTER": "alb", "FROM": "10", "TO": "50", "BASE": "main"}[name]
             raise UsageError(
-                f"{name} is empty ({shorten(value)}): give a value ({name}={example}) or leave {name} out"
+                f"{name} is empty ({shorten(value)}): give a value ({name}={EXAMPLES[name]}) or leave {name} out"
                 + (" to use the weight committed in cdk.json" if name == "WEIGHT" else "")
             )
     return values
@@ -68,14 +67,16 @@ def app_context(values: Mapping[str, str]) -> dict[str, str]:
     return context
 
 
-def context_args(context: Mapping[str, str]) -> list[str]:
-    return [arg for key, value in context.items() for arg in ("-c", f"{key}={value}")]
+def refuse(values: Mapping[str, str], target: str, allowed: Sequence[str]) -> None:
+    for name in values:
+        if name not in allowed:
+            raise UsageError(f"{name} does not go with make {target} (it takes {', '.join(allowed) or 'no variable'})")
 
 
 def synth_argv(values: Mapping[str, str]) -> list[str]:
-    """`cdk synth` with WEIGHT and ROUTER. The app checks them itself (not this module): on a bad
-    value it also clears cdk.out, so no earlier template stays deployable."""
-    return [CDK_CLI, "synth", "-q", *CDK_FLAGS, *context_args(app_context(values))]
+    """`cdk synth` with WEIGHT and ROUTER. The app checks them itself too: on a bad value it also
+    clears cdk.out, so no earlier template stays deployable."""
+    return cdk_cli.synth_argv(app_context(values))
 
 
 def diff_argv(values: Mapping[str, str]) -> list[str]:
@@ -90,121 +91,104 @@ def diff_argv(values: Mapping[str, str]) -> list[str]:
         argv += [f"--from={values[n]}" if n == "FROM" else f"--to={values[n]}" for n in ("FROM", "TO") if n in values]
     else:
         argv += [f"--base={values.get('BASE', 'main')}"]
-        argv += context_args({"canaryWeight": values["WEIGHT"]} if "WEIGHT" in values else {})
+        argv += cdk_cli.context_args({"canaryWeight": values["WEIGHT"]} if "WEIGHT" in values else {})
     if "ROUTER" in values:
-        argv += context_args({"trafficRouter": values["ROUTER"]})
+        argv += cdk_cli.context_args({"trafficRouter": values["ROUTER"]})
+    return argv
+
+
+def promote_argv(values: Mapping[str, str]) -> list[str]:
+    """promote's arguments: WEIGHT the canary's deployed weight (default 100), UNVERIFIED=1 to skip
+    the look at the deployed stack."""
+    argv = [f"--weight={values['WEIGHT']}"] if "WEIGHT" in values else []
+    if "UNVERIFIED" in values:
+        if values["UNVERIFIED"].strip() != "1":
+            raise UsageError(f"UNVERIFIED must be 1 or left out, got {shorten(values['UNVERIFIED'])}")
+        argv.append("--unverified")
     return argv
 
 
 def deploy_command(
-    values: Mapping[str, str], out: TextIO, credentials: Callable[[str], None] = require_credentials
+    root: Path, values: Mapping[str, str], out: TextIO, credentials: Callable[[str], None] = require_credentials
 ) -> list[str]:
     """`cdk deploy` of the canary stack, after the app's checks, the App Mesh refusal and a look for
-    AWS credentials; says what it is about to deploy (the weight a plain `make deploy` takes from
-    cdk.json)."""
+    AWS credentials; says what it is about to deploy, and where each value comes from."""
     context = app_context(values)
-    config = deploy_config(PROJECT_ROOT, context)  # raises ConfigError/UsageError before anything is built
+    config = deploy_config(root, context)  # raises ConfigError/UsageError before anything is built
     credentials("make deploy")
-    source = "" if "WEIGHT" in values else ", committed in cdk.json"
+    origin = read_context(root, context).origin("canaryWeight")
+    source = "" if origin == COMMAND_LINE else ", " + ORIGINS.get(origin or "", "the default")
     out.write(f"deploying {STACK_NAME}: canaryWeight {config.canary_weight}{source}, {config.traffic_router} router\n")
     out.flush()
-    return deploy_argv(STACK_NAME, context)
+    return cdk_cli.deploy_argv(STACK_NAME, context)
 
 
-def quiet_lines(lines: Iterable[str], write: Callable[[str], object]) -> None:
-    """Passes the CLI's output on without esbuild's bundling lines and without a warning block
-    printed before (the same annotation for several constructs); blank runs fold to one."""
-    seen: set[str] = set()
-    skipping = False
-    blank = True  # no blank line first
-    for line in lines:
-        text = line.rstrip("\n")
-        if any(pattern.match(text) for pattern in _BUNDLING):
-            continue
-        if text.startswith(("WARNING ", "[Warning")):
-            skipping = text in seen
-            seen.add(text)
-        elif not text.startswith((" ", "\t")) and text.strip():
-            skipping = False
-        if skipping:
-            continue
-        if not text.strip():
-            if blank:
-                continue
-            blank = True
-        else:
-            blank = False
-        write(text + "\n")
+class Make(Command):
+    name = "make"
+    prog = "python -m canary_stack.ops.make"
+    positional = "synth|diff|deploy|promote"
 
+    def __init__(
+        self,
+        *,
+        root: Path = PROJECT_ROOT,
+        environ: Mapping[str, str] | None = None,
+        run: Callable[..., int] = cdk_cli.run_cdk,
+        credentials: Callable[[str], None] = require_credentials,
+        **streams: TextIO | None,
+    ) -> None:
+        super().__init__(**streams)
+        self.root, self.environ, self.run_cli, self.credentials = root, environ, run, credentials
 
-def cli_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The CLI's environment: on Node.js 20 the AWS SDK inside it prints a nine-line notice (newer SDKs
-    will need Node.js 22, which the README recommends) whenever it makes a client: on every synth
-    with credentials around. It changes nothing here and would bury the line a user must read."""
-    return {**environ, "AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED": "true"}
+    def run(self, options: argparse.Namespace, args: list[str]) -> int:
+        if len(args) != 1 or args[0] not in TARGETS:
+            raise UsageError(f"expected {', '.join(TARGETS[:-1])} or {TARGETS[-1]}, got {shorten(' '.join(args))}")
+        target = args[0]
+        self.name = f"make {target}"
+        if target == "synth":
+            return self.synth()
+        values = given(os.environ if self.environ is None else self.environ)
+        if target == "diff":
+            refuse(values, target, ("WEIGHT", "ROUTER", "FROM", "TO", "BASE"))
+            return offline_diff.main(diff_argv(values), root=self.root, stdout=self.out, stderr=self.err)
+        if target == "promote":
+            refuse(values, target, ("WEIGHT", "UNVERIFIED"))
+            return promote.main(promote_argv(values), root=self.root, stdout=self.out, stderr=self.err)
+        refuse(values, target, ("WEIGHT", "ROUTER"))
+        argv = deploy_command(self.root, values, self.out, self.credentials)
+        return self.run_cli(argv, root=self.root, offline=False, out=self.out)
 
-
-def run_cdk(argv: Sequence[str], *, filtered: bool, out: TextIO) -> int:
-    """Runs the CDK CLI from the project root. `filtered` (synth): offline, as offline_diff runs it
-    (no credentials, so no account lookup and no SDK at all), its output through quiet_lines."""
-    env = offline_diff.offline_env(os.environ) if filtered else cli_env(os.environ)
-    if not filtered:
-        return subprocess.run(list(argv), cwd=PROJECT_ROOT, env=env).returncode
-    process = subprocess.Popen(
-        list(argv),
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-    )
-    assert process.stdout is not None
-    try:
-        quiet_lines(process.stdout, lambda text: (out.write(text), out.flush()))
-    finally:
-        process.stdout.close()
-    return process.wait()
+    def synth(self) -> int:
+        """`cdk synth` into cdk.out/, offline; a refused or failed synth leaves no template there."""
+        try:
+            values = given(os.environ if self.environ is None else self.environ)
+            refuse(values, "synth", ("WEIGHT", "ROUTER"))
+            # The app's own check first (one line, no Node.js start), every context source included.
+            read_context(self.root, app_context(values)).config()
+            # The CLI's messages go to stderr as it writes them.
+            code = self.run_cli(synth_argv(values), root=self.root, offline=True, out=self.err)
+        except BaseException:
+            remove_deployable(SYNTH_OUTDIR)  # a refused synth leaves no earlier template deployable
+            raise
+        if code != 0:
+            remove_deployable(SYNTH_OUTDIR)  # e.g. a cdk.json the CLI could not read: no app ran to clean up
+            return code
+        self.out.write("templates in cdk.out/\n")
+        return code
 
 
 def main(
     argv: Sequence[str] | None = None,
     *,
+    root: Path = PROJECT_ROOT,
     environ: Mapping[str, str] | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
-    run: Callable[..., int] = run_cdk,
+    run: Callable[..., int] = cdk_cli.run_cdk,
     credentials: Callable[[str], None] = require_credentials,
 ) -> int:
-    out, err = stdout or sys.stdout, stderr or sys.stderr
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        if len(args) != 1 or args[0] not in ("synth", "diff", "deploy"):
-            raise UsageError(f"expected synth, diff or deploy, got {shorten(' '.join(args))}")
-        target = args[0]
-        values = given(os.environ if environ is None else environ)
-        if target == "synth":
-            # The app's own check first (one line, no Node.js start): the CLI would also cut a
-            # value at its first line break before the app saw it.
-            app_config(PROJECT_ROOT, app_context(values))
-            code = run(synth_argv(values), filtered=True, out=err)  # the CLI's messages, on stderr as it writes them
-            if code != 0:
-                remove_deployable(SYNTH_OUTDIR)  # e.g. a cdk.json the CLI could not read: no app ran to clean up
-                return code
-            out.write("templates in cdk.out/\n")
-            return code
-        if target == "diff":
-            return offline_diff.main(diff_argv(values), stdout=out, stderr=err)
-        return run(deploy_command(values, out, credentials), filtered=False, out=out)
-    except (UsageError, ConfigError) as exc:
-        if args == ["synth"]:
-            remove_deployable(SYNTH_OUTDIR)  # a refused synth leaves no earlier template deployable
-        err.write(usage_line(f"make {args[0] if args else ''}".strip(), exc))
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        err.write("interrupted\n")
-        return EXIT_INTERRUPTED
+    return Make(root=root, environ=environ, run=run, credentials=credentials, stdout=stdout, stderr=stderr).main(argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -101,11 +101,12 @@ from canary_stack.ops.cli import (
     bounded_float,
     bounded_int,
     one_line,
+    parse_context,
+    parse_stack_name,
     usage_line,
 )
 from canary_stack.ops.cloud import aws_region, clients
 from canary_stack.ops.deployable import deploy_config
-from canary_stack.ops.offline_diff import parse_context, parse_stack_name
 from canary_stack.ops.plan import committed_weight, diff_argv
 from canary_stack.ops.steps import (
     LATTICE,

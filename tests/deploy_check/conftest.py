@@ -18,7 +18,7 @@ class IntegSynthesis:
 
 @pytest.fixture(scope="session")
 def integ_synth(tmp_path_factory: pytest.TempPathFactory) -> IntegSynthesis:
-    import app as cdk_app
+    from canary_stack import cdk_app
     from integ.integ_canary import build_integ
 
     outdir = tmp_path_factory.mktemp("integ-synth")

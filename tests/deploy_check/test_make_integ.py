@@ -10,6 +10,7 @@ import sys
 
 import boto3
 import pytest
+from git_repo import project_repository
 from moto import mock_aws
 from synthesis import ROOT
 
@@ -44,14 +45,22 @@ def test_make_integ_refuses_without_credentials_in_one_line_before_anything_runs
     assert not (ROOT / "build" / "integ-refused").exists()  # no synthesis, no deploy
 
 
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A copy of the project with a .git of its own (the checkout may be a plain export without one)."""
+    return project_repository(tmp_path_factory.mktemp("repository"))
+
+
 @pytest.mark.parametrize("folder", ["/", "..", ".", "build", "build/../.git", "$HOME", "crystal_src"])
-def test_make_integ_empties_no_folder_outside_build(tmp_path, folder):
+def test_make_integ_empties_no_folder_outside_build(project, folder):
     # The recipe empties INTEG_OUT before deploying: only a folder of the check's own, inside build/.
-    result = run([*MAKE, "integ", f"INTEG_OUT={folder}"], NO_AWS)
+    result = subprocess.run(
+        [*MAKE, "integ", f"INTEG_OUT={folder}"], cwd=project, env=NO_AWS, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2
     (line,) = [line for line in result.stderr.splitlines() if not line.startswith("make: ***")]
     assert line.startswith("error: INTEG_OUT must be a folder inside build/ (it is emptied first), got ")
-    assert (ROOT / "crystal_src").is_dir() and (ROOT / ".git").exists()
+    assert (project / "crystal_src").is_dir() and (project / ".git" / "HEAD").is_file()
 
 
 def test_preflight_refuses_without_a_region():

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from synthesis import ROOT, cdk_json_context
+from synthesis import CLI_CONTEXT, ROOT, cdk_json_context
 
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
 
@@ -48,6 +48,18 @@ def test_cdk_synth_of_the_default_router_has_no_app_mesh(cli_w37):
     assert not [k for k, v in template["Resources"].items() if v["Type"].startswith("AWS::AppMesh::")]
 
 
+@pytest.fixture
+def in_process_app(monkeypatch, tmp_path):
+    """app.main() as `python app.py` runs it, in this process: the toolchain is already prepared
+    (tests/conftest.py), so its preparation and exit handlers stay out of the test process."""
+    import app
+
+    monkeypatch.setattr(app, "prepare_toolchain", lambda environ: tmp_path)
+    monkeypatch.setattr(app, "remove_at_exit", lambda folder: None)
+    monkeypatch.setenv("CDK_OUTDIR", str(tmp_path))
+    return app
+
+
 @pytest.mark.parametrize(
     "context, line",
     [
@@ -57,23 +69,69 @@ def test_cdk_synth_of_the_default_router_has_no_app_mesh(cli_w37):
         ({"productionImage": "vanilla"}, "error: productionImage must be the 64-character lowercase hex asset hash"),
         ({"canaryWeight": "10"}, "error: productionImage must be the 64-character lowercase hex asset hash"),
         ({"productionImage": "f" * 64, "cpuArchitecture": "aarch64"}, "error: cpuArchitecture must be one of"),
+        # What cdk.json gives (the CLI merged it in): the error names the file.
+        ({"productionImage": "f" * 64, "canaryWeight": 0, "stickySeconds": -1}, "error: stickySeconds must be"),
     ],
 )
-def test_app_exits_2_with_exactly_one_line(monkeypatch, capfd, tmp_path, context, line):
-    """main() as `python app.py` runs it, given only `context` (as in CDK_CONTEXT_JSON: no cdk.json).
-    In-process: the real processes (`cdk synth`, `python app.py`) are run by the tests below and by
-    test_a_rejected_synth_leaves_no_earlier_template_behind."""
-    import app as cdk_app
-
-    create_app = cdk_app.create_app
-    monkeypatch.setattr(cdk_app, "create_app", lambda **kw: create_app(context=context, **kw))
-    monkeypatch.setenv("CDK_OUTDIR", str(tmp_path))
-    assert cdk_app.main() == 2
+def test_app_exits_2_with_exactly_one_line(in_process_app, monkeypatch, capfd, tmp_path, context, line):
+    """Given only `context` in CDK_CONTEXT_JSON: one line, exit 2, no template, before Node.js starts.
+    The real processes (`cdk synth`, `python app.py`) are run by the tests below."""
+    monkeypatch.setenv("CDK_CONTEXT_JSON", json.dumps(context))
+    assert in_process_app.main() == 2
     out, err = capfd.readouterr()
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(line), err
     assert out == ""
     assert not list(tmp_path.rglob("*.template.json"))
+
+
+@pytest.mark.parametrize("where", ["cdk.json", "cdk.context.json"])
+def test_a_value_from_a_file_that_the_app_refuses_names_the_file(in_process_app, monkeypatch, capfd, tmp_path, where):
+    # The CLI merges the files (and -c) into CDK_CONTEXT_JSON; the app finds where a bad value came from.
+    project = tmp_path / "project"
+    project.mkdir()
+    image = {"productionImage": "f" * 64}
+    (project / "cdk.json").write_text(
+        json.dumps({"context": {**image, "canaryWeight": 150} if where == "cdk.json" else image})
+    )
+    if where == "cdk.context.json":
+        (project / "cdk.context.json").write_text(json.dumps({"canaryWeight": 150}))
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CDK_CONTEXT_JSON", json.dumps({**image, "canaryWeight": 150}))
+    assert in_process_app.main() == 2
+    assert capfd.readouterr().err == f"error: {where}: canaryWeight must be a whole number from 0 to 100, got 150\n"
+    monkeypatch.setenv("CDK_CONTEXT_JSON", json.dumps({**image, "canaryWeight": "150"}))  # `-c canaryWeight=150`
+    assert in_process_app.main() == 2
+    assert capfd.readouterr().err == "error: canaryWeight must be a whole number from 0 to 100, got '150'\n"
+
+
+@pytest.mark.parametrize(
+    "value, line",
+    [
+        ("not json", "error: CDK_CONTEXT_JSON is not valid JSON: Expecting value: line 1 column 1 (char 0)\n"),
+        (
+            '{"a": ' + "[" * 1500 + "]" * 1500 + "}",
+            "error: CDK_CONTEXT_JSON nests JSON arrays or objects deeper than Python reads (about 1,000 levels)\n",
+        ),
+    ],
+)
+def test_a_context_the_app_cannot_read_is_one_line_not_a_jsii_traceback(tmp_path, value, line):
+    result = run([sys.executable, "app.py"], CDK_CONTEXT_JSON=value, CDK_OUTDIR=str(tmp_path))
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", line)
+
+
+def test_importing_the_app_runs_nothing_and_the_runtime_imports_no_tool():
+    code = (
+        "import json, os, sys\n"
+        "before = dict(os.environ)\n"
+        "import app\n"
+        "from canary_stack import cdk_app\n"
+        "print(json.dumps([dict(os.environ) == before, sorted(m for m in sys.modules if m.startswith('canary_stack.ops'))]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [True, []]
 
 
 @pytest.mark.parametrize("silenced", ["1", "18, 22", ""])
@@ -107,27 +165,26 @@ def test_a_rejected_synth_leaves_no_earlier_template_behind(cli_w37, tmp_path):
     assert not list(out.glob("*.assets.json"))
 
 
-def test_app_that_fails_validation_exits_1_with_the_report_and_no_template(monkeypatch, tmp_path, capsys):
+def test_app_that_fails_validation_exits_1_with_the_report_and_no_template(
+    in_process_app, monkeypatch, tmp_path, capsys
+):
     """main() as the CLI runs it (the output folder from CDK_OUTDIR), on an app whose stack has an
     unacknowledged cdk-nag finding: exit 1, the report, no traceback, no template."""
     from aws_cdk import aws_s3 as s3
 
-    import app as cdk_app
+    from canary_stack import cdk_app
 
     build = cdk_app.build
 
-    def careless_build(app, **kwargs):
-        stack = build(app, **kwargs)
+    def careless_build(app, config=None, **kwargs):
+        stack = build(app, config, **kwargs)
         s3.CfnBucket(stack, "CarelessBucket")
         return stack
 
     monkeypatch.setattr(cdk_app, "build", careless_build)
-    monkeypatch.setenv("CDK_OUTDIR", str(tmp_path))
-    # What the CLI hands the app (through the Node.js process's environment, which this test
-    # cannot change any more): cdk.json's context, productionImage included.
-    create_app = cdk_app.create_app
-    monkeypatch.setattr(cdk_app, "create_app", lambda **kw: create_app(context=cdk_json_context(), **kw))
-    assert cdk_app.main() == 1
+    # What the CLI hands the app: cdk.json's context, productionImage included.
+    monkeypatch.setenv("CDK_CONTEXT_JSON", json.dumps({**cdk_json_context(), **CLI_CONTEXT}))
+    assert in_process_app.main() == 1
     err = capsys.readouterr().err
     assert "CrystalCanary/CarelessBucket" in err and "AwsSolutions-S1" in err
     assert err.rstrip().splitlines()[-1] == f"error: synthesis failed validation; no template was left in {tmp_path}"
@@ -135,17 +192,17 @@ def test_app_that_fails_validation_exits_1_with_the_report_and_no_template(monke
     assert not list(tmp_path.glob("*.template.json")) and not (tmp_path / "manifest.json").exists()
 
 
-def test_a_construct_that_throws_leaves_no_earlier_template_either(monkeypatch, tmp_path):
-    import app as cdk_app
+def test_a_construct_that_throws_leaves_no_earlier_template_either(in_process_app, monkeypatch, tmp_path):
+    from canary_stack import cdk_app
 
     for name in ("manifest.json", "CrystalCanary.template.json", "CrystalCanary.assets.json", "tree.json"):
         (tmp_path / name).write_text("{}")  # an earlier run's assembly
 
-    def broken_build(app, **kwargs):
+    def broken_build(app, config=None, **kwargs):
         raise RuntimeError("a construct's own check failed")
 
     monkeypatch.setattr(cdk_app, "build", broken_build)
-    monkeypatch.setenv("CDK_OUTDIR", str(tmp_path))
+    monkeypatch.setenv("CDK_CONTEXT_JSON", json.dumps(cdk_json_context()))
     with pytest.raises(RuntimeError, match="a construct's own check failed"):
-        cdk_app.main()
+        in_process_app.main()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tree.json"]

@@ -1,8 +1,11 @@
 """`python -m canary_stack.ops.offline_diff`: the real CDK CLI's diff of a weight step, with no AWS
-credentials; the base worktree is always removed, also on SIGTERM. (Bad input: tests/tools/test_bad_input.py.)"""
+credentials; the base worktree is always removed, also on SIGTERM; a stopped run (offline_diff, promote,
+the app itself) leaves no temporary folder and no process. History comes from a repository the tests
+build (tests/git_repo.py). (Bad input: tests/tools/test_bad_input.py.)"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -13,9 +16,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from git_repo import git_repository
 from synthesis import ROOT
 
-from canary_stack.ops import offline_diff
+from canary_stack.context import read_context
+from canary_stack.ops import cdk_cli, git
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -61,7 +66,7 @@ def test_weight_step_diff_shows_the_weighted_rule_and_nothing_else(step_10_to_50
 
 
 def test_cli_environment_cannot_reach_an_aws_account():
-    env = offline_diff.offline_env(
+    env = cdk_cli.offline_env(
         {"AWS_PROFILE": "prod", "AWS_ACCESS_KEY_ID": "AKIA", "CDK_CONTEXT_JSON": "{}", "PATH": "/bin"}
     )
     assert env["PATH"] == "/bin"
@@ -70,20 +75,23 @@ def test_cli_environment_cannot_reach_an_aws_account():
     assert env["AWS_CONFIG_FILE"] == env["AWS_SHARED_CREDENTIALS_FILE"] == os.devnull
 
 
-def worktrees() -> str:
-    return subprocess.run(["git", "worktree", "list", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+def worktrees(root: Path) -> str:
+    return subprocess.run(["git", "worktree", "list", "--porcelain"], cwd=root, capture_output=True, text=True).stdout
 
 
 def test_base_worktree_shares_the_toolchain_and_is_removed_even_on_failure(tmp_path):
-    commit = offline_diff.resolve_base(ROOT, "HEAD")
+    repository = git_repository(tmp_path, {"cdk.json": "{}\n"})
+    for name in git.SHARED_TOOLCHAIN:
+        (repository / name).mkdir()  # not committed: each checkout has its own
+    commit = git.resolve_commit(repository, "HEAD")
     with pytest.raises(RuntimeError):
-        with offline_diff.base_worktree(ROOT, commit, tmp_path) as base:
-            assert (base / "cdk.json").is_file() and str(base) in worktrees()
-            for name in offline_diff.SHARED_TOOLCHAIN:
-                assert (base / name).resolve() == (ROOT / name).resolve()
+        with git.worktree(repository, commit, tmp_path) as base:
+            assert (base / "cdk.json").is_file() and str(base) in worktrees(repository)
+            for name in git.SHARED_TOOLCHAIN:
+                assert (base / name).resolve() == (repository / name).resolve()
             raise RuntimeError("synthesis failed")
     assert not Path(base).exists()
-    assert str(base) not in worktrees()
+    assert str(base) not in worktrees(repository)
 
 
 def processes_with(marker: str) -> list[int]:
@@ -99,34 +107,92 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
-def test_sigterm_stops_every_child_removes_every_temporary_folder_and_exits_130(tmp_path):
-    marker = f"OFFLINE_DIFF_TEST_RUN={uuid.uuid4().hex}"
+def command_lines(pids: list[int]) -> list[bytes]:
+    lines = []
+    for pid in pids:
+        try:
+            lines.append(Path(f"/proc/{pid}/cmdline").read_bytes())
+        except OSError:
+            pass
+    return lines
+
+
+def wait_for(condition, what: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{what} did not happen within {seconds:g} s")
+
+
+def leftovers(project: Path) -> list[str]:
+    """What a run may leave in the project's .cdk-tmp: nothing but jsii's package cache."""
+    folder = project / ".cdk-tmp"
+    return sorted(p.name for p in folder.iterdir() if p.name != "jsii-package-cache") if folder.exists() else []
+
+
+def start_tool(project: Path, argv: list[str], tmp_path: Path) -> tuple[subprocess.Popen, str, Path]:
+    marker = uuid.uuid4().hex
     temp = tmp_path / "tmp"
     temp.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(TMPDIR=str(temp), OFFLINE_DIFF_TEST_RUN=marker.split("=")[1])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TMPDIR"))}
+    env.update(TMPDIR=str(temp), OFFLINE_DIFF_TEST_RUN=marker, HOME=str(tmp_path))
     process = subprocess.Popen(
-        [sys.executable, "-m", "canary_stack.ops.offline_diff", "--base", "HEAD"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        [sys.executable, *argv], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    return process, marker, temp
+
+
+def test_sigterm_stops_every_child_removes_every_temporary_folder_and_exits_130(project, tmp_path):
+    process, marker, temp = start_tool(project, ["-m", "canary_stack.ops.offline_diff", "--base", "HEAD"], tmp_path)
     # Wait until both synths run their Python app (the CLI's child): the moment that leaked before.
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        apps = [pid for pid in processes_with(marker) if b"app.py" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-        if len(apps) >= 2:
-            break
-        time.sleep(0.1)
-    assert len(apps) >= 2, "the synths did not start"
+    wait_for(lambda: sum(b"app.py" in line for line in command_lines(processes_with(marker))) >= 2, "both synths")
     worktree = next(temp.glob("offline-diff-*/base"))
-    assert str(worktree) in worktrees()
+    assert str(worktree) in worktrees(project)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert err.splitlines()[-1] == "offline_diff: interrupted: nothing was deployed; temporary files removed"
     assert processes_with(marker) == []  # cdk synth, the Python app, Node.js: all gone
     assert list(temp.iterdir()) == []  # the assemblies and the base worktree's folder
-    assert str(worktree) not in worktrees()
+    assert str(worktree) not in worktrees(project)
+    assert leftovers(project) == [] and leftovers(worktree) == []
+
+
+def test_a_promote_stopped_while_it_synthesizes_leaves_nothing_behind(project, tmp_path):
+    """SIGTERM once jsii's Node.js kernel runs in the synth's app: no `.cdk-tmp/tmp*` (jsii's runtime),
+    no `jsii-kernel-*` folder, no process, and cdk.json as it was (issue 16.15)."""
+    before = (project / "cdk.json").read_bytes()
+    process, marker, _ = start_tool(project, ["-m", "canary_stack.ops.promote", "--unverified"], tmp_path)
+    wait_for(lambda: list((project / ".cdk-tmp").glob("cli-*/run-*/jsii-kernel-*")), "the jsii kernel")
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err.splitlines()[-1] == "promote: interrupted: check `git diff cdk.json`"
+    assert processes_with(marker) == []
+    assert leftovers(project) == []
+    assert (project / "cdk.json").read_bytes() == before
+
+
+def test_the_app_stopped_by_sigterm_removes_its_temporary_folder(project, tmp_path):
+    """`python app.py` (as `cdk synth` runs it) and its kernel get SIGTERM together, as from Ctrl-C or a
+    CI timeout: the app's exit handlers still remove jsii's runtime and the kernel's folders."""
+    from synthesis import CLI_CONTEXT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TMPDIR"))}
+    context = {**read_context(project).values, **CLI_CONTEXT}
+    env.update(CDK_CONTEXT_JSON=json.dumps(context), CDK_OUTDIR=str(tmp_path / "out"), HOME=str(tmp_path))
+    process = subprocess.Popen(
+        [sys.executable, "app.py"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    wait_for(lambda: list((project / ".cdk-tmp").glob("run-*/jsii-kernel-*")), "the jsii kernel")
+    os.killpg(process.pid, signal.SIGTERM)
+    process.communicate(timeout=60)
+    assert process.returncode != 0
+    wait_for(lambda: leftovers(project) == [], "the clean-up", seconds=10)

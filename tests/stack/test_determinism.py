@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from synthesis import CLI_CONTEXT, cdk_json_context, synthesize
 
-import app as cdk_app
+from canary_stack import cdk_app
 from canary_stack.constants import CRYSTAL_SRC
 
 

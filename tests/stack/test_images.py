@@ -15,7 +15,7 @@ import pytest
 from configurations import PIPELINE_CONTEXT
 from synthesis import CLI_CONTEXT, ROOT, Synthesis, cdk_json_context, synthesize
 
-import app as cdk_app
+from canary_stack import cdk_app
 from canary_stack.config import CanaryConfig
 from canary_stack.image_tags import HANDLERS
 from canary_stack.stack import CanaryStack

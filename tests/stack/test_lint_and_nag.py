@@ -12,7 +12,7 @@ from aws_cdk import aws_s3 as s3
 from configurations import CERTIFICATE, PIPELINE_CONTEXT
 from synthesis import CLI_CONTEXT, ROOT, cdk_json_context
 
-import app as cdk_app
+from canary_stack import cdk_app
 
 CONFIGURATIONS = [
     {"canaryWeight": "10"},

@@ -1,4 +1,5 @@
-"""canary_stack.ops.committed: cdk.json's context as the CDK CLI hands it to the app, one reader for all."""
+"""canary_stack.ops.committed: the context as the CDK CLI hands it to the app, one reader for all
+(every source and its precedence: tests/tools/test_context.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import sys
 import pytest
 
 from canary_stack.constants import PROJECT_ROOT as ROOT
+from canary_stack.context import ContextError
 from canary_stack.ops import committed
-from canary_stack.ops.cli import UsageError
 from canary_stack.ops.committed import committed_config, committed_context, parse_cdk_json
 
 NUMBERS = '{"context": {"a": 10.0, "b": 1e2, "c": 12345678901234567890, "d": -0.0, "e": 1e21, "f": 0.1, "g": 1e400}}'
@@ -62,7 +63,7 @@ def test_a_byte_order_mark_is_dropped_as_the_cli_does(tmp_path):
 )
 def test_a_malformed_cdk_json_is_one_usage_error(tmp_path, text, message):
     (tmp_path / "cdk.json").write_text(text)
-    with pytest.raises(UsageError) as raised:
+    with pytest.raises(ContextError) as raised:
         committed_context(tmp_path)
     assert str(raised.value).startswith(message)
     assert "\n" not in str(raised.value)

@@ -17,9 +17,21 @@ HEAVY = ("aws_cdk", "jsii", "constructs", "cdk_nag", "cdk_docker_image_deploymen
 
 
 def test_the_tools_are_where_the_readme_says():
-    assert {"cli", "committed", "deployable", "make", "offline_diff", "promote", "rollout", "stats", "verify"} <= set(
-        TOOLS
-    )
+    assert {
+        "cdk_cli",
+        "cli",
+        "command",
+        "committed",
+        "deployable",
+        "files",
+        "git",
+        "make",
+        "offline_diff",
+        "promote",
+        "rollout",
+        "stats",
+        "verify",
+    } <= set(TOOLS)
 
 
 def test_importing_every_tool_loads_no_cdk():

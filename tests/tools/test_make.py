@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from canary_stack.ops import make
+from canary_stack.ops import cdk_cli, make
 
 # `cdk synth -q` of the appmesh router, as the CLI prints it (cdk-docker-image-deployment bundles
 # its handler with esbuild on every synth).
@@ -33,7 +33,7 @@ Error: something real went wrong
 
 def test_synth_output_keeps_the_warning_once_and_every_error_but_not_esbuild():
     out = io.StringIO()
-    make.quiet_lines(io.StringIO(CLI_OUTPUT), out.write)
+    cdk_cli.quiet_lines(io.StringIO(CLI_OUTPUT), out.write)
     assert out.getvalue() == (
         "WARNING AWS App Mesh reached end of support on 2026-09-30: accounts that never used it cannot create a mesh. (Annotation)\n"
         "   CrystalCanary aws-cdk-lib.Stack\n"
@@ -92,7 +92,7 @@ def test_deploy_runs_the_cli_without_a_shell_with_the_values_as_typed(tmp_path, 
         "-c",
         "trafficRouter=alb",
     ]
-    assert options["filtered"] is False  # a deploy's progress is shown as the CLI prints it
+    assert options["offline"] is False  # a deploy's progress is shown as the CLI prints it, with credentials
 
 
 def test_make_help_lists_every_target_on_one_line():

@@ -554,8 +554,9 @@ def test_app_mesh_committed_or_given_is_refused_before_anything_runs(aws, tmp_pa
         runner = RecordingRunner()
         code, out, err = run_rollout(argv, runner=runner, cloudwatch=aws, repo_root=root)
         assert (code, out, runner.calls) == (2, "", [])
+        where = "cdk.json: " if root is committed_mesh else ""  # a committed value's line names its file
         assert err == (
-            "rollout: error: trafficRouter=appmesh: AWS App Mesh reached end of support on 2026-09-30 and can no "
+            f"rollout: error: {where}trafficRouter=appmesh: AWS App Mesh reached end of support on 2026-09-30 and can no "
             "longer be deployed; deploy the same canary with -c trafficRouter=alb\n"
         )
 

@@ -1,0 +1,77 @@
+"""The Node.js side of the CDK, set up before jsii starts it (that is, before aws_cdk is imported).
+
+Standard library only, and nothing runs on import: app.py (and the tests, and the deploy check)
+call `prepare_toolchain` first, then import aws_cdk.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import MutableMapping
+from pathlib import Path
+
+from canary_stack.constants import PROJECT_ROOT
+
+TMP_ROOT = PROJECT_ROOT / ".cdk-tmp"
+RUN_PREFIX = "run-"  # each run's own temporary folder in TMP_ROOT (or in a TMPDIR inside the project)
+
+
+def prepare_toolchain(environ: MutableMapping[str, str]) -> Path:
+    """Sets `environ` up for jsii and the CDK's bundling, and returns this run's temporary folder.
+
+    cdk-docker-image-deployment bundles its Lambda handlers with esbuild at synth time:
+    * esbuild comes from this project's node_modules (package-lock.json pins it), so it is put on
+      PATH even when the app is run as `python app.py` rather than through `npx cdk`;
+    * the handler sources live in jsii's temporary directory and package cache, and bundling refuses
+      an entry point outside the project root (the one holding package-lock.json): "entryPath ...
+      should be under projectRoot". Both are therefore kept inside the project, in .cdk-tmp/.
+
+    Everything a run leaves in its temporary folder (jsii's runtime, ~2 MB, and the Node.js kernel's
+    folders) is removed when it ends: `remove_at_exit` does that, on SIGTERM too. A TMPDIR already
+    inside the project (a tool that removes it after the run, whatever happened) holds the folder.
+    """
+    given = Path(environ["TMPDIR"]).resolve() if environ.get("TMPDIR") else None
+    parent = given if given is not None and given.is_relative_to(PROJECT_ROOT) else TMP_ROOT
+    parent.mkdir(parents=True, exist_ok=True)
+    run_tmp = Path(tempfile.mkdtemp(prefix=RUN_PREFIX, dir=parent))
+    environ["TMPDIR"] = str(run_tmp)
+    # The bundle records its sources by their path relative to the project. With jsii's package
+    # cache in the home directory that path depends on where the checkout is (a CI clone, a
+    # worktree), and so would the handlers' asset hashes; inside the project it does not.
+    environ["JSII_RUNTIME_PACKAGE_CACHE_ROOT"] = str(TMP_ROOT / "jsii-package-cache")
+    node_bin = str(PROJECT_ROOT / "node_modules" / ".bin")
+    if node_bin not in environ.get("PATH", "").split(os.pathsep):
+        environ["PATH"] = node_bin + os.pathsep + environ.get("PATH", "")
+    # The library calls a deprecated CDK API (GrantOnPrincipalOptions#scope) on every synth; that
+    # is its to fix, and the warning would bury ours.
+    environ.setdefault("JSII_DEPRECATED", "quiet")
+    # jsii prints a banner on Node.js 20 (out of its support since 2026-10-30) on every run. Synthesis
+    # works on it; the README recommends Node.js 22+. The variable is a list of majors: the running one
+    # is added to whatever the user set (`1` would otherwise bring the banner back over our one-line errors).
+    name, node = "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", environ.get("JSII_NODE", "node")
+    argv = [node, "-p", "process.versions.node.split('.')[0]"]
+    major = subprocess.run(argv, capture_output=True, text=True).stdout if shutil.which(node) else ""
+    environ[name] = ",".join(filter(None, [environ.get(name, ""), major.strip()]))
+    return run_tmp
+
+
+def remove_at_exit(folder: Path, *, exit_on_sigterm: bool = True) -> None:
+    """Removes `folder` when this process ends. Registered before aws_cdk is imported, so it runs
+    after jsii's own exit handler has stopped the Node.js kernel.
+
+    `exit_on_sigterm`: SIGTERM (CI, `timeout`, a tool stopping its synths) ends the process through
+    its exit handlers; Python's default ends it on the spot, leaving jsii's runtime and the
+    kernel's folders behind."""
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    if exit_on_sigterm:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)
