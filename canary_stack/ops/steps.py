@@ -13,9 +13,9 @@ from typing import Any, Protocol, TextIO
 
 from canary_stack.constants import PROJECT_ROOT, canary_alarm_prefix
 from canary_stack.ops import plan, verify
+from canary_stack.ops.cdk_cli import deploy_argv as cdk_deploy_argv
 from canary_stack.ops.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, one_line
 from canary_stack.ops.cloud import StackFacts, alarm_states, describe_stack
-from canary_stack.ops.cdk_cli import deploy_argv as cdk_deploy_argv
 from canary_stack.ops.probe import Watchdog, fetch, message
 from canary_stack.ops.report import shown
 from canary_stack.ops.traffic import BakeTraffic, Fetcher, Prober
