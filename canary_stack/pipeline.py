@@ -34,7 +34,7 @@ from canary_stack.config import PipelineConfig
 from canary_stack.constants import STACK_NAME, canary_alarm_prefix
 from canary_stack.log_groups import log_group
 from canary_stack.nag import acknowledge, arn_of, cfn_resource, logical_id_of, skip_checkov
-from canary_stack.ops.pipeline import (
+from canary_stack.pipeline_variables import (
     BAKE,
     COMMITTED,
     DEFAULT_BAKE,

@@ -37,6 +37,7 @@ from typing import TextIO, TypeVar
 
 from canary_stack.config import ConfigError
 from canary_stack.constants import CDK_CLI, PROJECT_ROOT, STACK_NAME
+from canary_stack.ops.cdk_cli import deploy_env
 from canary_stack.ops.cli import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -48,60 +49,29 @@ from canary_stack.ops.cli import (
     one_line,
     usage_line,
 )
-from canary_stack.ops.rollout import DEFAULT_MIN_CANARY_REQUESTS
-from canary_stack.text import shorten
 
 # ---------------------------------------------------------------- the pipeline's variables
-
-WEIGHT = "canaryWeight"
-STEPS = "rolloutSteps"
-BAKE = "rolloutBake"
-VERIFY = "rolloutVerifyRequests"
-EVIDENCE = "rolloutMinCanaryRequests"
-# Each pipeline variable and the environment variable the CodeBuild actions hand it over as.
-VARIABLE_ENV = {
-    WEIGHT: "CANARY_WEIGHT",
-    STEPS: "ROLLOUT_STEPS",
-    BAKE: "ROLLOUT_BAKE",
-    VERIFY: "ROLLOUT_VERIFY_REQUESTS",
-    EVIDENCE: "ROLLOUT_MIN_CANARY_REQUESTS",
-}
-COMMITTED = "committed"  # canaryWeight's default: deploy what cdk.json says
-# rolloutSteps' default: no rollout, one deploy at canaryWeight. A pipeline variable's default
-# and value cannot be empty (1 to 1000 characters:
-# https://docs.aws.amazon.com/codepipeline/latest/APIReference/API_PipelineVariableDeclaration.html).
-NO_ROLLOUT = "none"
-DEFAULT_BAKE = "600"
-NO_VERIFY = "0"
-DEFAULT_EVIDENCE = str(DEFAULT_MIN_CANARY_REQUESTS)  # the rollout's own default
-DEFAULTS = {WEIGHT: COMMITTED, STEPS: NO_ROLLOUT, BAKE: DEFAULT_BAKE, VERIFY: NO_VERIFY, EVIDENCE: DEFAULT_EVIDENCE}
+from canary_stack.pipeline_variables import (
+    BAKE,
+    COMMITTED,
+    DEFAULTS,
+    EVIDENCE,
+    MAX_ROLLOUT_SECONDS,
+    NO_ROLLOUT,
+    NO_VERIFY,
+    STEP_NAMES,
+    STEPS,
+    VARIABLE_ENV,
+    VERIFY,
+    WEIGHT,
+)
+from canary_stack.text import shorten
 
 # CodeBuild sets AWS_REGION in every build: "The AWS Region where the build is running ... used
 # primarily by the AWS SDKs" (https://docs.aws.amazon.com/codebuild/latest/userguide/build-env-ref-env-vars.html).
 REGION_ENV = "AWS_REGION"
 # The commit CodeBuild checked out, shown to the approver at the top of the diff (same page).
 SOURCE_VERSION_ENV = "CODEBUILD_RESOLVED_SOURCE_VERSION"
-
-# CodeBuild allows 5 to 2160 minutes (36 hours) per build
-# (https://docs.aws.amazon.com/codebuild/latest/APIReference/API_CreateProject.html, timeoutInMinutes).
-# The rollout is refused before its first deploy unless its bakes and deploys fit in what is left
-# after set-up (`rollout --max-duration`): a build killed by its timeout mid-bake rolls nothing
-# back. Longer bakes: raise DEPLOY_TIMEOUT_MINUTES (up to 2160) and redeploy the pipeline, or run
-# the rollout from a machine without a limit (`python -m canary_stack.ops.rollout`), or step the
-# weight one pipeline run at a time (canaryWeight) and bake between runs.
-DEPLOY_TIMEOUT_MINUTES = 8 * 60
-SETUP_ALLOWANCE_MINUTES = 20  # queueing, provisioning and `make setup` come out of the same timeout
-MAX_ROLLOUT_SECONDS = (DEPLOY_TIMEOUT_MINUTES - SETUP_ALLOWANCE_MINUTES) * 60
-
-STEP_NAMES = ("check", "test", "diff", "deploy")
-# What a buildspec runs for a step (from the checkout, after `make setup` made .venv).
-PYTHON = ".venv/bin/python"
-
-
-def step_command(step: str) -> str:
-    assert step in STEP_NAMES, step
-    return f"{PYTHON} -m canary_stack.ops pipeline {step}"
-
 
 # The `crystal` make test finds first on PATH in the TestAndDiff build: Ubuntu 22.04 (CodeBuild's
 # standard:7.0) has no crystal package, so the compiler of the image the Dockerfile builds with
@@ -356,15 +326,13 @@ class Step:
         return EXIT_OK
 
     def diff(self) -> int:
-        from canary_stack.ops.make import cli_env
-
         run = read_run(self.environ, self.root)
         region = require_region(self.environ)
         commit = self.environ.get(SOURCE_VERSION_ENV, "").strip() or "the checked-out tree"
         self.say(f"=== for the approver: what this run changes in {STACK_NAME} ({region}), source {commit} ===")
         for line in describe(run):
             self.say(line)
-        env = cli_env(self.environ)
+        env = deploy_env(self.environ)  # credentials: the lookup role reads the deployed stack
         targets = run.targets
         for i, weight in enumerate(targets, 1):
             label = f"step {i}/{len(targets)}: " if run.steps is not None else ""

@@ -239,7 +239,7 @@ def test_deploy_build_timeout_covers_the_longest_rollout_the_tool_accepts(templa
     (https://docs.aws.amazon.com/codebuild/latest/APIReference/API_CreateProject.html). The rollout
     is given the timeout less 20 minutes of set-up as --max-duration, so a plan that cannot finish
     is refused before its first deploy instead of being killed mid-bake with no rollback."""
-    from canary_stack.ops.pipeline import MAX_ROLLOUT_SECONDS
+    from canary_stack.pipeline_variables import MAX_ROLLOUT_SECONDS
 
     project = project_of(template, action(pipeline, "Deploy"))
     minutes = project["TimeoutInMinutes"]

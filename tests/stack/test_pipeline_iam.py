@@ -134,7 +134,7 @@ class DeployRecorder:
         self.argv.append(list(argv))
         return subprocess.CompletedProcess(list(argv), 0, "", "")
 
-    def make_run(self, argv, *, filtered: bool, out) -> int:
+    def make_run(self, argv, *, root, offline: bool, out) -> int:
         self.argv.append(list(argv))
         return 0
 

@@ -15,7 +15,8 @@ import pytest
 
 from canary_stack.constants import PROJECT_ROOT as ROOT
 from canary_stack.ops import pipeline
-from canary_stack.ops.pipeline import MAX_ROLLOUT_SECONDS, Tools
+from canary_stack.ops.pipeline import Tools
+from canary_stack.pipeline_variables import DEFAULT_EVIDENCE, MAX_ROLLOUT_SECONDS
 
 DEFAULTS = {
     "CANARY_WEIGHT": "committed",
@@ -310,3 +311,10 @@ def test_python_m_canary_stack_ops_pipeline_is_the_entry_point(root):
     assert (
         result.returncode == 2 and result.stderr == "canary_stack.ops: error: expected a tool, pipeline; got 'nope'\n"
     )
+
+
+def test_the_pipeline_s_default_evidence_is_the_rollout_s():
+    # pipeline_variables imports nothing (the CDK app loads it), so it repeats the rollout's default.
+    from canary_stack.ops.rollout import DEFAULT_MIN_CANARY_REQUESTS
+
+    assert DEFAULT_EVIDENCE == str(DEFAULT_MIN_CANARY_REQUESTS)
