@@ -204,7 +204,10 @@ def test_latency_against_production_says_why_it_is_0_at_weight_100(routed):
 
 @pytest.mark.parametrize(
     "name, metric_name, statistic",
-    [("unhealthy-targets", "UnHealthyHostCount", "Maximum"), ("connection-errors", "TargetConnectionErrorCount", "Sum")],
+    [
+        ("unhealthy-targets", "UnHealthyHostCount", "Maximum"),
+        ("connection-errors", "TargetConnectionErrorCount", "Sum"),
+    ],
 )
 def test_alb_canary_alarms_on_its_targets_health_and_refused_connections(synth, name, metric_name, statistic):
     # Both are "metrics for targets" with the TargetGroup and LoadBalancer dimensions; UnHealthyHostCount
