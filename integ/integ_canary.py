@@ -33,7 +33,7 @@ Cost and duration of one run (us-east-1 list prices, 2026; other regions up to ~
 * 3 public IPv4 addresses (NAT gateway, 2 ALB nodes): US$0.005/h each;
 * 2 Fargate tasks of 0.25 vCPU / 0.5 GB: US$0.012/h each (per second, 1-minute minimum);
 * 1 CodeBuild build on BUILD_GENERAL1_SMALL copying the image: ~2-4 min at US$0.005/min;
-* CloudWatch: 1 dashboard (US$3/month, pro rata), 4 alarms (US$0.10/month each), a few MB of logs;
+* CloudWatch: 1 dashboard (US$3/month, pro rata), 6 alarms (US$0.10/month each), a few MB of logs;
   Lambda, Step Functions (the custom resources' waiters) and ECR storage: cents at most.
 Duration: deploy ~15-20 min (the Docker build of crystal_src/ on your machine, Docker needed: 2-5
 min, more the first time the Crystal build image is pulled; VPC and NAT ~3 min; ALB ~3 min; the
