@@ -163,7 +163,9 @@ class CanaryObservability(Construct):
         self.unhealthy_targets_alarm: cloudwatch.Alarm | None = None
         if canary.unhealthy_targets is not None:
             # A new task is `initial`, not unhealthy, until its first checks pass, and a replaced one
-            # is `draining`: an unhealthy canary target in 2 of 3 minutes is one that keeps failing.
+            # is `draining` (target states: https://docs.aws.amazon.com/elasticloadbalancing/latest/application/check-target-health.html):
+            # an unhealthy canary target in 2 of 3 minutes is one that keeps failing. (When every
+            # canary target is unhealthy the load balancer "fails open" and sends them traffic anyway.)
             self.unhealthy_targets_alarm = self.canary_alarm(
                 "UnhealthyTargets",
                 name="unhealthy-targets",
