@@ -233,3 +233,28 @@ def test_a_weight_step_with_a_domain_and_a_zone_changes_one_resource(with_zone, 
     before = with_zone.template["Resources"]
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     assert len(changed) == 1 and before[changed[0]]["Type"] == "AWS::ElasticLoadBalancingV2::ListenerRule"
+
+
+@pytest.mark.parametrize(
+    "context, line",
+    [
+        ({"certificateArn": CERTIFICATE}, "error: domainName is required with certificateArn: "),
+        ({"domainName": DOMAIN}, "error: domainName works with certificateArn only, got domainName="),
+        ({**HTTPS_CONTEXT, "domainName": "*.example.com"}, "error: domainName must be a DNS host name such as "),
+        ({**HTTPS_CONTEXT, "domainName": "x.example.com.\n"}, "error: domainName must be a DNS host name such as "),
+    ],
+)
+def test_the_app_exits_2_with_one_line_and_no_template(monkeypatch, capfd, tmp_path, context, line):
+    """main() as `python app.py` runs it (as tests/e2e/test_cdk_cli.py does for the other parameters)."""
+    import app as cdk_app
+
+    create_app = cdk_app.create_app
+    full = {"productionImage": A_HASH, **context}
+    monkeypatch.setattr(cdk_app, "create_app", lambda **kw: create_app(context=full, **kw))
+    monkeypatch.setenv("CDK_OUTDIR", str(tmp_path))
+    assert cdk_app.main() == 2
+    out, err = capfd.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(line), err
+    assert out == ""
+    assert not list(tmp_path.rglob("*.template.json"))
