@@ -31,6 +31,8 @@ DEFAULTS: Mapping[str, Any] = {
     "adoptRepository": False,
     "allowedCidr": "0.0.0.0/0",
     "certificateArn": None,  # none: HTTP on port 80
+    "domainName": None,  # required with certificateArn (the host its users type), refused without it
+    "hostedZoneId": None,  # with domainName: a Route 53 alias record for it; none: point it yourself
     "stickySeconds": 0,
     "pipeline": False,
     "pipelineConnectionArn": "",
@@ -71,6 +73,20 @@ _CERTIFICATE_ARN = re.compile(
     r"arn:aws(?:-[a-z]+)*:acm:[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}:[0-9]{12}:certificate/"
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 )
+# The host the certificate covers and the `Url` output names: a DNS host name by RFC 1123 (section
+# 2.1: letters, digits and hyphens, 1 to 63 per label, no hyphen first or last; the top-level label
+# not all digits, so no IPv4 address passes) at most 253 characters (255 octets on the wire,
+# RFC 1035 section 2.3.4). Decided for this parameter: at least two labels (a public name), no
+# trailing dot (a URL's host is written without it, and TLS name checks do not expect it), no
+# wildcard (a URL names one host; the certificate may be a wildcard that covers it), no Unicode
+# (write an internationalized name in its xn-- form), case folded to lower (DNS ignores case).
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_NAME = re.compile(rf"(?:{_LABEL}\.)+(?=[a-z0-9-]*[a-z])({_LABEL})")
+MAX_HOST_NAME = 253
+# A Route 53 hosted zone ID as the console and the API show it (Z0123456789ABCDEFGHIJ): "Maximum length
+# of 32" (https://docs.aws.amazon.com/Route53/latest/APIReference/API_HostedZone.html), upper-case
+# letters and digits; not the `/hostedzone/` path some API answers put in front of it.
+_HOSTED_ZONE_ID = re.compile(r"[A-Z0-9]{1,32}")
 # `owner/name` of the pipeline's source repository, a name every CodeConnections provider takes:
 # GitHub repository names are at most 100 ASCII letters, digits, '.', '-', '_'
 # (https://docs.github.com/en/repositories/creating-and-managing-repositories/repository-limits),
@@ -185,6 +201,8 @@ class CanaryConfig:
     adopt_repository: bool  # use an existing repository of that name instead of creating it
     allowed_cidr: str  # who may reach the public load balancer
     certificate_arn: str | None  # ACM certificate: HTTPS on 443 (80 redirects); None: HTTP on 80
+    domain_name: str | None  # with certificate_arn (always): the host in the Url output, https://<it>
+    hosted_zone_id: str | None  # with domain_name: Route 53 zone for its alias record; None: no record
     sticky_seconds: int  # ALB router only: 0 = no stickiness
     pipeline: PipelineConfig | None  # the optional pipeline stack
 
@@ -221,6 +239,8 @@ class CanaryConfig:
             "stickySeconds", raw("stickySeconds"), 0, MAX_STICKY_SECONDS, " (0 turns stickiness off)"
         )
         _refuse_what_the_router_ignores(router, {"stickySeconds": sticky_seconds}, get)
+        certificate_arn = _certificate_arn(raw("certificateArn"))
+        domain_name, hosted_zone_id = _domain(raw, certificate_arn)
         return cls(
             canary_weight=weight,
             traffic_router=cast(TrafficRouter, router),
@@ -233,7 +253,9 @@ class CanaryConfig:
             ),
             adopt_repository=_boolean("adoptRepository", raw("adoptRepository")),
             allowed_cidr=_cidr("allowedCidr", raw("allowedCidr")),
-            certificate_arn=_certificate_arn(raw("certificateArn")),
+            certificate_arn=certificate_arn,
+            domain_name=domain_name,
+            hosted_zone_id=hosted_zone_id,
             sticky_seconds=sticky_seconds,
             pipeline=_pipeline(raw),
         )
@@ -268,6 +290,53 @@ def _certificate_arn(raw: Any) -> str | None:
         _CERTIFICATE_ARN,
         "the ARN of an ACM certificate (arn:aws:acm:REGION:ACCOUNT:certificate/UUID)",
         2048,
+    )
+
+
+def _domain(raw: Callable[[str], Any], certificate_arn: str | None) -> tuple[str | None, str | None]:
+    """domainName and hostedZoneId, which only make sense together with a certificate."""
+    name, zone = raw("domainName"), raw("hostedZoneId")
+    if certificate_arn is not None and name is None:
+        raise ConfigError(
+            "domainName is required with certificateArn: the host name the certificate covers, which the "
+            "Url output and verify use (e.g. -c domainName=canary.example.com)"
+        )
+    if certificate_arn is None and name is not None:
+        raise ConfigError(
+            f"domainName works with certificateArn only, got domainName={_show(name)} without it: "
+            "leave domainName unset or add -c certificateArn=<ACM certificate ARN>"
+        )
+    if name is None and zone is not None:
+        raise ConfigError(
+            f"hostedZoneId works with domainName only, got hostedZoneId={_show(zone)} without it: "
+            "leave hostedZoneId unset or add -c domainName=<host name> (and its certificateArn)"
+        )
+    return (
+        None if name is None else _host_name("domainName", name),
+        None if zone is None else _hosted_zone_id(zone),
+    )
+
+
+def _host_name(name: str, raw: Any) -> str:
+    folded = raw.lower() if isinstance(raw, str) and raw.isascii() else None
+    if folded is None or len(folded) > MAX_HOST_NAME or not _HOST_NAME.fullmatch(folded):
+        raise ConfigError(
+            f"{name} must be a DNS host name such as canary.example.com: at most {MAX_HOST_NAME} characters, "
+            "two or more dot-separated labels of 1 to 63 letters, digits or '-' (not first or last), "
+            "a top-level label that is not all digits, no trailing dot, no '*', no Unicode (use xn--), "
+            f"got {_show(raw)}"
+        )
+    return folded
+
+
+def _hosted_zone_id(raw: Any) -> str:
+    return _matching(
+        "hostedZoneId",
+        raw,
+        _HOSTED_ZONE_ID,
+        "a Route 53 hosted zone ID: 1 to 32 upper-case letters and digits, as the console shows it "
+        "(Z0123456789ABCDEFGHIJ, without /hostedzone/)",
+        32,
     )
 
 

@@ -52,13 +52,14 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from cdk_docker_image_deployment import Destination, DockerImageDeployment, Source
 from constructs import Construct
 
 from canary_stack.config import CpuArchitecture
 from canary_stack.constants import CRYSTAL_SRC
-from canary_stack.image_tags import HANDLERS, NODEJS_RUNTIME, ImageTagger
-from canary_stack.log_groups import LOGS_AT_REST
+from canary_stack.image_tags import HANDLER_MEMORY_MB, HANDLER_TIMEOUT, HANDLERS, NODEJS_RUNTIME, ImageTagger
+from canary_stack.log_groups import log_group, settle
 from canary_stack.nag import acknowledge, arn_of, logical_id_of, skip_checkov, skip_checkov_for_deploy_time_function
 
 CODEBUILD_IMAGE = "aws/codebuild/standard:7.0"
@@ -180,10 +181,7 @@ def skip_library_checkov_findings(deployment: DockerImageDeployment) -> None:
     ]
     for function in functions:
         skip_checkov_for_deploy_time_function(function)
-        # A log group of its own with @aws-cdk/aws-lambda:useCdkManagedLogGroup (cdk.json).
-        function_logs = function.node.try_find_child("LogGroup")
-        if function_logs is not None:
-            skip_checkov(function_logs, "CKV_AWS_158", LOGS_AT_REST)
+        # (Their log groups: settle_functions.)
 
 
 def replace_copy_handlers(deployment: DockerImageDeployment, *, source: str) -> list[lambda_.CfnFunction]:
@@ -202,6 +200,52 @@ def replace_copy_handlers(deployment: DockerImageDeployment, *, source: str) -> 
         function.code = lambda_.CfnFunction.CodeProperty(zip_file=source)
         functions.append(function)
     return functions
+
+
+# CDK's provider framework functions (framework-onEvent, -isComplete, -onTimeout) pass one event
+# to our handlers and back: 128 MB, Lambda's smallest, is what the Lambda guide recommends "for simple
+# Lambda functions, such as those that transform and route events to other AWS services"
+# (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html). Their timeout is CDK's
+# (15 minutes, Lambda's maximum): onEvent waits for our handler, which must never be cut first.
+FRAMEWORK_MEMORY_MB = 128
+FRAMEWORK_FUNCTIONS = ("framework-onEvent", "framework-isComplete", "framework-onTimeout")
+
+
+def settle_functions(deployment: DockerImageDeployment, scope: Construct) -> None:
+    """Every function of the copy states its timeout and memory, and every log group of the copy
+    its retention and removal policy (canary_stack/log_groups.py), instead of the library's defaults:
+    Lambda's 3 s and 128 MB for the handlers, CDK's 731-day retained log groups for every function,
+    and CodeBuild's own /aws/codebuild/<project> group, never expiring and left behind by `cdk destroy`.
+    `scope` holds the copy job's log group."""
+    provider = deployment.node.find_child("CRProvider")
+    functions = {name: deployment.node.find_child(name) for name in IMAGE_COPY_HANDLERS} | {
+        name: provider.node.find_child(name) for name in FRAMEWORK_FUNCTIONS
+    }
+    for name, function in functions.items():
+        resource = function.node.default_child
+        assert isinstance(resource, lambda_.CfnFunction)
+        if name in IMAGE_COPY_HANDLERS:
+            resource.timeout = int(HANDLER_TIMEOUT.to_seconds())
+            resource.memory_size = HANDLER_MEMORY_MB
+        else:
+            assert resource.timeout == 900, f"CDK's {name} no longer has a 15-minute timeout: revisit"
+            resource.memory_size = FRAMEWORK_MEMORY_MB
+        function_logs = function.node.try_find_child("LogGroup")  # @aws-cdk/aws-lambda:useCdkManagedLogGroup
+        assert isinstance(function_logs, logs.LogGroup), f"{name} has no CDK-managed log group any more"
+        settle(function_logs)
+
+    # The copy job's build log, kept like the app's. CodeBuild writes where LogsConfig says
+    # (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-codebuild-project-logsconfig.html),
+    # with the project's role; the library's role may write only to /aws/codebuild/<project>.
+    build_logs = log_group(scope, "CopyLogs")
+    project = deployment.node.find_child("DockerImageDeployProject").node.default_child
+    assert isinstance(project, codebuild.CfnProject)
+    project.add_property_override(
+        "LogsConfig.CloudWatchLogs", {"Status": "ENABLED", "GroupName": build_logs.log_group_name}
+    )
+    role = deployment.node.find_child("DockerImageDeployRole")
+    assert isinstance(role, iam.Role)
+    build_logs.grant_write(role)
 
 
 def skip_copy_when_present(
@@ -296,6 +340,7 @@ class ImagePublication(Construct):
         self.tag = self.content_hash
         self.custom_resource = stabilize(self.deployment, logical_id=f"{id}ImageCopy", content_hash=self.content_hash)
         self.handlers = replace_copy_handlers(self.deployment, source=IMAGE_COPY_SOURCE.read_text())
+        settle_functions(self.deployment, self)
         skip_copy_when_present(self.deployment, self.custom_resource, repository=repository, tag=self.tag)
         acknowledge_library_findings(self.deployment)
 

@@ -27,6 +27,13 @@ TAG_IMAGE_SOURCE = HANDLERS / "tag_image.js"
 # Lambda's Node.js 24 runtime: supported until 2028-04-30, the latest Node.js runtime Lambda offers
 # (https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html). Its own AWS SDK v3 is used.
 NODEJS_RUNTIME = lambda_.Runtime.NODEJS_24_X
+# Every handler of ours runs at deploy time, makes its SDK clients and one or two ECR or CodeBuild
+# calls. On Lambda's defaults (3 s, 128 MB: https://docs.aws.amazon.com/lambda/latest/dg/configuration-timeout.html)
+# a cold start of that can pass 3 s, and a timed-out handler fails the deploy. Lambda gives CPU in
+# proportion to memory (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html):
+# 256 MB halves the cold start's CPU time; a minute covers the SDK's retries of a throttled call.
+HANDLER_TIMEOUT = Duration.minutes(1)
+HANDLER_MEMORY_MB = 256
 TAG_RESOURCE_TYPE = "Custom::ImageTag"
 # Exactly what retagging needs (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_PutImage.html,
 # .../API_BatchGetImage.html), on the one repository.
@@ -66,7 +73,8 @@ class ImageTagger(Construct):
             handler="index.handler",
             role=self.role,
             log_group=logs,
-            timeout=Duration.minutes(1),
+            timeout=HANDLER_TIMEOUT,
+            memory_size=HANDLER_MEMORY_MB,
             description="Points a moving image tag at an image already in the repository (BatchGetImage + PutImage)",
         )
         skip_checkov_for_deploy_time_function(self.function)

@@ -3,12 +3,21 @@
 HTTP on port 80 by default. With an ACM certificate (`-c certificateArn=...`) requests are served
 over HTTPS on 443 and port 80 answers with a permanent redirect to it; the routers attach to
 whichever listener carries the traffic (`listener`).
+
+A certificate covers a host name, not the load balancer's own DNS name, so it comes with one
+(`-c domainName=...`): the `Url` is then `https://<domainName>`, which verify and the pipeline call
+and the certificate covers. With `-c hostedZoneId=...` the stack adds a Route 53 alias record
+<domainName> -> the load balancer in that zone; without it, point the name at the load balancer
+yourself (the `LoadBalancerDnsName` output).
 """
 
 from __future__ import annotations
 
+from aws_cdk import Aws, CfnRule, CfnRuleAssertion, Fn
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_route53 as route53
+from aws_cdk import aws_route53_targets as route53_targets
 from constructs import Construct
 
 from canary_stack.nag import acknowledge, skip_checkov
@@ -29,9 +38,22 @@ class PublicEntrypoint(Construct):
     """
 
     def __init__(
-        self, scope: Construct, id: str, *, vpc: ec2.IVpc, allowed_cidr: str, certificate_arn: str | None = None
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        vpc: ec2.IVpc,
+        allowed_cidr: str,
+        certificate_arn: str | None = None,
+        domain_name: str | None = None,
+        hosted_zone_id: str | None = None,
     ) -> None:
         super().__init__(scope, id)
+        if (certificate_arn is None) != (domain_name is None):
+            raise ValueError("give certificate_arn and domain_name together (the name the certificate covers)")
+        if hosted_zone_id is not None and domain_name is None:
+            raise ValueError("hosted_zone_id needs domain_name: the record it would hold")
+        self.domain_name = domain_name
         self.security_group = ec2.SecurityGroup(
             self,
             "SecurityGroup",
@@ -100,6 +122,8 @@ class PublicEntrypoint(Construct):
                     "serves HTTPS on 443 and redirects port 80 to it",
                 )
         else:
+            assert domain_name is not None
+            self.certificate_region_rule = certificate_region_rule(self, certificate_arn)
             self.listener = self.load_balancer.add_listener(
                 "Https",
                 port=HTTPS_PORT,
@@ -116,6 +140,55 @@ class PublicEntrypoint(Construct):
                 open=False,
                 default_action=elbv2.ListenerAction.redirect(protocol="HTTPS", port=str(HTTPS_PORT), permanent=True),
             )
-            # The certificate names the host users type (a DNS record pointing at this load
-            # balancer); the load balancer's own name is what the stack knows.
-            self.url = f"https://{self.load_balancer.load_balancer_dns_name}"
+            # The host the certificate covers: https://<load balancer DNS name> would fail every
+            # TLS name check (verify, the pipeline's --url-from-stack, a browser).
+            self.url = f"https://{domain_name}"
+        self.alias_record: route53.ARecord | None = None
+        if hosted_zone_id is not None:
+            assert domain_name is not None
+            # An alias A record (the load balancer is IPv4 only): Route 53 answers with the load
+            # balancer's current addresses, which change; an alias also works at a zone's apex,
+            # where a CNAME may not stand
+            # (https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/resource-record-sets-choosing-alias-non-alias.html).
+            # The zone is given by ID alone: the record's name is the full domainName with its final
+            # dot, so CDK needs no zone name, and Route 53 refuses a name outside the zone at deploy.
+            self.alias_record = route53.ARecord(
+                self,
+                "Alias",
+                zone=route53.HostedZone.from_hosted_zone_id(self, "Zone", hosted_zone_id),
+                record_name=f"{domain_name}.",
+                target=route53.RecordTarget.from_alias(route53_targets.LoadBalancerTarget(self.load_balancer)),
+            )
+
+
+def certificate_region(certificate_arn: str) -> str:
+    """arn:PARTITION:acm:REGION:ACCOUNT:certificate/ID -> REGION (config.py checked the form)."""
+    return certificate_arn.split(":")[3]
+
+
+def certificate_region_rule(scope: Construct, certificate_arn: str) -> CfnRule:
+    """Stops a deploy to another region than the certificate's before anything is created.
+
+    A load balancer takes certificates of its own region only; with another region's, CloudFormation
+    would create the VPC, the cluster and the image copy first and fail (and roll back) on the
+    listener. A Rule is checked when the change set is made: "All validations occur before
+    CloudFormation creates or updates any resources"; its assertion may use Fn::Equals and Ref, a
+    pseudo parameter's included (rule functions: Fn::And, Fn::Contains, Fn::EachMemberEquals,
+    Fn::EachMemberIn, Fn::Equals, Fn::Not, Fn::Or, Fn::RefAll, Fn::ValueOf, Fn::ValueOfAll, with Ref
+    inside: https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/intrinsic-function-reference-rules.html).
+    The region is read from the ARN here, at synthesis: the app is region-agnostic, so only
+    CloudFormation knows the stack's.
+    """
+    region = certificate_region(certificate_arn)
+    return CfnRule(
+        scope,
+        "CertificateRegionRule",
+        assertions=[
+            CfnRuleAssertion(
+                assert_=Fn.condition_equals(Aws.REGION, region),
+                assert_description=f"certificateArn is a certificate of {region}: a load balancer takes "
+                f"certificates of its own region only. Deploy to {region}, or give a certificate "
+                "of this stack's region (request or import it in ACM there)",
+            )
+        ],
+    )

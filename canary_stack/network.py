@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from aws_cdk import Stack
+from aws_cdk import CfnResource, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from constructs import Construct
 
-from canary_stack.log_groups import log_group
+from canary_stack.log_groups import give_log_group, log_group
 from canary_stack.nag import skip_checkov_for_deploy_time_function
 
 
@@ -35,7 +35,10 @@ class Network(Construct):
         # @aws-cdk/aws-ec2:restrictDefaultSecurityGroup): a stack-wide singleton run at deploy time only.
         restrict_default_sg = Stack.of(self).node.try_find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
         if restrict_default_sg is not None:
-            skip_checkov_for_deploy_time_function(restrict_default_sg.node.find_child("Handler"))
+            handler = restrict_default_sg.node.find_child("Handler")
+            assert isinstance(handler, CfnResource)
+            skip_checkov_for_deploy_time_function(handler)
+            give_log_group(handler, self, "RestrictDefaultSgLogs")  # not /aws/lambda/<name>, kept forever
         flow_logs = log_group(self, "FlowLogs")
         self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
 

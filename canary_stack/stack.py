@@ -65,6 +65,8 @@ class CanaryStack(Stack):
             vpc=self.network.vpc,
             allowed_cidr=config.allowed_cidr,
             certificate_arn=config.certificate_arn,
+            domain_name=config.domain_name,
+            hosted_zone_id=config.hosted_zone_id,
         )
 
         # The router is the swappable part: the services and images are the same either way.
@@ -103,6 +105,14 @@ class CanaryStack(Stack):
         self.production.service.node.add_dependency(self.images.production_tag)
 
         CfnOutput(self, "Url", value=self.entrypoint.url, description="curl <Url>/crystal to see the split")
+        if config.domain_name is not None and config.hosted_zone_id is None:
+            CfnOutput(
+                self,
+                "LoadBalancerDnsName",
+                value=self.entrypoint.load_balancer.load_balancer_dns_name,
+                description=f"Point {config.domain_name} here (CNAME, or a Route 53 alias); "
+                "-c hostedZoneId=<zone> makes the record",
+            )
         CfnOutput(self, "CanaryWeight", value=str(config.canary_weight), description="% of requests to the canary")
         CfnOutput(self, "ProductionWeight", value=str(config.production_weight), description="% to production")
         CfnOutput(self, "Repository", value=self.images.repository.repository_uri)

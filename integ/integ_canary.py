@@ -33,15 +33,15 @@ Cost and duration of one run (us-east-1 list prices, 2026; other regions up to ~
 * 3 public IPv4 addresses (NAT gateway, 2 ALB nodes): US$0.005/h each;
 * 2 Fargate tasks of 0.25 vCPU / 0.5 GB: US$0.012/h each (per second, 1-minute minimum);
 * 1 CodeBuild build on BUILD_GENERAL1_SMALL copying the image: ~2-4 min at US$0.005/min;
-* CloudWatch: 1 dashboard (US$3/month, pro rata), 4 alarms (US$0.10/month each), a few MB of logs;
+* CloudWatch: 1 dashboard (US$3/month, pro rata), 6 alarms (US$0.10/month each), a few MB of logs;
   Lambda, Step Functions (the custom resources' waiters) and ECR storage: cents at most.
 Duration: deploy ~15-20 min (the Docker build of crystal_src/ on your machine, Docker needed: 2-5
 min, more the first time the Crystal build image is pulled; VPC and NAT ~3 min; ALB ~3 min; the
 CodeBuild copy; both ECS services healthy behind the ALB), assertions ~1 min (2 requests, then the
 probe's 400), destroy ~10-15 min (services drain, NAT gateway and VPC deletion).
-Left behind after the destroy: the log groups Lambda and CodeBuild create on their own (integ-tests'
-provider, CDK's default-security-group custom resource, the CodeBuild copy job; a few KB each), and
-the assets in the CDK bootstrap bucket and repository, as after any deploy.
+Left behind after the destroy: the assets in the CDK bootstrap bucket and repository, as after any
+deploy, and Container Insights' performance log group (docs/cleanup.md). Every function, integ-tests'
+provider included, logs to a log group of its stack, which goes with it.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ from constructs import Construct  # noqa: E402
 from canary_stack.cdk_app import create_app  # noqa: E402
 from canary_stack.config import DEFAULTS, CanaryConfig, ConfigError  # noqa: E402
 from canary_stack.constants import CANARY_HEADER, CANARY_HEADER_VALUE, CRYSTAL_SRC, PROJECT_ROOT  # noqa: E402
+from canary_stack.log_groups import give_log_group  # noqa: E402
 from canary_stack.nag import acknowledge  # noqa: E402
 from canary_stack.stack import CanaryStack  # noqa: E402
 from integ.names import ASSERTIONS_STACK_NAME, REPOSITORY_NAME, STACK_NAME  # noqa: E402
@@ -167,6 +168,29 @@ class SplitProbe(Construct):
         )
 
 
+# integ-tests' assertion provider makes the HTTP requests and the SDK call of each assertion with
+# Lambda's default 128 MB (its timeout, 120 s, is set): the same memory as the probe, for the same
+# cold start of a Node.js SDK client (canary_stack/image_tags.py, HANDLER_MEMORY_MB).
+PROVIDER_MEMORY_MB = 256
+
+
+def settle_assertion_provider(assertions: cdk.Stack) -> None:
+    """integ-tests' provider function (a bare CfnResource): its memory, and a log group of the stack
+    instead of the /aws/lambda/<name> group Lambda would create and the destroy would leave."""
+    providers = [
+        child
+        for child in assertions.node.find_all()
+        if isinstance(child, cdk.CfnResource)
+        and child.cfn_resource_type == "AWS::Lambda::Function"
+        and not child.node.path.startswith(f"{assertions.node.path}/SplitProbe/")
+    ]
+    if len(providers) != 1:
+        raise RuntimeError(f"expected integ-tests' one provider function, found {[p.node.path for p in providers]}")
+    (provider,) = providers
+    provider.add_property_override("MemorySize", PROVIDER_MEMORY_MB)
+    give_log_group(provider, assertions, "AssertionProviderLogs")
+
+
 def add_assertions(integ: IntegTest, stack: CanaryStack, probe: SplitProbe) -> list[IApiCall]:
     url = f"{stack.entrypoint.url}{API_PATH}"
     answers = integ.assertions.http_api_call(url)
@@ -235,6 +259,7 @@ def build_integ(app: cdk.App) -> tuple[CanaryStack, cdk.Stack, IntegTest]:
     probe = SplitProbe(assertions, "SplitProbe")
     integ = IntegTest(app, "DeployCheck", test_cases=[stack], assertion_stack=assertions)
     add_assertions(integ, stack, probe)
+    settle_assertion_provider(assertions)
     # integ-tests-alpha builds its provider function and role from plain CfnResource objects, which
     # cdk-nag's rules (written against the L1 classes) do not inspect: no finding to acknowledge there.
     return stack, assertions, integ

@@ -34,14 +34,27 @@ WEIGHTED_PRIORITY = 20
 
 
 def target_group_signals(target_group: elbv2.ApplicationTargetGroup) -> VersionSignals:
-    """A version behind the ALB router, from its target group's metrics."""
+    """A version behind the ALB router, from its target group's metrics (`AWS/ApplicationELB`).
+
+    Per target group, CloudWatch has the targets' own answers, their health and the connections
+    the load balancer failed to open; the load balancer's own 5xx (HTTPCode_ELB_5XX_Count and its
+    500/502/503/504 counts) are among the "metrics for load balancers", published per load balancer
+    and Availability Zone, with no TargetGroup dimension, so no version can be charged with them
+    (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html).
+    What a crashing canary causes is seen per target group instead: the refused connections behind
+    its 502s (TargetConnectionErrorCount) and the failed health checks behind its 503s
+    (UnHealthyHostCount). A 504 (a target that accepts and never answers) has no per-target-group
+    count; the p99 latency alarms see the slow answers that still come.
+    """
     metrics = target_group.metrics
     return VersionSignals(
         requests=metrics.request_count(period=PERIOD, statistic="Sum"),
-        # Responses the version's tasks sent; the load balancer's own 503s (no healthy target)
-        # show up as fewer running tasks instead.
         errors=metrics.http_code_target(elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=PERIOD, statistic="Sum"),
         latency_p99=metrics.target_response_time(period=PERIOD, statistic="p99"),
+        # "Reported if health checks are enabled" (the same page), traffic or not; Maximum: a node's
+        # highest count in the minute (each load balancer node reports its own).
+        unhealthy_targets=metrics.unhealthy_host_count(period=PERIOD, statistic="Maximum"),
+        connection_errors=metrics.target_connection_error_count(period=PERIOD, statistic="Sum"),
     )
 
 

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 
 import pytest
-from configurations import CERTIFICATE, PIPELINE_CONTEXT
+from configurations import HOSTED_ZONE, HTTPS_CONTEXT, PIPELINE_CONTEXT
 from synthesis import ROOT
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
@@ -23,7 +23,11 @@ PINNED = "3.3.30"
 # (name, context, stack): the default (ALB) and App Mesh canary stacks, HTTPS, and the pipeline.
 TEMPLATES = [
     ("alb", {"trafficRouter": "alb", "canaryWeight": "10"}, "CrystalCanary"),
-    ("alb-https", {"trafficRouter": "alb", "canaryWeight": "10", "certificateArn": CERTIFICATE}, "CrystalCanary"),
+    (
+        "alb-https",
+        {"trafficRouter": "alb", "canaryWeight": "10", **HTTPS_CONTEXT, "hostedZoneId": HOSTED_ZONE},
+        "CrystalCanary",
+    ),
     ("appmesh", {"trafficRouter": "appmesh", "canaryWeight": "10"}, "CrystalCanary"),
     ("pipeline", PIPELINE_CONTEXT, "CrystalCanaryPipeline"),
 ]

@@ -35,6 +35,7 @@ def test_defaults_are_the_workshop_setup_on_the_alb_router():
     assert config.adopt_repository is False
     assert config.allowed_cidr == "0.0.0.0/0"
     assert config.certificate_arn is None  # HTTP on port 80
+    assert (config.domain_name, config.hosted_zone_id) == (None, None)
     assert config.sticky_seconds == 0
     assert config.pipeline is None
 
@@ -440,7 +441,7 @@ CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/0b7e1b2c-1111-2222
     ],
 )
 def test_certificate_arn_accepted(arn):
-    assert parse(certificateArn=arn).certificate_arn == arn
+    assert parse(certificateArn=arn, domainName="canary.example.com").certificate_arn == arn
 
 
 @pytest.mark.parametrize(
@@ -464,7 +465,7 @@ def test_certificate_arn_accepted(arn):
 )
 def test_certificate_arn_refused_in_one_line(arn):
     with pytest.raises(ConfigError) as err:
-        parse(certificateArn=arn)
+        parse(certificateArn=arn, domainName="canary.example.com")
     message = str(err.value)
     assert message.startswith(
         "certificateArn must be the ARN of an ACM certificate (arn:aws:acm:REGION:ACCOUNT:certificate/UUID), got "
@@ -512,7 +513,8 @@ def test_router_specific_parameter_at_its_default_is_fine_with_any_router(name, 
 @pytest.mark.parametrize("router", ["appmesh", "alb"])
 def test_https_is_for_both_routers(router):
     # Both routers sit behind the same public load balancer, which terminates HTTPS.
-    assert parse(trafficRouter=router, certificateArn=CERTIFICATE).certificate_arn == CERTIFICATE
+    config = parse(trafficRouter=router, certificateArn=CERTIFICATE, domainName="canary.example.com")
+    assert config.certificate_arn == CERTIFICATE
 
 
 @pytest.mark.parametrize("name", ["pipelineConnectionArn", "pipelineRepository", "pipelineBranch"])

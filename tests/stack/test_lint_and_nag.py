@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from aws_cdk import aws_s3 as s3
-from configurations import CERTIFICATE, PIPELINE_CONTEXT
+from configurations import HOSTED_ZONE, HTTPS_CONTEXT, PIPELINE_CONTEXT
 from synthesis import CLI_CONTEXT, ROOT, cdk_json_context
 
 from canary_stack import cdk_app
@@ -24,7 +24,7 @@ CONFIGURATIONS = [
         "adoptRepository": "true",
     },
     {"canaryWeight": "10", "trafficRouter": "appmesh"},
-    {"canaryWeight": "10", "certificateArn": CERTIFICATE},  # HTTPS
+    {"canaryWeight": "10", **HTTPS_CONTEXT, "hostedZoneId": HOSTED_ZONE},  # HTTPS, its Rule and DNS record
     PIPELINE_CONTEXT,  # the canary stack and the pipeline stack
 ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import time
 
 import pytest
@@ -69,10 +70,18 @@ def version_of(s, metric: dict) -> Version:
     return version_measured(s, {d["Name"]: d["Value"] for d in metric["Dimensions"]})
 
 
+# Every router's alarms; the ALB router also sees its targets' health and failed connections.
+COMMON_ALARMS = ("5xx", "p99-latency", "p99-vs-production", "running-tasks")
+ROUTER_ALARMS: dict[str, tuple[str, ...]] = {
+    "alb": (*COMMON_ALARMS, "unhealthy-targets", "connection-errors"),
+    "appmesh": COMMON_ALARMS,
+}
+
+
 def test_every_canary_alarm_follows_the_rollout_contract(routed):
     router, s = routed
     found = alarms(s)
-    assert sorted(found) == sorted(PREFIX + n for n in ("5xx", "p99-latency", "p99-vs-production", "running-tasks"))
+    assert sorted(found) == sorted(PREFIX + n for n in ROUTER_ALARMS[router])
     # The other side of the contract: the prefix rollout.py lists alarms by, for the stack it
     # rolls out when no --stack-name is given.
     rollout = Rollout(
@@ -136,6 +145,95 @@ def test_latency_alarms_absolute_and_against_production(routed):
         assert any(e.endswith("/ 1000") for e in expressions)
 
 
+def evaluate(s, alarm: dict, p99_seconds: dict[Version, float | None]) -> float:
+    """One data point of a math alarm, computed the way CloudWatch's metric math does it for these
+    expressions: a version's p99 (None: no data point in that minute) in its metric's own unit, and
+    a missing value counted as 0 in comparisons and arithmetic ("only one of the time series has a
+    value for a particular time stamp, the function treats the missing value in the other time series
+    as 0"; "Missing values in a time series are treated as 0":
+    https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/using-metric-math.html)."""
+    by_id = {m["Id"]: m for m in alarm["Metrics"]}
+
+    def value(metric_id: str) -> float:
+        entry = by_id[metric_id]
+        if "Expression" in entry:
+            return run(entry["Expression"])
+        metric = entry["MetricStat"]["Metric"]
+        seconds = p99_seconds[version_of(s, metric)]
+        unit = 1000 if metric["Namespace"].endswith("/Envoy") else 1  # Envoy's milliseconds
+        return 0.0 if seconds is None else seconds * unit
+
+    def run(expression: str) -> float:
+        assert re.fullmatch(r"[A-Za-z0-9_ .,()*/>]+", expression), expression  # only what this reads
+        python = re.sub(r"\bIF\(", "if_(", expression).replace(" AND ", " and ")
+        names = {name: value(name) for name in set(re.findall(r"\b[a-z][a-z0-9_]*\b", python)) & set(by_id)}
+        return float(eval(python, {"__builtins__": {}, "if_": lambda c, t, f: t if c else f}, names))
+
+    (result,) = [m["Expression"] for m in alarm["Metrics"] if m.get("ReturnData")]
+    return run(result)
+
+
+@pytest.mark.parametrize(
+    "canary, production, fires",
+    [
+        (0.5, 0.1, True),  # five times production's p99, above the floor
+        (0.5, 0.3, False),  # not twice production's
+        (0.15, 0.05, False),  # twice production's, but under the 0.2 s floor
+        # Weight 100: production serves nothing, so it has no p99. Without the guard CloudWatch
+        # counts the missing value as 0, "canary > 2 * 0" holds, and any canary above 0.2 s fired.
+        (0.5, None, False),
+        (5.0, None, False),  # (the absolute p99-latency alarm is the one that sees this)
+        (None, None, False),
+    ],
+)
+def test_latency_against_production_is_0_without_production_data(routed, canary, production, fires):
+    _, s = routed
+    alarm = alarms(s)[PREFIX + "p99-vs-production"]
+    value = evaluate(s, alarm, {"Canary": canary, "Production": production})
+    assert (value >= alarm["Threshold"]) is fires, value
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+def test_latency_against_production_says_why_it_is_0_at_weight_100(routed):
+    router, s = routed
+    description = alarms(s)[PREFIX + "p99-vs-production"]["AlarmDescription"]
+    assert "Evaluates to 0 in a minute without production latency data (weight 100" in description
+    assert description.endswith(f"({router} router)")
+    assert len(description) <= 1024  # AlarmDescription's limit (AWS::CloudWatch::Alarm)
+
+
+@pytest.mark.parametrize(
+    "name, metric_name, statistic",
+    [
+        ("unhealthy-targets", "UnHealthyHostCount", "Maximum"),
+        ("connection-errors", "TargetConnectionErrorCount", "Sum"),
+    ],
+)
+def test_alb_canary_alarms_on_its_targets_health_and_refused_connections(synth, name, metric_name, statistic):
+    # Both are "metrics for targets" with the TargetGroup and LoadBalancer dimensions; UnHealthyHostCount
+    # is "Reported if health checks are enabled", with or without traffic
+    # (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html).
+    s = synth(canaryWeight="10")
+    alarm = alarms(s)[PREFIX + name]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/ApplicationELB", metric_name)
+    assert sorted(d["Name"] for d in alarm["Dimensions"]) == ["LoadBalancer", "TargetGroup"]
+    assert version_of(s, alarm) == "Canary"
+    assert (alarm["Statistic"], alarm["Period"]) == (statistic, 60)
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (3, 2)
+
+
+@pytest.mark.parametrize("weight", ["0", "10", "100"])
+def test_no_alarm_reads_a_metric_cloudwatch_never_publishes_per_target_group(synth, weight):
+    # The load balancer's own 5xx (HTTPCode_ELB_*) have no TargetGroup dimension (same page): an alarm
+    # on such a metric would see no data ever, and stay OK under notBreaching.
+    s = synth(canaryWeight=weight)
+    for alarm in alarms(s).values():
+        for metric in metric_stats(alarm).values():
+            if metric["MetricName"].startswith("HTTPCode_ELB_"):
+                assert "TargetGroup" not in {d["Name"] for d in metric["Dimensions"]}
+
+
 def test_running_tasks_alarm_watches_the_canary_service(routed):
     router, s = routed
     alarm = alarms(s)[PREFIX + "running-tasks"]
@@ -173,19 +271,22 @@ def graph_lines(s, widget: dict) -> dict[str, Version]:
 
 
 def test_dashboard_graphs_each_version_side_by_side_and_lists_the_canary_alarms(routed):
-    _, s = routed
+    router, s = routed
     dashboard = s.one("AWS::CloudWatch::Dashboard")["Properties"]
-    assert dashboard["DashboardName"] == "CrystalCanary-canary"
+    # Dashboards are global to the account: the name carries the region (tests/stack/test_global_names.py).
+    assert dashboard["DashboardName"] == {"Fn::Join": ["", ["CrystalCanary-canary-", {"Ref": "AWS::Region"}]]}
     widgets = dashboard_widgets(s)
     graphs = {w["properties"]["title"]: graph_lines(s, w) for w in widgets if w["type"] == "metric"}
     titles = ["Requests per minute", "5xx per minute", "p99 latency", "CPU utilization", "Memory utilization"]
+    if router == "alb":
+        titles += ["Unhealthy targets", "Connection errors per minute"]
     assert graphs == {title: {"production": "Production", "canary": "Canary"} for title in titles}
     (alarm_widget,) = [w for w in widgets if w["type"] == "alarm"]
     assert sorted(alarm_widget["properties"]["alarms"]) == sorted(s.resources("AWS::CloudWatch::Alarm"))
     url = s.template["Outputs"]["DashboardUrl"]["Value"]["Fn::Join"][1]
     assert "".join(p if isinstance(p, str) else ref_name(p) for p in url) == (
         "https://AWS::Region.console.aws.amazon.com/cloudwatch/home?region=AWS::Region"
-        "#dashboards/dashboard/CrystalCanary-canary"
+        "#dashboards/dashboard/CrystalCanary-canary-AWS::Region"
     )
 
 
