@@ -20,7 +20,8 @@ def main() -> int:
     outdir = os.environ.get("CDK_OUTDIR") or None  # the CLI's -o (cdk.out): cleaned when this fails
     try:
         # What the CLI merged from -c and the context files; an error names the file of its value.
-        config = attribute(Path.cwd(), parse_environment(os.environ)).config()
+        context = attribute(Path.cwd(), parse_environment(os.environ))
+        config = context.config()
     except ConfigError as err:
         if outdir:
             remove_deployable(Path(outdir))
@@ -30,7 +31,7 @@ def main() -> int:
     from canary_stack import cdk_app
 
     try:
-        cdk_app.synthesize(config, outdir=outdir)
+        cdk_app.synthesize(config, context=context.values, outdir=outdir)
     except cdk_app.ValidationFailed as failed:
         print(
             f"{failed.report}\nerror: synthesis failed validation; no template was left in {failed.outdir}",

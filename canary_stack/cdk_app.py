@@ -7,7 +7,9 @@ Nothing here reads the environment or the context: app.py parses both once and p
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import cx_api
@@ -85,13 +87,17 @@ class ValidationFailed(Exception):
         self.report, self.outdir = report, outdir
 
 
-def synthesize(config: CanaryConfig, *, outdir: str | None) -> cx_api.CloudAssembly:
+def synthesize(config: CanaryConfig, *, context: Mapping[str, Any], outdir: str | None) -> cx_api.CloudAssembly:
     """Builds and synthesizes the app for `config` into `outdir` (None: the CDK's default).
+
+    `context` is all the context the app was given (the feature flags with it), handed to the CDK's
+    App as it is: the App would otherwise read CDK_CONTEXT_JSON from the environment of the Node.js
+    process, which is the environment jsii started with, not necessarily this process's now.
 
     Raises ValidationFailed when cdk-nag refuses the templates. A construct that throws leaves
     nothing deployable either, and keeps its traceback (a bug).
     """
-    app = create_app(outdir=outdir)
+    app = create_app(context=dict(context), outdir=outdir)
     try:
         build(app, config)
     except BaseException:

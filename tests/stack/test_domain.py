@@ -8,8 +8,11 @@ every rollout step rolled back.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from configurations import CERTIFICATE, DOMAIN, HOSTED_ZONE, HTTPS_CONTEXT
+from synthesis import CLI_CONTEXT, cdk_json_context
 
 from canary_stack.config import DEFAULTS, CanaryConfig, ConfigError
 from canary_stack.text import shorten
@@ -246,13 +249,14 @@ def test_a_weight_step_with_a_domain_and_a_zone_changes_one_resource(with_zone, 
 )
 def test_the_app_exits_2_with_one_line_and_no_template(monkeypatch, capfd, tmp_path, context, line):
     """main() as `python app.py` runs it (as tests/e2e/test_cdk_cli.py does for the other parameters)."""
-    import app as cdk_app
+    import app
 
-    create_app = cdk_app.create_app
-    full = {"productionImage": A_HASH, **context}
-    monkeypatch.setattr(cdk_app, "create_app", lambda **kw: create_app(context=full, **kw))
+    monkeypatch.setattr(app, "prepare_toolchain", lambda environ: tmp_path)
+    monkeypatch.setattr(app, "remove_at_exit", lambda folder: None)
+    # What the CLI hands the app: cdk.json's context and the -c values.
+    monkeypatch.setenv("CDK_CONTEXT_JSON", json.dumps({**cdk_json_context(), **CLI_CONTEXT, **context}))
     monkeypatch.setenv("CDK_OUTDIR", str(tmp_path))
-    assert cdk_app.main() == 2
+    assert app.main() == 2
     out, err = capfd.readouterr()
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(line), err

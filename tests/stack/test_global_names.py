@@ -16,7 +16,7 @@ import pytest
 from configurations import PIPELINE_CONTEXT
 from synthesis import CLI_CONTEXT, cdk_json_context
 
-import app as cdk_app
+from canary_stack import cdk_app
 from canary_stack.config import CanaryConfig
 from canary_stack.constants import PIPELINE_STACK_NAME, STACK_NAME
 from canary_stack.pipeline import PipelineStack

@@ -14,7 +14,7 @@ import pytest
 from configurations import PIPELINE_CONTEXT
 from synthesis import CLI_CONTEXT, cdk_json_context
 
-import app as cdk_app
+from canary_stack import cdk_app
 from canary_stack.constants import PIPELINE_STACK_NAME
 from canary_stack.log_groups import RETENTION_DAYS
 
