@@ -183,7 +183,9 @@ STUCK = (
     "import sys, threading\n"
     "from canary_stack.ops import verify\n"
     "def stuck(url, timeout, budget=None, headers=None):\n"
-    "    print('stuck', flush=True)\n"
+    # One write per thread: print() writes the text and the line break apart, so four threads could
+    # interleave them ("stuckstuck\n").
+    "    sys.stdout.write('stuck\\n'); sys.stdout.flush()\n"
     "    threading.Event().wait()\n"
     "verify.fetch = stuck\n"
     "sys.exit(verify.main(sys.argv[1:]))\n"
