@@ -39,6 +39,8 @@ def prepare_toolchain(environ: MutableMapping[str, str]) -> Path:
     given = Path(environ["TMPDIR"]).resolve() if environ.get("TMPDIR") else None
     parent = given if given is not None and given.is_relative_to(PROJECT_ROOT) else TMP_ROOT
     parent.mkdir(parents=True, exist_ok=True)
+    for folder in {TMP_ROOT, parent}:
+        hide_workspace_esbuild(folder)
     run_tmp = Path(tempfile.mkdtemp(prefix=RUN_PREFIX, dir=parent))
     environ["TMPDIR"] = str(run_tmp)
     # The bundle records its sources by their path relative to the project. With jsii's package
@@ -59,6 +61,29 @@ def prepare_toolchain(environ: MutableMapping[str, str]) -> Path:
     major = subprocess.run(argv, capture_output=True, text=True).stdout if shutil.which(node) else ""
     environ[name] = ",".join(filter(None, [environ.get(name, ""), major.strip()]))
     return run_tmp
+
+
+# A package.json that exports nothing: `require("esbuild/package.json")` fails on it with
+# ERR_PACKAGE_PATH_NOT_EXPORTED, and Node.js stops looking further up.
+_NO_EXPORTS = '{"name": "esbuild", "private": true, "exports": {}}\n'
+
+
+def hide_workspace_esbuild(folder: Path) -> None:
+    """Makes the CDK run esbuild itself instead of through `npx --no-install esbuild`.
+
+    aws-cdk-lib's NodejsFunction bundling asks `require("esbuild/package.json")` from where
+    aws-cdk-lib sits; found, it calls esbuild a workspace package and runs it through the lock
+    file's package manager (aws-lambda-nodejs/lib/package-installation.js, bundling.js). With jsii's
+    files in .cdk-tmp/ (see prepare_toolchain) the lookup walks up into this project's
+    node_modules, and every synth paid npm's start-up (about a second) to run esbuild. A
+    `node_modules/esbuild` here, above jsii's files and below the project's, answers that lookup
+    with nothing, so the CDK runs `esbuild` from PATH: the same pinned binary (node_modules/.bin,
+    put on PATH below), the same bundle, the same asset hash.
+    """
+    stub = folder / "node_modules" / "esbuild" / "package.json"
+    if not stub.is_file() or stub.read_text() != _NO_EXPORTS:
+        stub.parent.mkdir(parents=True, exist_ok=True)
+        stub.write_text(_NO_EXPORTS)
 
 
 def remove_at_exit(folder: Path, *, exit_on_sigterm: bool = True) -> None:

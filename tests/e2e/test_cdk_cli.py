@@ -25,16 +25,31 @@ def run(argv: list[str], **env: str) -> subprocess.CompletedProcess:
     )
 
 
+# An `npx` first on PATH that leaves a mark and fails: the synth must not need it.
+FAKE_NPX = '#!/bin/sh\necho "$@" >> "$(dirname "$0")/npx-called"\nexit 1\n'
+
+
 @pytest.fixture(scope="module")
 def cli_w37(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli-w37")
-    result = run([str(CDK), "synth", "-q", "--no-notices", "-o", str(out), "-c", "canaryWeight=37"])
+    fake_bin = tmp_path_factory.mktemp("fake-npx")
+    (fake_bin / "npx").write_text(FAKE_NPX)
+    (fake_bin / "npx").chmod(0o755)
+    path = f"{fake_bin}{os.pathsep}{os.environ['PATH']}"
+    result = run([str(CDK), "synth", "-q", "--no-notices", "-o", str(out), "-c", "canaryWeight=37"], PATH=path)
     assert result.returncode == 0, result.stderr[-3000:]
-    return out, result
+    return out, result, fake_bin / "npx-called"
+
+
+def test_cdk_synth_bundles_the_library_s_handlers_without_npx(cli_w37):
+    # npm's start-up cost about a second of every synth (canary_stack/toolchain.py,
+    # hide_workspace_esbuild); the bundle is the same, so the templates are (test above and below).
+    _, _, npx_calls = cli_w37
+    assert not npx_calls.exists(), npx_calls.read_text()
 
 
 def test_cdk_synth_writes_what_the_tests_assert_on(cli_w37, synth):
-    out, _ = cli_w37
+    out, _, _ = cli_w37
     from_cli = json.loads((out / "CrystalCanary.template.json").read_text())
     assert from_cli == synth(canaryWeight="37").template
 
@@ -42,7 +57,7 @@ def test_cdk_synth_writes_what_the_tests_assert_on(cli_w37, synth):
 def test_cdk_synth_of_the_default_router_has_no_app_mesh(cli_w37):
     # The first thing a newcomer synthesizes is the router AWS still serves (App Mesh ended
     # 2026-09-30; its template's warning and Rule: tests/stack/test_routers.py).
-    out, result = cli_w37
+    out, result, _ = cli_w37
     assert "App Mesh" not in result.stderr + result.stdout
     template = json.loads((out / "CrystalCanary.template.json").read_text())
     assert not [k for k, v in template["Resources"].items() if v["Type"].startswith("AWS::AppMesh::")]
@@ -152,7 +167,7 @@ def test_a_rejected_synth_leaves_no_earlier_template_behind(cli_w37, tmp_path):
     """`cdk synth -c canaryWeight=37` then `cdk synth -c canaryWeight=abc` into the same folder: the
     second fails with the app's one line and no traceback, and must not leave the first's template for
     `cdk deploy --app <folder>` to ship. (Every other bad value: tests/stack/test_config.py.)"""
-    good, _ = cli_w37
+    good, _, _ = cli_w37
     out = tmp_path / "cdk.out"
     shutil.copytree(good, out)
     assert (out / "CrystalCanary.template.json").exists() and (out / "manifest.json").exists()
