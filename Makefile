@@ -53,13 +53,14 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-## system-deps: the Crystal compiler and wrk, which only the tests need (Debian packages)
+## system-deps: the Crystal compiler, wrk and nginx, which only the tests need (Debian packages)
 # Only what is missing is installed: Ubuntu 22.04 has wrk (https://packages.ubuntu.com/jammy/wrk)
 # but no crystal package (it starts with 24.04: https://packages.ubuntu.com/noble/all/crystal-samples),
 # so there a `crystal` must already be on PATH, e.g. ci/crystal-in-docker (as the pipeline's TestAndDiff does).
+# nginx runs the lattice router's proxy configuration live (tests/proxy/); each tool is its package's name.
 system-deps:
 	@missing=""; \
-	for tool in crystal wrk; do command -v "$$tool" >/dev/null || missing="$$missing $$tool"; done; \
+	for tool in crystal wrk nginx; do command -v "$$tool" >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
