@@ -105,8 +105,8 @@ snapshot: setup
 	changed=$$(diff <(echo "$$before") <(echo "$$after") | sed -n 's/^> [0-9a-f]*  /rewrote /p'); \
 	if [ -n "$$changed" ]; then echo "$$changed"; else echo "snapshots/ already up to date: nothing rewritten"; fi
 
-## integ: the deploy check in your AWS account (Docker, a bootstrapped account; ~35 min, ~US$0.25), then destroys it
-# Deploys CrystalCanaryInteg (own stack and repository, weight 10) and its assertions in the account and
+## integ: the deploy check in your AWS account (Docker, a bootstrapped account; ~35 min, ~US$0.25), then destroys it: `make integ [ROUTER=lattice]`
+# Deploys CrystalCanaryInteg (own stack and repository, weight 10, the alb router or ROUTER's) and its assertions in the account and
 # region of your credentials, prints the verdict, then destroys both whatever happened (integ/integ_canary.py
 # has the cost breakdown). Driven by the pinned CDK CLI, not @aws-cdk/integ-runner: the latter's latest
 # release reads cloud assembly schema 53, aws-cdk-lib 2.275 writes 55. INTEG_OUT (default build/integ)
