@@ -53,13 +53,14 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-## system-deps: the Crystal compiler and wrk, which only the tests need (Debian packages)
+## system-deps: the Crystal compiler, wrk and nginx, which only the tests need (Debian packages)
 # Only what is missing is installed: Ubuntu 22.04 has wrk (https://packages.ubuntu.com/jammy/wrk)
 # but no crystal package (it starts with 24.04: https://packages.ubuntu.com/noble/all/crystal-samples),
 # so there a `crystal` must already be on PATH, e.g. ci/crystal-in-docker (as the pipeline's TestAndDiff does).
+# nginx runs the lattice router's proxy configuration live (tests/proxy/); each tool is its package's name.
 system-deps:
 	@missing=""; \
-	for tool in crystal wrk; do command -v "$$tool" >/dev/null || missing="$$missing $$tool"; done; \
+	for tool in crystal wrk nginx; do command -v "$$tool" >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -104,8 +105,8 @@ snapshot: setup
 	changed=$$(diff <(echo "$$before") <(echo "$$after") | sed -n 's/^> [0-9a-f]*  /rewrote /p'); \
 	if [ -n "$$changed" ]; then echo "$$changed"; else echo "snapshots/ already up to date: nothing rewritten"; fi
 
-## integ: the deploy check in your AWS account (Docker, a bootstrapped account; ~35 min, ~US$0.25), then destroys it
-# Deploys CrystalCanaryInteg (own stack and repository, weight 10) and its assertions in the account and
+## integ: the deploy check in your AWS account (Docker, a bootstrapped account; ~35 min, ~US$0.25), then destroys it: `make integ [ROUTER=lattice]`
+# Deploys CrystalCanaryInteg (own stack and repository, weight 10, the alb router or ROUTER's) and its assertions in the account and
 # region of your credentials, prints the verdict, then destroys both whatever happened (integ/integ_canary.py
 # has the cost breakdown). Driven by the pinned CDK CLI, not @aws-cdk/integ-runner: the latter's latest
 # release reads cloud assembly schema 53, aws-cdk-lib 2.275 writes 55. INTEG_OUT (default build/integ)

@@ -15,7 +15,7 @@ from typing import Any, Literal, cast
 
 from canary_stack.text import shorten
 
-TrafficRouter = Literal["alb", "appmesh"]
+TrafficRouter = Literal["alb", "appmesh", "lattice"]
 
 # The defaults, one place. `cdk.json` repeats canaryWeight so the committed weight is visible in
 # the file a pull request changes; the rest need not be set anywhere.
@@ -40,8 +40,9 @@ DEFAULTS: Mapping[str, Any] = {
     "pipelineBranch": "main",
 }
 
-# alb first: it is the default, and the one AWS still serves (App Mesh ended on 2026-09-30).
-TRAFFIC_ROUTERS: tuple[TrafficRouter, ...] = ("alb", "appmesh")
+# alb first: it is the default. App Mesh ended on 2026-09-30 (appmesh is synthesized, never deployed);
+# lattice is its successor for weighted service-to-service routing (canary_stack/routers/lattice.py).
+TRAFFIC_ROUTERS: tuple[TrafficRouter, ...] = ("alb", "appmesh", "lattice")
 CpuArchitecture = Literal["x86_64", "arm64"]
 CPU_ARCHITECTURES: tuple[CpuArchitecture, ...] = ("x86_64", "arm64")
 
@@ -115,6 +116,12 @@ MAX_STICKY_SECONDS = 7 * 24 * 3600  # the ALB's own limit for target group stick
 # load balancer, which terminates HTTPS for either.)
 ROUTER_PARAMETERS: Mapping[str, str] = {
     "stickySeconds": "alb",
+}
+# Why a router cannot do what a parameter asks, where that is not obvious; said in the refusal.
+# A Lattice rule's forward action holds target groups and weights, nothing else: no stickiness
+# (https://docs.aws.amazon.com/vpc-lattice/latest/APIReference/API_ForwardAction.html).
+ROUTER_CANNOT: Mapping[tuple[str, str], str] = {
+    ("lattice", "stickySeconds"): "VPC Lattice has no stickiness",
 }
 
 
@@ -275,9 +282,11 @@ def _refuse_what_the_router_ignores(router: str, parsed: Mapping[str, Any], get:
     assert parsed.keys() == ROUTER_PARAMETERS.keys(), "parse every router-specific parameter"
     for name, needs in ROUTER_PARAMETERS.items():
         if router != needs and parsed[name] != DEFAULTS[name]:
+            why = ROUTER_CANNOT.get((router, name))
+            because = f" ({why})" if why else ""
             raise ConfigError(
                 f"{name} works with trafficRouter={needs} only, got {name}={_show(get(name))} "
-                f"with trafficRouter={router}: leave {name} unset or use trafficRouter={needs}"
+                f"with trafficRouter={router}{because}: leave {name} unset or use trafficRouter={needs}"
             )
 
 

@@ -55,6 +55,19 @@ CANARY_HEADER = "canary-fleet"
 WORKSHOP_CANARY_HEADER = "canary_fleet"
 CANARY_HEADER_VALUE = "true"
 
+# The lattice router (canary_stack/routers/lattice.py). The Lattice service answers on the workshop's
+# virtual service name (VIRTUAL_SERVICE_NAME, a CNAME in a private hosted zone NAMESPACE_NAME) on
+# plain HTTP; the public load balancer reaches it through a small nginx proxy, whose configuration
+# (canary_stack/routers/lattice_proxy_image/nginx.conf) repeats these values and is tested against them.
+LATTICE_LISTENER_PORT = 80
+LATTICE_PROXY_PORT = 8080  # nginx as a non-root user: above 1024, no NET_BIND_SERVICE needed
+LATTICE_PROXY_HEALTH_PATH = "/proxy-health"  # answered by nginx itself, never forwarded to Lattice
+LATTICE_PROXY_DIR = Path(__file__).resolve().parent / "routers" / "lattice_proxy_image"
+LATTICE_PROXY_UID = 101  # the `nginx` user and group of the official nginx image
+# The managed prefix list of the addresses Lattice sends traffic and health checks from, by region
+# (https://docs.aws.amazon.com/vpc-lattice/latest/ug/security-groups.html).
+LATTICE_PREFIX_LIST_NAME = "com.amazonaws.{region}.vpc-lattice"
+
 STACK_NAME = "CrystalCanary"
 PIPELINE_STACK_NAME = "CrystalCanaryPipeline"
 

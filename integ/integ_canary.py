@@ -2,8 +2,9 @@
 
 What it deploys (with the CDK CLI: `python -m integ.integ_canary` is the `--app`):
 
-* `CrystalCanaryInteg`: the same `CanaryStack` the app deploys, default router (alb) at canaryWeight 10,
-  with its own stack name and its own ECR repository `crystal-canary-integ`, so it never touches a
+* `CrystalCanaryInteg`: the same `CanaryStack` the app deploys, at canaryWeight 10 on the default router
+  (alb) or, with `make integ ROUTER=lattice`, on the Lattice router (its requests go through the load
+  balancer and the nginx proxy to the Lattice service), with its own stack name and its own ECR repository `crystal-canary-integ`, so it never touches a
   user's `CrystalCanary` stack or `ecsdemo-crystal` repository. Everything in it is deleted with it:
   the repository is DESTROY + EmptyOnDelete, every other resource DESTROY. Both versions' images are
   built from crystal_src/ with one difference, their `code_hash.txt` (the `commit` the service
@@ -27,7 +28,8 @@ the Makefile drives the project's pinned CDK CLI instead: deploy all, read the r
 the destroy running whatever happened before. Switch to integ-runner once it reads schema 55.
 
 Cost and duration of one run (us-east-1 list prices, 2026; other regions up to ~30 % more). About
-35 minutes and about US$0.15-0.25; budget US$0.50. What the stack runs while it exists (~30 min):
+35 minutes and about US$0.15-0.25; budget US$0.50 (ROUTER=lattice: see below). What the stack runs
+while it exists (~30 min):
 * 1 NAT gateway: US$0.045/h (billed per started hour) + US$0.045/GB (the image pulls, a few MB);
 * 1 ALB: US$0.0225/h + LCUs (US$0.008/LCU-h; the check's ~400 requests need a fraction of one);
 * 3 public IPv4 addresses (NAT gateway, 2 ALB nodes): US$0.005/h each;
@@ -35,6 +37,10 @@ Cost and duration of one run (us-east-1 list prices, 2026; other regions up to ~
 * 1 CodeBuild build on BUILD_GENERAL1_SMALL copying the image: ~2-4 min at US$0.005/min;
 * CloudWatch: 1 dashboard (US$3/month, pro rata), 6 alarms (US$0.10/month each), a few MB of logs;
   Lambda, Step Functions (the custom resources' waiters) and ECR storage: cents at most.
+With ROUTER=lattice, also: the Lattice service (hourly, plus its requests and data: cents for the
+check's few hundred requests), one more Fargate task of 0.25 vCPU / 0.5 GB (the nginx proxy, its image
+built from lattice_proxy_image/ by your Docker in seconds: FROM and COPY only), a Route 53 private
+hosted zone (billed monthly, pro rata) and a custom resource looking up the Lattice prefix list.
 Duration: deploy ~15-20 min (the Docker build of crystal_src/ on your machine, Docker needed: 2-5
 min, more the first time the Crystal build image is pulled; VPC and NAT ~3 min; ALB ~3 min; the
 CodeBuild copy; both ECS services healthy behind the ALB), assertions ~1 min (2 requests, then the
@@ -73,7 +79,13 @@ from canary_stack.constants import CANARY_HEADER, CANARY_HEADER_VALUE, CRYSTAL_S
 from canary_stack.log_groups import give_log_group  # noqa: E402
 from canary_stack.nag import acknowledge  # noqa: E402
 from canary_stack.stack import CanaryStack  # noqa: E402
-from integ.names import ASSERTIONS_STACK_NAME, REPOSITORY_NAME, STACK_NAME  # noqa: E402
+from integ.names import (  # noqa: E402
+    ASSERTIONS_STACK_NAME,
+    DEFAULT_ROUTER,
+    REPOSITORY_NAME,
+    STACK_NAME,
+    integ_router,
+)
 
 CANARY_WEIGHT = 10
 # Points of percentage. At 10 % over 400 requests the share's standard deviation is 1.5 points, so a
@@ -89,7 +101,7 @@ PROBE_SOURCE = Path(__file__).resolve().parent / "share_probe.js"
 # architecture) comes from cdk.json, so the check deploys what the project commits.
 INTEG_CONTEXT: Mapping[str, str] = {
     "canaryWeight": str(CANARY_WEIGHT),
-    "trafficRouter": "alb",
+    "trafficRouter": DEFAULT_ROUTER,  # or ROUTER (integ_config)
     "repositoryName": REPOSITORY_NAME,
     # The assertions run in Lambda, from AWS addresses no allow-list can name in advance.
     "allowedCidr": "0.0.0.0/0",
@@ -98,11 +110,11 @@ INTEG_CONTEXT: Mapping[str, str] = {
 }
 
 
-def integ_config(context: Mapping[str, Any]) -> CanaryConfig:
-    """The stack's configuration: the app's own context values overridden by INTEG_CONTEXT,
-    through the same parser and validation `cdk deploy` uses."""
+def integ_config(context: Mapping[str, Any], router: str = DEFAULT_ROUTER) -> CanaryConfig:
+    """The stack's configuration: the app's own context values overridden by INTEG_CONTEXT and
+    `router`, through the same parser and validation `cdk deploy` uses."""
     values = {key: value for key, value in context.items() if key in DEFAULTS}
-    values.update(INTEG_CONTEXT)
+    values.update(INTEG_CONTEXT, trafficRouter=router)
     return CanaryConfig.from_context(values.get, keys=list(values))
 
 
@@ -239,9 +251,10 @@ def add_assertions(integ: IntegTest, stack: CanaryStack, probe: SplitProbe) -> l
     return [answers, header, split]
 
 
-def build_integ(app: cdk.App) -> tuple[CanaryStack, cdk.Stack, IntegTest]:
-    """Adds the deploy check's two stacks to `app`. Raises ConfigError on a bad committed value."""
-    config = integ_config(app.node.get_all_context())
+def build_integ(app: cdk.App, router: str = DEFAULT_ROUTER) -> tuple[CanaryStack, cdk.Stack, IntegTest]:
+    """Adds the deploy check's two stacks to `app`, the canary on `router`. Raises ConfigError on a bad
+    committed value."""
+    config = integ_config(app.node.get_all_context(), router)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     stack = CanaryStack(
         app,
@@ -268,8 +281,8 @@ def build_integ(app: cdk.App) -> tuple[CanaryStack, cdk.Stack, IntegTest]:
 def main() -> int:
     app = create_app()
     try:
-        build_integ(app)
-    except ConfigError as err:
+        build_integ(app, integ_router(os.environ))
+    except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     app.synth()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import botocore.exceptions
 from canary_stack.constants import PROJECT_ROOT
 from canary_stack.ops.cli import EXIT_USAGE, one_line
 from canary_stack.text import shorten
-from integ.names import ASSERTIONS_STACK_NAME, STACK_NAME
+from integ.names import ASSERTIONS_STACK_NAME, STACK_NAME, integ_router
 
 
 class Refused(Exception):
@@ -39,7 +39,19 @@ def output_folder(raw: str, root: Path = PROJECT_ROOT) -> Path:
     return folder
 
 
-def check(session_factory: Callable[[], Any] | None = None, which: Callable[[str], str | None] = shutil.which) -> str:
+def router(environ: Mapping[str, str] = os.environ) -> str:
+    """ROUTER, as `make integ ROUTER=...` gave it (alb without it); Refused for one it cannot deploy."""
+    try:
+        return integ_router(environ)
+    except ValueError as err:
+        raise Refused(str(err)) from None
+
+
+def check(
+    session_factory: Callable[[], Any] | None = None,
+    which: Callable[[str], str | None] = shutil.which,
+    traffic_router: str = "alb",
+) -> str:
     """The line to print when the check can run; raises Refused otherwise."""
 
     session = (session_factory or boto3.session.Session)()
@@ -59,15 +71,16 @@ def check(session_factory: Callable[[], Any] | None = None, which: Callable[[str
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as err:
         raise Refused(f"make integ cannot use these AWS credentials: {one_line(err)[:300]}") from None
     return (
-        f"deploy check: account {account}, region {region}: deploys {STACK_NAME} and "
-        f"{ASSERTIONS_STACK_NAME}, then destroys both (about 30 minutes)"
+        f"deploy check: account {account}, region {region}: deploys {STACK_NAME} ({traffic_router} router) "
+        f"and {ASSERTIONS_STACK_NAME}, then destroys both (about 30 minutes)"
     )
 
 
 def main() -> int:
     try:
         output_folder(os.environ.get("CANARY_MAKE_INTEG_OUT", "build/integ"))
-        print(check())
+        traffic_router = router()  # before credentials: a refused router needs no account to say so
+        print(check(traffic_router=traffic_router))
     except Refused as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE

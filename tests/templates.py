@@ -53,11 +53,16 @@ def version_of_service(service: str) -> Version:
 
 
 def service_behind_target_group(s: Synthesis, target_group: str) -> str:
-    """The logical id of the one ECS service registered in a target group."""
+    """The logical id of the one ECS service registered in a target group: a load balancer's
+    (LoadBalancers) or a VPC Lattice one (VpcLatticeConfigurations)."""
     owners = [
         k
         for k, v in s.resources("AWS::ECS::Service").items()
-        if any(ref_name(lb["TargetGroupArn"]) == target_group for lb in v["Properties"].get("LoadBalancers", []))
+        if any(
+            ref_name(registration["TargetGroupArn"]) == target_group
+            for registration in v["Properties"].get("LoadBalancers", [])
+            + v["Properties"].get("VpcLatticeConfigurations", [])
+        )
     ]
     assert len(owners) == 1, f"services behind {target_group}: {owners}"
     return owners[0]

@@ -10,5 +10,8 @@ from collections.abc import Mapping
 from canary_stack.routers.alb import AlbRouter
 from canary_stack.routers.appmesh import AppMeshRouter
 from canary_stack.routers.base import CanaryRouter
+from canary_stack.routers.lattice import LatticeRouter
 
-ROUTERS: Mapping[str, type[CanaryRouter]] = {router.name: router for router in (AlbRouter, AppMeshRouter)}
+ROUTERS: Mapping[str, type[CanaryRouter]] = {
+    router.name: router for router in (AlbRouter, AppMeshRouter, LatticeRouter)
+}

@@ -16,13 +16,24 @@ class IntegSynthesis:
     templates: dict[str, dict]
 
 
-@pytest.fixture(scope="session")
-def integ_synth(tmp_path_factory: pytest.TempPathFactory) -> IntegSynthesis:
+def synthesize_integ(tmp_path_factory: pytest.TempPathFactory, router: str) -> IntegSynthesis:
     from canary_stack import cdk_app
     from integ.integ_canary import build_integ
 
-    outdir = tmp_path_factory.mktemp("integ-synth")
+    outdir = tmp_path_factory.mktemp(f"integ-synth-{router}")
     app = cdk_app.create_app(context={**cdk_json_context(), **CLI_CONTEXT}, outdir=str(outdir))
-    build_integ(app)
+    build_integ(app, router)
     assembly = app.synth()
     return IntegSynthesis(outdir=outdir, templates={s.stack_name: s.template for s in assembly.stacks})
+
+
+@pytest.fixture(scope="session")
+def integ_synth(tmp_path_factory: pytest.TempPathFactory) -> IntegSynthesis:
+    """`make integ`: the default router."""
+    return synthesize_integ(tmp_path_factory, "alb")
+
+
+@pytest.fixture(scope="session")
+def integ_synth_lattice(tmp_path_factory: pytest.TempPathFactory) -> IntegSynthesis:
+    """`make integ ROUTER=lattice`."""
+    return synthesize_integ(tmp_path_factory, "lattice")

@@ -29,7 +29,14 @@ from integ.integ_canary import (
     integ_config,
     stage_canary_source,
 )
-from integ.names import ASSERTION_COUNT, ASSERTIONS_STACK_NAME, REPOSITORY_NAME, RESULT_OUTPUT_PREFIX, STACK_NAME
+from integ.names import (
+    ASSERTION_COUNT,
+    ASSERTIONS_STACK_NAME,
+    REPOSITORY_NAME,
+    RESULT_OUTPUT_PREFIX,
+    STACK_NAME,
+    integ_router,
+)
 
 SNAPSHOTS = ROOT / "snapshots" / "integ"
 HTTP_CALL = "Custom::DeployAssert@HttpCall"
@@ -289,13 +296,13 @@ def cfn_lint(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_cfn_lint_finds_nothing_in_the_integ_templates(integ_synth):
+def test_cfn_lint_finds_nothing_in_the_integ_templates(integ_synth, integ_synth_lattice):
     # One run; .cfnlintrc.yaml's ignores apply as for the app's templates. W3037 ("'invoke' is not an
     # IAM action of lambda") is ignored here only: integ-tests-alpha's provider adds `lambda:Invoke`
     # on "*" for every invoke_function, a non-existent action that grants nothing (the next test pins
     # it); the real permission is lambda:InvokeFunction on the probe alone.
-    templates = sorted(str(p) for p in integ_synth.outdir.glob("*.template.json"))
-    assert len(templates) == 2
+    templates = sorted(str(p) for s in (integ_synth, integ_synth_lattice) for p in s.outdir.glob("*.template.json"))
+    assert len(templates) == 4  # both stacks, for each router the check deploys
     # On the command line, --ignore-checks replaces the config file's list instead of adding to it.
     ignored = yaml.safe_load((ROOT / ".cfnlintrc.yaml").read_text())["ignore_checks"]
     result = cfn_lint(*templates, "--ignore-checks", *ignored, "W3037")
@@ -345,13 +352,86 @@ def test_the_only_iam_oddity_is_integ_tests_own_lambda_invoke(assertions):
 # --- the snapshot ---------------------------------------------------------------------------------
 
 
+def snapshot_name(stack_name: str, router: str) -> str:
+    return f"{stack_name}.template.json" if router == "alb" else f"{stack_name}.{router}.template.json"
+
+
+@pytest.mark.parametrize("router", ["alb", "lattice"])
 @pytest.mark.parametrize("stack_name", [STACK_NAME, ASSERTIONS_STACK_NAME])
-def test_integ_snapshot_is_current(integ_synth, stack_name):
-    path = SNAPSHOTS / f"{stack_name}.template.json"
-    check_snapshot(
-        path, integ_synth.templates[stack_name], f"snapshots/integ/{path.name} (python -m integ.integ_canary)"
+def test_integ_snapshot_is_current(request, router, stack_name):
+    synthesis = request.getfixturevalue("integ_synth" if router == "alb" else "integ_synth_lattice")
+    path = SNAPSHOTS / snapshot_name(stack_name, router)
+    command = "python -m integ.integ_canary" + ("" if router == "alb" else f" (ROUTER={router})")
+    check_snapshot(path, synthesis.templates[stack_name], f"snapshots/integ/{path.name} ({command})")
+
+
+def test_no_integ_snapshot_without_a_stack(integ_synth, integ_synth_lattice):
+    check_no_extra_snapshots(
+        SNAPSHOTS,
+        [snapshot_name(name, "alb") for name in integ_synth.templates]
+        + [snapshot_name(name, "lattice") for name in integ_synth_lattice.templates],
     )
 
 
-def test_no_integ_snapshot_without_a_stack(integ_synth):
-    check_no_extra_snapshots(SNAPSHOTS, (f"{name}.template.json" for name in integ_synth.templates))
+# --- make integ ROUTER=lattice --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "environ, router",
+    [({}, "alb"), ({"CANARY_MAKE_ROUTER": "alb"}, "alb"), ({"CANARY_MAKE_ROUTER": "lattice"}, "lattice")],
+)
+def test_router_is_the_default_or_the_one_make_integ_was_given(environ, router):
+    assert integ_router(environ) == router
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ("appmesh", "ROUTER=appmesh: AWS App Mesh reached end of support on 2026-09-30"),
+        ("linkerd", "ROUTER must be alb or lattice for make integ (or left out: alb), got 'linkerd'"),
+        ("", "ROUTER must be alb or lattice for make integ (or left out: alb), got ''"),
+    ],
+)
+def test_a_router_the_check_cannot_deploy_is_refused_in_one_line(raw, message):
+    with pytest.raises(ValueError) as err:
+        integ_router({"CANARY_MAKE_ROUTER": raw})
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_with_lattice_the_check_deploys_the_lattice_router_at_weight_10(integ_synth_lattice):
+    stack = integ_synth_lattice.templates[STACK_NAME]
+    assert "(lattice router)" in stack["Description"]
+    registered = {
+        config["TargetGroupArn"]["Fn::GetAtt"][0]: ("canary" if name.startswith("Canary") else "production")
+        for name, service in resources(stack, "AWS::ECS::Service").items()
+        for config in service["Properties"].get("VpcLatticeConfigurations", [])
+    }
+    (weighted,) = [
+        r["Properties"]["Action"]["Forward"]["TargetGroups"]
+        for r in resources(stack, "AWS::VpcLattice::Rule").values()
+        if len(r["Properties"]["Action"]["Forward"]["TargetGroups"]) == 2
+    ]
+    by_version = {registered[g["TargetGroupIdentifier"]["Fn::GetAtt"][0]]: g["Weight"] for g in weighted}
+    assert by_version == {"canary": CANARY_WEIGHT, "production": 100 - CANARY_WEIGHT}
+    # The load balancer forwards everything to the proxy; no App Mesh, no weighted listener rule.
+    assert not resources(stack, "AWS::ElasticLoadBalancingV2::ListenerRule")
+    assert not resources(stack, "AWS::AppMesh::Mesh")
+    _, service = only(stack, "AWS::VpcLattice::Service")
+    assert service["Properties"]["CustomDomainName"] == "crystal.appmeshworkshop.pvt.local"
+
+
+def test_with_lattice_the_same_three_assertions_ask_through_the_load_balancer(integ_synth, integ_synth_lattice):
+    # The proxy sits behind the same load balancer: the assertions stack is the same, byte for byte.
+    assert integ_synth_lattice.templates[ASSERTIONS_STACK_NAME] == integ_synth.templates[ASSERTIONS_STACK_NAME]
+
+
+def test_with_lattice_nothing_outlives_the_destroy(integ_synth_lattice):
+    stack = integ_synth_lattice.templates[STACK_NAME]
+    kept = {
+        k: v.get("DeletionPolicy")
+        for k, v in stack["Resources"].items()
+        if v.get("DeletionPolicy", "Delete") != "Delete"
+    }
+    assert kept == {}
+    _, repository = only(stack, "AWS::ECR::Repository")
+    assert repository["Properties"]["RepositoryName"] == REPOSITORY_NAME

@@ -63,6 +63,40 @@ def test_make_integ_empties_no_folder_outside_build(project, folder):
     assert (project / "crystal_src").is_dir() and (project / ".git" / "HEAD").is_file()
 
 
+@pytest.mark.parametrize(
+    "router, line",
+    [
+        ("appmesh", "error: ROUTER=appmesh: AWS App Mesh reached end of support on 2026-09-30"),
+        ("linkerd", "error: ROUTER must be alb or lattice for make integ (or left out: alb), got 'linkerd'"),
+    ],
+)
+def test_make_integ_refuses_a_router_it_cannot_deploy_before_anything_runs(router, line):
+    # Before the credentials: no account is needed to say so, and nothing is built or deployed.
+    result = run([*MAKE, "integ", f"ROUTER={router}", "INTEG_OUT=build/integ-refused"], NO_AWS)
+    assert result.returncode == 2
+    (shown,) = [entry for entry in result.stderr.splitlines() if not entry.startswith("make: ***")]
+    assert shown.startswith(line)
+    assert result.stdout == ""
+    assert not (ROOT / "build" / "integ-refused").exists()
+
+
+def test_make_integ_router_lattice_gets_as_far_as_the_credentials(tmp_path):
+    result = run([*MAKE, "integ", "ROUTER=lattice", "INTEG_OUT=build/integ-refused"], NO_AWS)
+    assert result.returncode == 2
+    assert "found no AWS credentials" in result.stderr and "ROUTER" not in result.stderr
+
+
+@mock_aws
+def test_preflight_names_the_router_it_will_deploy(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    line = preflight.check(
+        session_factory=boto3.session.Session, which=lambda _: "/usr/bin/docker", traffic_router="lattice"
+    )
+    assert f"deploys {STACK_NAME} (lattice router)" in line
+
+
 def test_preflight_refuses_without_a_region():
     env = {**NO_AWS, "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "AWS_SECRET_ACCESS_KEY": "x"}
     result = run([sys.executable, "-m", "integ.preflight"], env)

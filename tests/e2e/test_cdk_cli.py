@@ -79,7 +79,7 @@ def in_process_app(monkeypatch, tmp_path):
     "context, line",
     [
         ({"canaryWeight": "1e1"}, "error: canaryWeight must be a whole number from 0 to 100, got '1e1'"),
-        ({"trafficRouter": "linkerd"}, "error: trafficRouter must be one of alb, appmesh, got 'linkerd'"),
+        ({"trafficRouter": "linkerd"}, "error: trafficRouter must be one of alb, appmesh, lattice, got 'linkerd'"),
         ({"canaryWeigth": "10"}, "error: unknown context parameter 'canaryWeigth'; known parameters: canaryWeight, "),
         ({"productionImage": "vanilla"}, "error: productionImage must be the 64-character lowercase hex asset hash"),
         ({"canaryWeight": "10"}, "error: productionImage must be the 64-character lowercase hex asset hash"),

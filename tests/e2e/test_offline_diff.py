@@ -65,6 +65,24 @@ def test_weight_step_diff_shows_the_weighted_rule_and_nothing_else(step_10_to_50
     assert "WARNING" not in out and "Traceback" not in result.stderr
 
 
+@pytest.fixture(scope="module")
+def lattice_step_10_to_50():
+    return run("--from", "10", "--to", "50", "-c", "trafficRouter=lattice")
+
+
+def test_lattice_weight_step_diff_shows_the_weighted_lattice_rule_and_nothing_else(lattice_step_10_to_50):
+    result = lattice_step_10_to_50
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert out.startswith("CrystalCanary: canaryWeight 10 -> 50 -c trafficRouter=lattice\nStack CrystalCanary\n")
+    (rule,) = resource_lines(out)
+    assert rule.startswith("[~] AWS::VpcLattice::Rule Router/WeightedRule ")
+    removed = re.findall(r'\[-\]\s+"Weight": (\d+)', out)
+    added = re.findall(r'\[\+\]\s+"Weight": (\d+)', out)
+    assert (removed, added) == (["90", "10"], ["50", "50"])
+    assert "Number of stacks with differences: 1" in out
+
+
 def test_cli_environment_cannot_reach_an_aws_account():
     env = cdk_cli.offline_env(
         {"AWS_PROFILE": "prod", "AWS_ACCESS_KEY_ID": "AKIA", "CDK_CONTEXT_JSON": "{}", "PATH": "/bin"}

@@ -20,7 +20,7 @@ from synthesis import ROOT
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 PINNED = "3.3.30"
 
-# (name, context, stack): the default (ALB) and App Mesh canary stacks, HTTPS, and the pipeline.
+# (name, context, stack): the default (ALB), App Mesh and Lattice canary stacks, HTTPS, and the pipeline.
 TEMPLATES = [
     ("alb", {"trafficRouter": "alb", "canaryWeight": "10"}, "CrystalCanary"),
     (
@@ -29,6 +29,7 @@ TEMPLATES = [
         "CrystalCanary",
     ),
     ("appmesh", {"trafficRouter": "appmesh", "canaryWeight": "10"}, "CrystalCanary"),
+    ("lattice", {"trafficRouter": "lattice", "canaryWeight": "10"}, "CrystalCanary"),
     ("pipeline", PIPELINE_CONTEXT, "CrystalCanaryPipeline"),
 ]
 

@@ -91,8 +91,8 @@ def test_a_long_value_is_cut_to_its_start_and_its_length(raw):
 @pytest.mark.parametrize(
     "key, raw, expected",
     [
-        ("trafficRouter", "istio", "trafficRouter must be one of alb, appmesh, got 'istio'"),
-        ("trafficRouter", "", "trafficRouter must be one of alb, appmesh, got ''"),
+        ("trafficRouter", "istio", "trafficRouter must be one of alb, appmesh, lattice, got 'istio'"),
+        ("trafficRouter", "", "trafficRouter must be one of alb, appmesh, lattice, got ''"),
         ("cpuArchitecture", "amd64", "cpuArchitecture must be one of x86_64, arm64, got 'amd64'"),
         ("cpuArchitecture", "ARM64", "cpuArchitecture must be one of x86_64, arm64, got 'ARM64'"),
         ("adoptRepository", "1", "adoptRepository must be true or false, got '1'"),
@@ -503,16 +503,29 @@ def test_router_specific_parameter_with_its_router_is_taken(name, value, needs, 
     parse(trafficRouter=needs, **{name: value})
 
 
+@pytest.mark.parametrize("value", ["3600", 60])
+def test_sticky_seconds_with_lattice_is_refused_because_lattice_has_no_stickiness(value):
+    # A Lattice rule's forward action holds target groups and weights only
+    # (https://docs.aws.amazon.com/vpc-lattice/latest/APIReference/API_ForwardAction.html).
+    with pytest.raises(ConfigError) as err:
+        parse(trafficRouter="lattice", stickySeconds=value)
+    shown = repr(value) if isinstance(value, str) else json.dumps(value)
+    assert str(err.value) == (
+        f"stickySeconds works with trafficRouter=alb only, got stickySeconds={shown} with trafficRouter=lattice "
+        "(VPC Lattice has no stickiness): leave stickySeconds unset or use trafficRouter=alb"
+    )
+
+
 @pytest.mark.parametrize("name", sorted(ROUTER_PARAMETERS))
-@pytest.mark.parametrize("router", ["appmesh", "alb"])
+@pytest.mark.parametrize("router", ["appmesh", "alb", "lattice"])
 def test_router_specific_parameter_at_its_default_is_fine_with_any_router(name, router):
     # `stickySeconds: 0` in cdk.json means "off", which every router does.
     parse(trafficRouter=router, **{name: DEFAULTS[name]})
 
 
-@pytest.mark.parametrize("router", ["appmesh", "alb"])
-def test_https_is_for_both_routers(router):
-    # Both routers sit behind the same public load balancer, which terminates HTTPS.
+@pytest.mark.parametrize("router", ["appmesh", "alb", "lattice"])
+def test_https_is_for_every_router(router):
+    # Every router sits behind the same public load balancer, which terminates HTTPS.
     config = parse(trafficRouter=router, certificateArn=CERTIFICATE, domainName="canary.example.com")
     assert config.certificate_arn == CERTIFICATE
 

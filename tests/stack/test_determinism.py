@@ -21,10 +21,14 @@ def changed(a: dict, b: dict) -> list[str]:
     return sorted(k for k in set(ra) | set(rb) if ra.get(k) != rb.get(k))
 
 
-ROUTER_CONTEXT: dict[str, dict[str, str]] = {"appmesh": {"trafficRouter": "appmesh"}, "alb": {}}
+ROUTER_CONTEXT: dict[str, dict[str, str]] = {
+    "appmesh": {"trafficRouter": "appmesh"},
+    "alb": {},
+    "lattice": {"trafficRouter": "lattice"},
+}
 
 
-@pytest.mark.parametrize("router", ["appmesh", "alb"])
+@pytest.mark.parametrize("router", ["appmesh", "alb", "lattice"])
 def test_same_inputs_synthesize_byte_identical_templates(synth, tmp_path, router):
     first = synth(canaryWeight="10", **ROUTER_CONTEXT[router])
     # A second, separate synthesis (the library's Date.now() differs between the two).
@@ -34,13 +38,17 @@ def test_same_inputs_synthesize_byte_identical_templates(synth, tmp_path, router
     assert not re.search(r"CustomResource\d{10,}", (second.outdir / name).read_text())
 
 
-@pytest.mark.parametrize("router", ["appmesh", "alb"])
+@pytest.mark.parametrize("router", ["appmesh", "alb", "lattice"])
 @pytest.mark.parametrize("before, after", [("10", "50"), ("0", "10"), ("50", "100")])
 def test_weight_step_changes_only_the_router(synth, router, before, after):
     a = synth(canaryWeight=before, **ROUTER_CONTEXT[router]).template
     b = synth(canaryWeight=after, **ROUTER_CONTEXT[router]).template
     (only,) = changed(a, b)
-    if router == "appmesh":
+    if router == "lattice":
+        # The weighted Lattice rule; the listener (production's) and the header rule do not change.
+        assert a["Resources"][only]["Type"] == "AWS::VpcLattice::Rule"
+        assert len(a["Resources"][only]["Properties"]["Action"]["Forward"]["TargetGroups"]) == 2
+    elif router == "appmesh":
         assert a["Resources"][only]["Type"] == "AWS::AppMesh::Route"
         assert a["Resources"][only]["Properties"]["RouteName"] == "crystal-route"
     else:

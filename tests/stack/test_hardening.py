@@ -1,5 +1,5 @@
-"""Hardening of the tasks, the network paths and the mesh, as synthesized: on both routers where
-both have the thing hardened, on App Mesh for its own parts (Envoy, its stats agent, the routes)."""
+"""Hardening of the tasks, the network paths and the mesh, as synthesized: on every router where each
+has the thing hardened, on App Mesh for its own parts (Envoy, its stats agent, the routes)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ from templates import containers, ref_name
 
 from canary_stack.routers.appmesh_tasks import SCRATCH_OWNER, SCRATCH_OWNER_IMAGE
 
-ROUTER_CONTEXT: dict[str, dict[str, str]] = {"appmesh": {"trafficRouter": "appmesh"}, "alb": {}}
+ROUTER_CONTEXT: dict[str, dict[str, str]] = {
+    "appmesh": {"trafficRouter": "appmesh"},
+    "alb": {},
+    "lattice": {"trafficRouter": "lattice"},
+}
+# The containers that serve, by router: the app, plus App Mesh's sidecars or Lattice's ingress proxy.
+SERVING = {"appmesh": {"app", "envoy", "cwagent"}, "alb": {"app"}, "lattice": {"app", "nginx"}}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +31,7 @@ def routed(request, synth):
 def test_every_serving_container_is_non_root_without_capabilities(routed):
     router, s = routed
     found = [c for c in containers(s) if c["Name"] != SCRATCH_OWNER]
-    assert {c["Name"] for c in found} == ({"app", "envoy", "cwagent"} if router == "appmesh" else {"app"})
+    assert {c["Name"] for c in found} == SERVING[router]
     for c in found:
         assert c.get("User") not in (None, "0", "root"), c["Name"]
         linux = c["LinuxParameters"]
@@ -139,9 +145,11 @@ def test_only_the_needed_ports_are_open(routed):
         for sg in s.resources("AWS::EC2::SecurityGroup").values()
         for rule in sg["Properties"].get("SecurityGroupIngress", [])
     ]
-    # From the internet: port 80 on the load balancer only.
+    # From the internet: port 80 on the load balancer only. With Lattice, also port 80 of the
+    # service network's VPC association, from the VPC's own range.
     public = [r for r in inline + ingress if "CidrIp" in r]
-    assert public == [
+    from_the_vpc = [r for r in public if isinstance(r["CidrIp"], dict)]
+    assert [r for r in public if r not in from_the_vpc] == [
         {
             "CidrIp": "0.0.0.0/0",
             "Description": "HTTP from 0.0.0.0/0 (allowedCidr)",
@@ -150,12 +158,24 @@ def test_only_the_needed_ports_are_open(routed):
             "ToPort": 80,
         }
     ]
+    if router == "lattice":
+        (vpc,) = s.resources("AWS::EC2::VPC")
+        assert [(r["CidrIp"], r["FromPort"], r["ToPort"]) for r in from_the_vpc] == [
+            ({"Fn::GetAtt": [vpc, "CidrBlock"]}, 80, 80)
+        ]
+    else:
+        assert from_the_vpc == []
     # Between security groups: the app port of each version (from the gateway with App Mesh, from
-    # the LB without), and with App Mesh the gateway's listener and its Envoy's admin port (health
-    # checks) from the LB.
-    expected = [(3000, 3000), (3000, 3000)] + ([(8080, 8080), (9901, 9901)] if router == "appmesh" else [])
-    assert sorted((r["FromPort"], r["ToPort"]) for r in ingress) == expected
+    # the LB with the ALB router, from Lattice's managed prefix list with Lattice), and with App Mesh
+    # the gateway's listener and its Envoy's admin port (health checks) from the LB, with Lattice the
+    # proxy's port from the LB.
+    extra = {"appmesh": [(8080, 8080), (9901, 9901)], "alb": [], "lattice": [(8080, 8080)]}[router]
+    assert sorted((r["FromPort"], r["ToPort"]) for r in ingress) == sorted([(3000, 3000), (3000, 3000)] + extra)
     for rule in ingress:
+        if router == "lattice" and rule["FromPort"] == 3000:
+            source = resources[ref_name(rule["SourcePrefixListId"])]
+            assert source["Type"] == "Custom::AWS"  # the prefix list lookup (test_lattice.py)
+            continue
         assert resources[ref_name(rule["SourceSecurityGroupId"])]["Type"] == "AWS::EC2::SecurityGroup"
 
 
@@ -199,8 +219,27 @@ def test_nodes_eject_tasks_that_answer_5xx(w10):
         assert listener["Timeout"]["HTTP"]["PerRequest"] == {"Unit": "ms", "Value": 15000}
 
 
+# The CDK bootstrap's repository of image assets in this account and region: where the Lattice
+# proxy's image (FROM nginx, plus its nginx.conf) is published by `cdk deploy`.
+CDK_ASSETS_REPOSITORY = {
+    "Fn::Join": [
+        "",
+        [
+            "arn:",
+            {"Ref": "AWS::Partition"},
+            ":ecr:",
+            {"Ref": "AWS::Region"},
+            ":",
+            {"Ref": "AWS::AccountId"},
+            ":repository/",
+            {"Fn::Sub": "cdk-hnb659fds-container-assets-${AWS::AccountId}-${AWS::Region}"},
+        ],
+    ]
+}
+
+
 def test_execution_roles_pull_only_from_the_named_repository(routed):
-    _, s = routed
+    router, s = routed
     resources = s.template["Resources"]
     pulls = 0
     for name, policy in s.resources("AWS::IAM::Policy").items():
@@ -208,7 +247,10 @@ def test_execution_roles_pull_only_from_the_named_repository(routed):
             continue
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            if "ecr:BatchGetImage" in actions:
+            if "ecr:BatchGetImage" in actions and name.startswith("RouterProxy"):
+                # The Lattice proxy's image is an asset: it pulls from the CDK assets repository only.
+                assert router == "lattice" and statement["Resource"] == CDK_ASSETS_REPOSITORY
+            elif "ecr:BatchGetImage" in actions:
                 assert resources[ref_name(statement["Resource"])]["Type"] == "AWS::ECR::Repository"
                 pulls += 1
             if statement["Resource"] == "*":

@@ -24,6 +24,7 @@ CONFIGURATIONS = [
         "adoptRepository": "true",
     },
     {"canaryWeight": "10", "trafficRouter": "appmesh"},
+    {"canaryWeight": "10", "trafficRouter": "lattice"},
     {"canaryWeight": "10", **HTTPS_CONTEXT, "hostedZoneId": HOSTED_ZONE},  # HTTPS, its Rule and DNS record
     PIPELINE_CONTEXT,  # the canary stack and the pipeline stack
 ]

@@ -1,8 +1,9 @@
-"""What both routers promise, asserted on each: the split, the services, the URL, the header route.
+"""What every router promises, asserted on each: the split, the services, the URL, the header route.
 
-App Mesh-only details are in test_app_mesh.py (its header routes among them). Configurations are
-kept few (each is one synthesis per session): weights 0/10/50/100 on App Mesh (50 is also
-test_determinism's), 0/10/100 on the ALB, and 37 with stickiness on the ALB.
+App Mesh-only details are in test_app_mesh.py (its header routes among them), Lattice-only ones in
+test_lattice.py. Configurations are kept few (each is one synthesis per session): weights
+0/10/50/100 on App Mesh and on Lattice (50 is also test_determinism's), 0/10/100 on the ALB, and 37
+with stickiness on the ALB.
 """
 
 from __future__ import annotations
@@ -22,11 +23,21 @@ from templates import (
     warnings,
 )
 
-ROUTERS = ["appmesh", "alb"]
+ROUTERS = ["appmesh", "alb", "lattice"]
 # alb is the default: its configurations leave trafficRouter out, so each is synthesized once.
-ROUTER_CONTEXT: dict[str, dict[str, str]] = {"appmesh": {"trafficRouter": "appmesh"}, "alb": {}}
+ROUTER_CONTEXT: dict[str, dict[str, str]] = {
+    "appmesh": {"trafficRouter": "appmesh"},
+    "alb": {},
+    "lattice": {"trafficRouter": "lattice"},
+}
 ALB_STICKY = {"stickySeconds": "3600"}
-WEIGHTS = [("appmesh", w) for w in (0, 10, 50, 100)] + [("alb", w) for w in (0, 10, 37, 100)]
+WEIGHTS = (
+    [("appmesh", w) for w in (0, 10, 50, 100)]
+    + [("alb", w) for w in (0, 10, 37, 100)]
+    + [("lattice", w) for w in (0, 10, 50, 100)]
+)
+# ECS services per router: production and canary, plus App Mesh's gateway or Lattice's ingress proxy.
+SERVICES = {"appmesh": 3, "alb": 2, "lattice": 3}
 
 
 def synth_for(synth, router: str, weight: int):
@@ -45,8 +56,23 @@ def weighted_rule(s) -> dict:
     return rule
 
 
+def lattice_weighted_rule(s) -> dict:
+    """The Lattice router's weight resource: the rule whose forward action names two target groups."""
+    (rule,) = [
+        v
+        for v in s.resources("AWS::VpcLattice::Rule").values()
+        if len(v["Properties"]["Action"]["Forward"]["TargetGroups"]) == 2
+    ]
+    return rule
+
+
 def shares(s, router: str) -> dict[Version, int]:
     """Weight per version, as the router's template has it."""
+    if router == "lattice":
+        return {
+            version_of_target_group(s, ref_name(g["TargetGroupIdentifier"])): g["Weight"]
+            for g in lattice_weighted_rule(s)["Properties"]["Action"]["Forward"]["TargetGroups"]
+        }
     if router == "appmesh":
         route = named(s, "AWS::AppMesh::Route", RouteName="crystal-route")
         return {
@@ -99,7 +125,7 @@ def test_alb_header_rule_sends_only_the_canary_before_the_split(synth):
 def test_services_run_on_fargate_in_private_subnets_and_roll_back_failed_deployments(synth, router):
     s = synth_for(synth, router, 10)
     services = s.resources("AWS::ECS::Service")
-    assert len(services) == (3 if router == "appmesh" else 2)  # + the App Mesh gateway
+    assert len(services) == SERVICES[router]
     private = {k for k, v in s.resources("AWS::EC2::Subnet").items() if v["Properties"]["MapPublicIpOnLaunch"] is False}
     assert len(private) == 2
     for service in services.values():
@@ -124,7 +150,7 @@ def test_url_output_is_the_internet_facing_load_balancer(synth, router):
 @pytest.mark.parametrize("router", ROUTERS)
 def test_synth_warns_of_app_mesh_end_of_support_only_with_app_mesh_and_names_the_alternative(synth, router):
     about_app_mesh = [w for w in warnings(synth_for(synth, router, 10)) if "App Mesh" in w]
-    if router == "alb":
+    if router != "appmesh":
         assert about_app_mesh == []
         return
     (warning,) = about_app_mesh
@@ -204,8 +230,8 @@ def test_alb_weighted_rule_matches_every_path_and_the_listener_default_is_produc
 
 def weight_resource(s, router: str) -> tuple[str, dict]:
     """(logical id, resource) of the one resource that carries the router's weights."""
-    if router == "alb":
-        rule = weighted_rule(s)
+    if router in ("alb", "lattice"):
+        rule = weighted_rule(s) if router == "alb" else lattice_weighted_rule(s)
         return next(k for k, v in s.template["Resources"].items() if v is rule), rule
     route = logical_id(s, "AWS::AppMesh::Route", RouteName="crystal-route")
     return route, s.template["Resources"][route]
@@ -285,6 +311,7 @@ ELB_HEADER_NAME = re.compile(r"[-A-Za-z0-9]+")
 # https://docs.aws.amazon.com/app-mesh/latest/APIReference/API_HttpGatewayRouteHeader.html).
 ALB_RULE_HEADER_MAX = 40
 APP_MESH_HEADER_MAX = 50
+LATTICE_HEADER_MAX = 40
 
 
 def through_load_balancer(headers: dict[str, str]) -> dict[str, str]:
@@ -312,6 +339,36 @@ def alb_version_for(s, headers: dict[str, str]) -> str:
                 return "weighted"
             return version_of_target_group(s, ref_name(action["TargetGroupArn"]))
     raise AssertionError("no rule matched")
+
+
+def lattice_header_matches(match: dict, headers: dict[str, str]) -> bool:
+    """A Lattice header match: the name compared case-insensitively, the value too unless the match
+    says CaseSensitive (https://docs.aws.amazon.com/vpc-lattice/latest/ug/listener-rules.html)."""
+    sent = headers.get(match["Name"].lower())
+    if sent is None:
+        return False
+    expected = match["Match"]["Exact"]
+    return sent == expected if match.get("CaseSensitive") else sent.lower() == expected.lower()
+
+
+def lattice_version_for(s, headers: dict[str, str]) -> str:
+    """Where the Lattice router sends a request that arrives through the load balancer and the proxy
+    (nginx passes header fields on as received, and drops names with '_' as the load balancer did).
+    Rules in priority order, lowest first, then the listener's default action (listener-rules.html)."""
+    rules = sorted(
+        (v["Properties"] for v in s.resources("AWS::VpcLattice::Rule").values()), key=lambda r: r["Priority"]
+    )
+    for rule in rules:
+        http = rule["Match"]["HttpMatch"]
+        if "PathMatch" in http:
+            assert http["PathMatch"]["Match"] == {"Prefix": "/"}  # every path: the headers decide
+        if all(lattice_header_matches(h, headers) for h in http.get("HeaderMatches", [])):
+            groups = rule["Action"]["Forward"]["TargetGroups"]
+            if len(groups) > 1:
+                return "weighted"
+            return version_of_target_group(s, ref_name(groups[0]["TargetGroupIdentifier"]))
+    (default,) = s.one("AWS::VpcLattice::Listener")["Properties"]["DefaultAction"]["Forward"]["TargetGroups"]
+    return version_of_target_group(s, ref_name(default["TargetGroupIdentifier"]))
 
 
 def mesh_version_for(s, headers: dict[str, str]) -> str:
@@ -343,6 +400,17 @@ def test_the_load_balancer_drops_invalid_header_fields(synth, router):
 @pytest.mark.parametrize("router", ROUTERS)
 def test_every_header_the_routing_matches_through_the_load_balancer_is_one_it_lets_through(synth, router):
     s = synth_for(synth, router, 0)
+    if router == "lattice":
+        names = [
+            h["Name"]
+            for v in s.resources("AWS::VpcLattice::Rule").values()
+            for h in v["Properties"]["Match"]["HttpMatch"].get("HeaderMatches", [])
+        ]
+        # Name: 1 to 40 characters (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/
+        # aws-properties-vpclattice-rule-headermatch.html), and one the load balancer lets through.
+        assert names == ["canary-fleet"]
+        assert all(ELB_HEADER_NAME.fullmatch(n) and len(n) <= LATTICE_HEADER_MAX for n in names)
+        return
     if router == "alb":
         names = [
             c["HttpHeaderConfig"]["HttpHeaderName"]
@@ -381,7 +449,7 @@ def test_every_header_the_routing_matches_through_the_load_balancer_is_one_it_le
 )
 def test_test_traffic_through_the_load_balancer_reaches_the_canary_at_weight_zero(synth, router, sent, expected):
     s = synth_for(synth, router, 0)
-    version_for = alb_version_for if router == "alb" else mesh_version_for
+    version_for = {"alb": alb_version_for, "appmesh": mesh_version_for, "lattice": lattice_version_for}[router]
     assert version_for(s, through_load_balancer(sent)) == expected
 
 

@@ -22,6 +22,7 @@ CONFIGURATIONS: dict[str, dict[str, str]] = {
     "appmesh-w0": {"canaryWeight": "0", "trafficRouter": "appmesh"},
     "appmesh-w10": {"canaryWeight": "10", "trafficRouter": "appmesh"},
     "alb-w10": {"canaryWeight": "10"},  # the default router
+    "lattice-w10": {"canaryWeight": "10", "trafficRouter": "lattice"},
 }
 
 

@@ -21,7 +21,7 @@ def installed(tool: str) -> str:
 
 @pytest.fixture
 def fake_path(tmp_path: Path):
-    """A PATH of stand-ins only: `crystal`/`wrk` exist when asked for, `apt-get` records its argv."""
+    """A PATH of stand-ins only: `crystal`/`wrk`/`nginx` exist when asked for, `apt-get` records its argv."""
     bin_ = tmp_path / "bin"
     bin_.mkdir()
     (bin_ / "id").symlink_to(installed("id"))
@@ -50,13 +50,18 @@ def fake_path(tmp_path: Path):
     return run
 
 
-def test_nothing_is_installed_when_both_are_on_path(fake_path):
-    assert fake_path("crystal", "wrk") == []
+def test_nothing_is_installed_when_all_are_on_path(fake_path):
+    assert fake_path("crystal", "wrk", "nginx") == []
 
 
-def test_with_crystal_on_path_only_wrk_is_installed(fake_path):
-    assert fake_path("crystal") == ["update -qq", "install -y -qq wrk"]
+def test_with_crystal_on_path_only_the_others_are_installed(fake_path):
+    assert fake_path("crystal") == ["update -qq", "install -y -qq wrk nginx"]
 
 
-def test_both_missing_installs_both(fake_path):
-    assert fake_path() == ["update -qq", "install -y -qq crystal wrk"]
+def test_nginx_alone_missing_installs_debians_nginx(fake_path):
+    # tests/proxy/ runs the lattice router's nginx.conf with it.
+    assert fake_path("crystal", "wrk") == ["update -qq", "install -y -qq nginx"]
+
+
+def test_all_missing_installs_all(fake_path):
+    assert fake_path() == ["update -qq", "install -y -qq crystal wrk nginx"]

@@ -226,7 +226,7 @@ ROLLOUT = [
     ),
     (
         ["--steps", "10", "--bake", "0", "-c", "trafficRouter=linkerd"],
-        "trafficRouter must be one of alb, appmesh, got 'linkerd'",
+        "trafficRouter must be one of alb, appmesh, lattice, got 'linkerd'",
     ),
     (["--steps", "10", "--bake", "0", "-c", "canaryWeight=5"], "-c canaryWeight conflicts with --steps"),
     (["--steps", "10", "--bake", "0", "-c", "canaryweight=5"], "unknown context parameter 'canaryweight'"),
@@ -313,7 +313,7 @@ OFFLINE_DIFF = [
     (["--from", LONG, "--to", "10"], "canaryWeight must be a whole number from 0 to 100, got '999"),  # the app's line
     (
         ["--from", "10", "--to", "20", "-c", "trafficRouter=linkerd"],
-        "trafficRouter must be one of alb, appmesh, got 'linkerd'",
+        "trafficRouter must be one of alb, appmesh, lattice, got 'linkerd'",
     ),
     (["--from", "10", "--to", "20", "-c", "canaryWeight=5"], "-c canaryWeight conflicts with --from/--to"),
     (["--from", "10"], "--from and --to go together"),
