@@ -144,10 +144,15 @@ def wait_for(condition, what: str, seconds: float = 120) -> None:
     raise AssertionError(f"{what} did not happen within {seconds:g} s")
 
 
+# What a run may leave in the project's .cdk-tmp, both kept on purpose for the next run: jsii's
+# package cache and the esbuild stub (canary_stack/toolchain.py, hide_workspace_esbuild).
+KEPT = {"jsii-package-cache", "node_modules"}
+
+
 def leftovers(project: Path) -> list[str]:
-    """What a run may leave in the project's .cdk-tmp: nothing but jsii's package cache."""
+    """What a run left in the project's .cdk-tmp besides what is kept on purpose."""
     folder = project / ".cdk-tmp"
-    return sorted(p.name for p in folder.iterdir() if p.name != "jsii-package-cache") if folder.exists() else []
+    return sorted(p.name for p in folder.iterdir() if p.name not in KEPT) if folder.exists() else []
 
 
 def start_tool(project: Path, argv: list[str], tmp_path: Path) -> tuple[subprocess.Popen, str, Path]:
