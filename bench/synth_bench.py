@@ -76,7 +76,7 @@ cdk_app.build(app); mark("construction")
 app.synth(); mark("synthesis")
 print(json.dumps({name: t - marks[i][1] for i, (name, t) in enumerate(marks[1:])}))
 """
-# What the CDK CLI adds to every `cdk synth`'s context (tests/synthesis.py says the same for the tests).
+# What the CDK CLI adds to every `cdk synth`'s context (tests/support/synthesis.py says the same for the tests).
 CLI_CONTEXT = {
     "aws:cdk:enable-path-metadata": True,
     "aws:cdk:enable-asset-metadata": True,

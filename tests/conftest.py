@@ -1,4 +1,4 @@
-"""Shared fixtures. The synthesis itself lives in tests/synthesis.py (importable by test modules)."""
+"""Shared fixtures. The synthesis itself lives in tests/support/synthesis.py (importable by test modules)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from canary_stack.toolchain import prepare_toolchain, remove_at_exit
 remove_at_exit(prepare_toolchain(os.environ), exit_on_sigterm=False)
 
 if TYPE_CHECKING:  # synthesis imports aws_cdk: not in pytest-xdist's controller, which runs no test
-    from synthesis import Synthesis
+    from support.synthesis import Synthesis
 
 
 def as_cli_value(value: Any) -> str | None:
@@ -48,7 +48,7 @@ os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Synthesis]:
     """Returns `synth(**context)`; each distinct configuration is synthesized once per test session."""
-    from synthesis import synthesize
+    from support.synthesis import synthesize
 
     cache: dict[tuple, Synthesis] = {}
 

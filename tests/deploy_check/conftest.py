@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from synthesis import CLI_CONTEXT, cdk_json_context
+from support.synthesis import CLI_CONTEXT, cdk_json_context
 
 
 @dataclass(frozen=True)

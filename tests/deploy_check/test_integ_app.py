@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from snapshot_files import check_no_extra_snapshots, check_snapshot
-from synthesis import ROOT
+from support.snapshot_files import check_no_extra_snapshots, check_snapshot
+from support.synthesis import ROOT
 
 from canary_stack.config import ConfigError
 from canary_stack.constants import CANARY_HEADER, CANARY_HEADER_VALUE

@@ -10,9 +10,9 @@ import sys
 
 import boto3
 import pytest
-from git_repo import project_repository
 from moto import mock_aws
-from synthesis import ROOT
+from support.git_repo import project_repository
+from support.synthesis import ROOT
 
 from integ import preflight, results
 from integ.names import ASSERTIONS_STACK_NAME, STACK_NAME

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from synthesis import ROOT
+from support.synthesis import ROOT
 
 from integ.integ_canary import CANARY_COMMIT
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from git_repo import project_repository
+from support.git_repo import project_repository
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from synthesis import CLI_CONTEXT, ROOT, cdk_json_context
+from support.synthesis import CLI_CONTEXT, ROOT, cdk_json_context
 
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
 

@@ -1,6 +1,6 @@
 """The suite's git-dependent tests pass on a plain export of the project (a downloaded zip, or the
 files CodePipeline hands CodeBuild): no .git, and no repository above it. Each of them builds the
-repository it needs (tests/git_repo.py); this runs them in an export, in a pytest of its own."""
+repository it needs (tests/support/git_repo.py); this runs them in an export, in a pytest of its own."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from git_repo import project_export
+from support.git_repo import project_export
 
 # Every test that runs git, and nothing slow (the SIGTERM runs synthesize: tests/e2e/test_offline_diff.py).
 GIT_DEPENDENT = [

@@ -1,7 +1,7 @@
 """`python -m canary_stack.ops.offline_diff`: the real CDK CLI's diff of a weight step, with no AWS
 credentials; the base worktree is always removed, also on SIGTERM; a stopped run (offline_diff, promote,
 the app itself) leaves no temporary folder and no process. History comes from a repository the tests
-build (tests/git_repo.py). (Bad input: tests/tools/test_bad_input.py.)"""
+build (tests/support/git_repo.py). (Bad input: tests/tools/test_bad_input.py.)"""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from git_repo import git_repository
-from synthesis import ROOT
+from support.git_repo import git_repository
+from support.synthesis import ROOT
 
 from canary_stack.context import read_context
 from canary_stack.ops import cdk_cli, git
@@ -201,7 +201,7 @@ def test_a_promote_stopped_while_it_synthesizes_leaves_nothing_behind(project, t
 def test_the_app_stopped_by_sigterm_removes_its_temporary_folder(project, tmp_path):
     """`python app.py` (as `cdk synth` runs it) and its kernel get SIGTERM together, as from Ctrl-C or a
     CI timeout: the app's exit handlers still remove jsii's runtime and the kernel's folders."""
-    from synthesis import CLI_CONTEXT
+    from support.synthesis import CLI_CONTEXT
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TMPDIR"))}
     context = {**read_context(project).values, **CLI_CONTEXT}

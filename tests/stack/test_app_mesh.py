@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from synthesis import cdk_json_context
-from templates import (
+from support.synthesis import cdk_json_context
+from support.templates import (
     container,
     containers,
     environment,

@@ -14,8 +14,8 @@ import shutil
 import subprocess
 
 import pytest
-from configurations import HOSTED_ZONE, HTTPS_CONTEXT, PIPELINE_CONTEXT
-from synthesis import ROOT
+from support.configurations import HOSTED_ZONE, HTTPS_CONTEXT, PIPELINE_CONTEXT
+from support.synthesis import ROOT
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 PINNED = "3.3.30"

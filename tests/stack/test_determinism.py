@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from synthesis import CLI_CONTEXT, cdk_json_context, synthesize
+from support.synthesis import CLI_CONTEXT, cdk_json_context, synthesize
 
 from canary_stack import cdk_app
 from canary_stack.constants import CRYSTAL_SRC

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from configurations import CERTIFICATE, DOMAIN, HOSTED_ZONE, HTTPS_CONTEXT
-from synthesis import CLI_CONTEXT, cdk_json_context
+from support.configurations import CERTIFICATE, DOMAIN, HOSTED_ZONE, HTTPS_CONTEXT
+from support.synthesis import CLI_CONTEXT, cdk_json_context
 
 from canary_stack.config import DEFAULTS, CanaryConfig, ConfigError
 from canary_stack.text import shorten

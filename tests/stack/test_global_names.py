@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from configurations import PIPELINE_CONTEXT
-from synthesis import CLI_CONTEXT, cdk_json_context
+from support.configurations import PIPELINE_CONTEXT
+from support.synthesis import CLI_CONTEXT, cdk_json_context
 
 from canary_stack import cdk_app
 from canary_stack.config import CanaryConfig

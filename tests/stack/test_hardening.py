@@ -4,7 +4,7 @@ has the thing hardened, on App Mesh for its own parts (Envoy, its stats agent, t
 from __future__ import annotations
 
 import pytest
-from templates import containers, ref_name
+from support.templates import containers, ref_name
 
 from canary_stack.routers.appmesh_tasks import SCRATCH_OWNER, SCRATCH_OWNER_IMAGE
 

@@ -7,7 +7,7 @@ listener that carries the traffic (the 443 one with a certificate).
 from __future__ import annotations
 
 import pytest
-from configurations import CERTIFICATE, DOMAIN, HTTPS_CONTEXT
+from support.configurations import CERTIFICATE, DOMAIN, HTTPS_CONTEXT
 
 CIDR = "203.0.113.0/24"
 # ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09: the policy AWS recommends and the console's default

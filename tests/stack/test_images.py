@@ -12,8 +12,8 @@ import re
 from datetime import date
 
 import pytest
-from configurations import PIPELINE_CONTEXT
-from synthesis import CLI_CONTEXT, ROOT, Synthesis, cdk_json_context, synthesize
+from support.configurations import PIPELINE_CONTEXT
+from support.synthesis import CLI_CONTEXT, ROOT, Synthesis, cdk_json_context, synthesize
 
 from canary_stack import cdk_app
 from canary_stack.config import CanaryConfig

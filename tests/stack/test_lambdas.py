@@ -11,8 +11,8 @@ first run, never expiring, and which `cdk destroy` leaves behind.
 from __future__ import annotations
 
 import pytest
-from configurations import PIPELINE_CONTEXT
-from synthesis import CLI_CONTEXT, cdk_json_context
+from support.configurations import PIPELINE_CONTEXT
+from support.synthesis import CLI_CONTEXT, cdk_json_context
 
 from canary_stack import cdk_app
 from canary_stack.constants import PIPELINE_STACK_NAME

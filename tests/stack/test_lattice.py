@@ -10,7 +10,7 @@ import json
 import re
 
 import pytest
-from templates import container, ref_name, version_of_target_group
+from support.templates import container, ref_name, version_of_target_group
 
 from canary_stack import cdk_app
 from canary_stack.constants import (

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from aws_cdk import aws_s3 as s3
-from configurations import HOSTED_ZONE, HTTPS_CONTEXT, PIPELINE_CONTEXT
-from synthesis import CLI_CONTEXT, ROOT, cdk_json_context
+from support.configurations import HOSTED_ZONE, HTTPS_CONTEXT, PIPELINE_CONTEXT
+from support.synthesis import CLI_CONTEXT, ROOT, cdk_json_context
 
 from canary_stack import cdk_app
 

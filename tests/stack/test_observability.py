@@ -9,7 +9,7 @@ import re
 import time
 
 import pytest
-from templates import (
+from support.templates import (
     NODE_VERSION,
     Version,
     container,

@@ -15,10 +15,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from alarms import put_alarm
-from configurations import CONNECTION, PIPELINE_CONTEXT
-from loopback import LoopbackHttp, crystal_service, describe_stacks
-from synthesis import ROOT
+from support.alarms import put_alarm
+from support.configurations import CONNECTION, PIPELINE_CONTEXT
+from support.loopback import LoopbackHttp, crystal_service, describe_stacks
+from support.synthesis import ROOT
 
 STACK = "CrystalCanaryPipeline"
 BOOTSTRAP_ROLES = ("deploy", "file-publishing", "image-publishing", "lookup")

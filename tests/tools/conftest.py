@@ -8,8 +8,8 @@ import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import alarms
 import pytest
+import support.alarms as alarms
 
 PRODUCTION_COMMIT = "ed106ce"
 CANARY_COMMIT = "CANARY"

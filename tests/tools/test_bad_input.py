@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from git_repo import git_repository
+from support.git_repo import git_repository
 
 from canary_stack.constants import PROJECT_ROOT as ROOT
 from canary_stack.ops import committed, offline_diff, promote, rollout, verify

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from git_repo import git_repository
+from support.git_repo import git_repository
 
 from canary_stack.constants import PROJECT_ROOT as ROOT
 from canary_stack.ops import promote
@@ -290,7 +290,7 @@ def test_files_git_does_not_vouch_for_are_refused(repository, name, text):
 
 
 def test_ignored_and_skip_worktree_sources_are_refused(repository):
-    from git_repo import git
+    from support.git_repo import git
 
     (repository / ".git" / "info" / "exclude").write_text("crystal_src/src/hidden.cr\n")
     (repository / "crystal_src" / "src" / "hidden.cr").write_text("x")
@@ -318,7 +318,7 @@ def test_a_plain_export_without_git_is_refused(tmp_path, monkeypatch):
 def test_a_lone_surrogate_escape_is_written_back_as_the_escape(repository):
     text = CDK_JSON_100.replace('"canaryWeight"', '"@note": "\\ud800 kept",\n    "canaryWeight"')
     (repository / "cdk.json").write_text(text)
-    from git_repo import commit_all
+    from support.git_repo import commit_all
 
     commit_all(repository, "a note")
     code, out, err = run_promote(repository, ["--unverified"], None)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from alarms import put_alarm
+from support.alarms import put_alarm
 
 from canary_stack.ops import rollout
 from tools.rollout_harness import (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-import synthesis  # noqa: F401  (sets up the Node.js toolchain before aws_cdk loads)
+import support.synthesis  # noqa: F401  (sets up the Node.js toolchain before aws_cdk loads)
 from aws_cdk import App, Stack, assertions
 from aws_cdk import aws_ecs as ecs
 from aws_cdk.assertions import Match

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from synthesis import Synthesis
+from support.synthesis import Synthesis
 
 Version = Literal["Production", "Canary"]
 
