@@ -67,6 +67,7 @@ from canary_stack.toolchain import prepare_toolchain, remove_at_exit
 remove_at_exit(prepare_toolchain(os.environ), exit_on_sigterm=False)  # before aws_cdk loads, as in app.py
 
 import aws_cdk as cdk  # noqa: E402
+from aws_cdk import aws_cloudwatch as cloudwatch  # noqa: E402
 from aws_cdk import aws_lambda as lambda_  # noqa: E402
 from aws_cdk import aws_logs as logs  # noqa: E402
 from aws_cdk.integ_tests_alpha import ExpectedResult, IApiCall, IntegTest, Match  # noqa: E402
@@ -78,6 +79,7 @@ from canary_stack.config import DEFAULTS, CanaryConfig, ConfigError  # noqa: E40
 from canary_stack.constants import CANARY_HEADER, CANARY_HEADER_VALUE, CRYSTAL_SRC, PROJECT_ROOT  # noqa: E402
 from canary_stack.log_groups import give_log_group  # noqa: E402
 from canary_stack.nag import acknowledge  # noqa: E402
+from canary_stack.routers.lattice import LatticeRouter  # noqa: E402
 from canary_stack.stack import CanaryStack  # noqa: E402
 from integ.names import (  # noqa: E402
     ASSERTIONS_STACK_NAME,
@@ -186,21 +188,31 @@ class SplitProbe(Construct):
 PROVIDER_MEMORY_MB = 256
 
 
+# integ-tests' provider of every assertion (its SingletonFunction's uuid); a wait_for_assertions
+# adds a waiter's two functions besides it (the lattice check's ListMetrics).
+ASSERTION_PROVIDER_UUID = "1488541a7b23466481b69b4408076b81"
+
+
 def settle_assertion_provider(assertions: cdk.Stack) -> None:
-    """integ-tests' provider function (a bare CfnResource): its memory, and a log group of the stack
-    instead of the /aws/lambda/<name> group Lambda would create and the destroy would leave."""
-    providers = [
-        child
-        for child in assertions.node.find_all()
-        if isinstance(child, cdk.CfnResource)
-        and child.cfn_resource_type == "AWS::Lambda::Function"
-        and not child.node.path.startswith(f"{assertions.node.path}/SplitProbe/")
-    ]
-    if len(providers) != 1:
-        raise RuntimeError(f"expected integ-tests' one provider function, found {[p.node.path for p in providers]}")
-    (provider,) = providers
-    provider.add_property_override("MemorySize", PROVIDER_MEMORY_MB)
-    give_log_group(provider, assertions, "AssertionProviderLogs")
+    """integ-tests' provider functions (bare CfnResources): their memory, and a log group of the
+    stack each instead of the /aws/lambda/<name> group Lambda would create and the destroy would leave."""
+    providers = sorted(
+        (
+            child
+            for child in assertions.node.find_all()
+            if isinstance(child, cdk.CfnResource)
+            and child.cfn_resource_type == "AWS::Lambda::Function"
+            and not child.node.path.startswith(f"{assertions.node.path}/SplitProbe/")
+        ),
+        key=lambda child: child.node.path,
+    )
+    if not any(ASSERTION_PROVIDER_UUID in p.node.path for p in providers):
+        raise RuntimeError(f"expected integ-tests' provider function, found {[p.node.path for p in providers]}")
+    for provider in providers:
+        provider.add_property_override("MemorySize", PROVIDER_MEMORY_MB)
+        uuid = provider.node.scope.node.id.removeprefix("SingletonFunction") if provider.node.scope else ""
+        name = "AssertionProviderLogs" if uuid == ASSERTION_PROVIDER_UUID else f"WaiterLogs{uuid[:8]}"
+        give_log_group(provider, assertions, name)
 
 
 def add_assertions(integ: IntegTest, stack: CanaryStack, probe: SplitProbe) -> list[IApiCall]:
@@ -246,9 +258,38 @@ def add_assertions(integ: IntegTest, stack: CanaryStack, probe: SplitProbe) -> l
     )
     # In order: no split to measure when the service does not answer at all.
     answers.next(header).next(split)
-    for name, call in (("answers", answers), ("header", header), ("split", split)):
+    calls = {"answers": answers, "header": header, "split": split}
+    if isinstance(stack.router, LatticeRouter):
+        calls["lattice-metrics"] = split.next(lattice_metrics_published(integ, stack.router))
+    for name, call in calls.items():
         _fixed_salt(call, f"deploy-check-{name}")
-    return [answers, header, split]
+    return list(calls.values())
+
+
+def lattice_metrics_published(integ: IntegTest, router: LatticeRouter) -> IApiCall:
+    """After the split's 400 requests, CloudWatch lists the canary's request count under exactly the
+    dimension the alarms read (AWS/VpcLattice, TargetGroup = the target group's ID, routers/lattice.py).
+
+    AWS's metrics page names the dimension but not the form of its value (ID or ARN); an alarm on the
+    wrong form sees no data and never fires. This is where the deploy check finds out: ListMetrics
+    with the alarms' own dimension, waited for (new metrics can take minutes to be listed)."""
+    requests = router.canary_signals.requests
+    assert isinstance(requests, cloudwatch.Metric)
+    call = integ.assertions.aws_api_call(
+        "CloudWatch",
+        "listMetrics",
+        {
+            "Namespace": requests.namespace,
+            "MetricName": requests.metric_name,
+            "Dimensions": [{"Name": name, "Value": value} for name, value in (requests.dimensions or {}).items()],
+        },
+    )
+    call.expect(
+        ExpectedResult.object_like(
+            {"Metrics": Match.array_with([Match.object_like({"MetricName": requests.metric_name})])}
+        )
+    )
+    return call.wait_for_assertions(interval=cdk.Duration.minutes(1), total_timeout=cdk.Duration.minutes(20))
 
 
 def build_integ(app: cdk.App, router: str = DEFAULT_ROUTER) -> tuple[CanaryStack, cdk.Stack, IntegTest]:

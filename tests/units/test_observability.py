@@ -8,7 +8,6 @@ per-router wiring of real metrics is held on the whole app (tests/stack/test_obs
 from __future__ import annotations
 
 import pytest
-import support.synthesis  # noqa: F401  (sets up the Node.js toolchain before aws_cdk loads)
 from aws_cdk import App, Stack, assertions
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ecs as ecs

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-import support.synthesis  # noqa: F401  (sets up the Node.js toolchain before aws_cdk loads)
 from aws_cdk import App, Stack, assertions
 from aws_cdk import aws_ecs as ecs
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import support.synthesis  # noqa: F401  (sets up the Node.js toolchain before aws_cdk loads)
 from aws_cdk import App, Stack, assertions
 from aws_cdk import aws_ecs as ecs
 from aws_cdk.assertions import Match
