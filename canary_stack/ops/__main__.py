@@ -7,29 +7,40 @@ Exit code 2 with one line for anything else.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from canary_stack.ops.cli import EXIT_OK, EXIT_USAGE, UsageError, usage_line
+from canary_stack.ops.cli import EXIT_OK, UsageError
+from canary_stack.ops.command import Command
 from canary_stack.text import shorten
 
 TOOLS = ("pipeline",)
 
 
-def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    out, err = stdout or sys.stdout, stderr or sys.stderr
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args in (["-h"], ["--help"]):
-        out.write(f"usage: python -m canary_stack.ops {{{','.join(TOOLS)}}} ...\n\n{__doc__}")
-        return EXIT_OK
-    if not args or args[0] not in TOOLS:
-        given = shorten(args[0]) if args else "nothing"
-        err.write(usage_line("canary_stack.ops", UsageError(f"expected a tool, {', '.join(TOOLS)}; got {given}")))
-        return EXIT_USAGE
-    from canary_stack.ops import pipeline
+class Ops(Command):
+    name = "canary_stack.ops"
+    prog = "python -m canary_stack.ops"
+    defer_signals = False  # the tool it runs handles its own signals
 
-    return pipeline.main(args[1:], stdout=out, stderr=err)
+    def parse(self, argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+        if argv in (["-h"], ["--help"]):
+            self.out.write(f"usage: {self.prog} {{{','.join(TOOLS)}}} ...\n\n{__doc__}")
+            raise SystemExit(EXIT_OK)
+        if not argv or argv[0] not in TOOLS:
+            given = shorten(argv[0]) if argv else "nothing"
+            raise UsageError(f"expected a tool, {', '.join(TOOLS)}; got {given}")
+        return argparse.Namespace(tool=argv[0]), argv[1:]
+
+    def run(self, options: argparse.Namespace, args: list[str]) -> int:
+        from canary_stack.ops import pipeline
+
+        return pipeline.main(args, stdout=self.out, stderr=self.err)
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    return Ops(stdout=stdout, stderr=stderr).main(argv)
 
 
 if __name__ == "__main__":

@@ -6,15 +6,21 @@ and at most one line on stderr, the same for every tool:
 
     run returns N                          exit N
     UsageError, ConfigError                exit 2    `NAME: error: MESSAGE` (bad input; nothing changed)
-    Failed, OSError, subprocess timeout    exit 1    `NAME: error: MESSAGE` (a child's output is above)
-    Ctrl-C, SIGINT, SIGTERM                exit 130  `NAME: interrupted: ...` (`interrupted_message`)
+    `failures` (Failed, OSError,           exit 1    `NAME: error: MESSAGE` (a child's output is above)
+      subprocess timeout)
+    Ctrl-C, SIGINT, SIGTERM                exit 130  `interrupted()`: `NAME: interrupted: ...`
+    anything else                          a bug: its traceback, unless `unexpected_exit` is set
     --help                                 exit 0    the usage on stdout
 
-Anything else is a bug and keeps its traceback. SIGTERM and SIGINT only set a flag
-(`INTERRUPTION`); the waits for child processes (cdk_cli.communicate) look at it and raise
-KeyboardInterrupt there, so a signal never lands between starting a child and recording it, or in
-the middle of a clean-up. A failure while the flag is set (a synth killed by the same signal) is
-reported as the interruption.
+Three hooks say what the table means for one tool, so no tool keeps a try/except of its own:
+`failures` (verify, whose exit 1 is a verdict, takes none), `unexpected_exit` with
+`unexpected_line` (verify: any failure is a failed check, exit 2, never a traceback) and
+`interrupted()` (the rollout says which weight the stack is left at).
+
+With `defer_signals` (the default), SIGTERM and SIGINT only set a flag (`INTERRUPTION`); the waits
+for child processes (cdk_cli.communicate) look at it and raise KeyboardInterrupt there, so a signal
+never lands between starting a child and recording it, or in the middle of a clean-up. A failure
+while the flag is set (a synth killed by the same signal) is reported as the interruption.
 
     class Hello(Command):
         name, prog = "hello", "python -m canary_stack.ops.hello"
@@ -33,6 +39,7 @@ reported as the interruption.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import subprocess
 import sys
@@ -102,10 +109,24 @@ class Command:
     prog = "python -m canary_stack.ops.tool"
     description = ""
     epilog = ""
-    # After `NAME: interrupted` on Ctrl-C or SIGTERM: what the user must know (what was left).
+    # After `NAME: interrupted: ` on Ctrl-C or SIGTERM: what the user must know (what was left);
+    # empty: the line is `NAME: interrupted`.
     interrupted_message = "nothing was changed"
     # Positional arguments it takes (shown in usage); none: any is refused.
     positional: str | None = None
+    # The exceptions that mean the tool's job failed: exit 1, `NAME: error: MESSAGE`. A tool whose
+    # exit 1 is a verdict (verify: the weight lies outside the interval) takes none, and leaves
+    # them to `unexpected_exit`.
+    failures: tuple[type[Exception], ...] = (Failed, OSError, subprocess.TimeoutExpired)
+    # What any other exception means. None: a bug, which keeps its traceback. An exit code: a
+    # failed run, reported in one line (`unexpected_line`), never a traceback (verify, issue 16.12:
+    # a failed check, exit 2; the rollout: a failure before any deploy, exit 2).
+    unexpected_exit: int | None = None
+    # True: SIGINT and SIGTERM only set INTERRUPTION's flag, which the waits for child processes
+    # (cdk_cli) check. False: Python's own handling stays: Ctrl-C raises KeyboardInterrupt wherever
+    # it lands and SIGTERM ends the process. For tools that wait on things that know no flag
+    # (verify's requests must close at once; the rollout's bake sleeps and `cdk deploy` waits).
+    defer_signals = True
 
     def __init__(self, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
         self.out = stdout or sys.stdout
@@ -116,6 +137,16 @@ class Command:
 
     def run(self, options: argparse.Namespace, args: list[str]) -> int:
         raise NotImplementedError
+
+    def unexpected_line(self, exc: Exception) -> str:
+        """The message (after `NAME: error: `) for an exception `unexpected_exit` covers."""
+        return f"unexpected failure: {type(exc).__name__}: {one_line(exc)}"
+
+    def interrupted(self) -> int:
+        """Ctrl-C or SIGTERM, wherever it landed: says what was left and returns the exit code."""
+        left = f": {self.interrupted_message}" if self.interrupted_message else ""
+        self.err.write(f"{self.name}: interrupted{left}\n")
+        return EXIT_INTERRUPTED
 
     def parser(self) -> argparse.ArgumentParser:
         parser = OneLineArgumentParser(
@@ -128,39 +159,57 @@ class Command:
         self.add_arguments(parser)
         return parser
 
-    def main(self, argv: Sequence[str] | None = None) -> int:
-        """Runs the tool on `argv` (default: sys.argv[1:]) and returns its exit code."""
-        with INTERRUPTION:
-            try:
-                code = self._main(list(sys.argv[1:] if argv is None else argv))
-                INTERRUPTION.check()  # a signal during the last clean-up still means "interrupted"
-                return code
-            except KeyboardInterrupt:
-                return self._interrupted()
-            except (UsageError, ConfigError) as exc:
-                if INTERRUPTION.happened:
-                    return self._interrupted()
-                self.err.write(usage_line(self.name, exc))
-                return EXIT_USAGE
-            except (Failed, OSError, subprocess.TimeoutExpired) as exc:
-                if INTERRUPTION.happened:
-                    return self._interrupted()
-                self.err.write(f"{self.name}: error: {one_line(exc) or type(exc).__name__}\n")
-                return EXIT_FAILED
-
-    def _main(self, argv: list[str]) -> int:
+    def parse(self, argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+        """The options and positional arguments in `argv`. UsageError for bad ones, SystemExit after
+        --help (argparse's way)."""
         parser = self.parser()
-        try:
-            options, args = parser.parse_known_args(argv)
-        except SystemExit as exc:  # --help
-            return int(exc.code or 0)
+        options, args = parser.parse_known_args(argv)
         if args and self.positional is None:
             parser.error(f"unrecognized arguments: {' '.join(args)}")  # raises UsageError, long words cut
+        return options, args
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        """Runs the tool on `argv` (default: sys.argv[1:]) and returns its exit code."""
+        with INTERRUPTION if self.defer_signals else contextlib.nullcontext():
+            try:
+                code = self._main(list(sys.argv[1:] if argv is None else argv))
+                self._check()  # a signal during the last clean-up still means "interrupted"
+                return code
+            except KeyboardInterrupt:
+                return self.interrupted()
+            except (UsageError, ConfigError) as exc:
+                if self._signalled():
+                    return self.interrupted()
+                self.err.write(usage_line(self.name, exc))
+                return EXIT_USAGE
+            except self.failures as exc:
+                if self._signalled():
+                    return self.interrupted()
+                self.err.write(f"{self.name}: error: {one_line(exc) or type(exc).__name__}\n")
+                return EXIT_FAILED
+            except Exception as exc:
+                if self.unexpected_exit is None:
+                    raise  # a bug: its traceback
+                if self._signalled():
+                    return self.interrupted()
+                self.err.write(f"{self.name}: error: {self.unexpected_line(exc)}\n")
+                return self.unexpected_exit
+
+    def _main(self, argv: list[str]) -> int:
+        try:
+            options, args = self.parse(argv)
+        except SystemExit as exc:  # --help
+            return int(exc.code or 0)
         return self.run(options, args)
 
-    def _interrupted(self) -> int:
-        self.err.write(f"{self.name}: interrupted: {self.interrupted_message}\n")
-        return EXIT_INTERRUPTED
+    def _signalled(self) -> bool:
+        """A signal arrived during this run (the flag of an earlier run, or of a run this one is
+        nested in, says nothing about a tool that does not defer signals)."""
+        return self.defer_signals and INTERRUPTION.happened
+
+    def _check(self) -> None:
+        if self.defer_signals:
+            INTERRUPTION.check()
 
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "INTERRUPTION", "Command", "Failed"]

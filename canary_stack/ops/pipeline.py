@@ -38,17 +38,8 @@ from typing import TextIO, TypeVar
 from canary_stack.config import ConfigError
 from canary_stack.constants import CDK_CLI, PROJECT_ROOT, STACK_NAME
 from canary_stack.ops.cdk_cli import deploy_env
-from canary_stack.ops.cli import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
-    UsageError,
-    bounded_float,
-    bounded_int,
-    one_line,
-    usage_line,
-)
+from canary_stack.ops.cli import EXIT_FAILED, EXIT_OK, UsageError, bounded_float, bounded_int, one_line
+from canary_stack.ops.command import Command
 
 # ---------------------------------------------------------------- the pipeline's variables
 from canary_stack.pipeline_variables import (
@@ -357,6 +348,35 @@ class Step:
         return self.tools.rollout(rollout_argv(run), stdout=self.out, stderr=self.err)
 
 
+class Pipeline(Command):
+    """The steps on the tools' one core: `pipeline STEP: error: ...` names the step that stopped."""
+
+    name = "pipeline"
+    prog = "python -m canary_stack.ops pipeline"
+    interrupted_message = ""  # `pipeline STEP: interrupted`; the tool it ran has said what was left
+    # Ctrl-C reaches the step's tools as it always did: the rollout says where it left the stack.
+    defer_signals = False
+
+    def __init__(self, *, environ: Mapping[str, str], root: Path, tools: Tools, **streams: TextIO | None) -> None:
+        super().__init__(**streams)
+        self.environ, self.root, self.tools = environ, root, tools
+
+    def parse(self, argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+        """One step name, no options: the buildspecs call `pipeline STEP` and nothing else."""
+        if argv in (["-h"], ["--help"]):
+            self.out.write("usage: python -m canary_stack.ops pipeline {" + ",".join(STEP_NAMES) + "}\n\n" + __doc__)
+            raise SystemExit(EXIT_OK)
+        if len(argv) != 1 or argv[0] not in STEP_NAMES:
+            raise UsageError(f"expected one step, {', '.join(STEP_NAMES)}; got {shorten(' '.join(argv))}")
+        self.name = f"pipeline {argv[0]}"
+        return argparse.Namespace(step=argv[0]), []
+
+    def run(self, options: argparse.Namespace, args: list[str]) -> int:
+        step = Step(self.environ, self.root, self.out, self.err, self.tools)
+        code: int = getattr(step, options.step)()
+        return code
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -366,24 +386,8 @@ def main(
     stderr: TextIO | None = None,
     tools: Tools | None = None,
 ) -> int:
-    out, err = stdout or sys.stdout, stderr or sys.stderr
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args in (["-h"], ["--help"]):
-        out.write("usage: python -m canary_stack.ops pipeline {" + ",".join(STEP_NAMES) + "}\n\n" + __doc__)
-        return EXIT_OK
-    tool = f"pipeline {args[0]}" if len(args) == 1 and args[0] in STEP_NAMES else "pipeline"
-    try:
-        if len(args) != 1 or args[0] not in STEP_NAMES:
-            raise UsageError(f"expected one step, {', '.join(STEP_NAMES)}; got {shorten(' '.join(args))}")
-        step = Step(os.environ if environ is None else environ, root, out, err, tools or Tools())
-        code: int = getattr(step, args[0])()
-        return code
-    except UsageError as exc:
-        err.write(usage_line(tool, exc))
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        err.write(f"{tool}: interrupted\n")
-        return EXIT_INTERRUPTED
+    environ = os.environ if environ is None else environ
+    return Pipeline(environ=environ, root=root, tools=tools or Tools(), stdout=stdout, stderr=stderr).main(argv)
 
 
 if __name__ == "__main__":

@@ -103,9 +103,9 @@ from canary_stack.ops.cli import (
     one_line,
     parse_context,
     parse_stack_name,
-    usage_line,
 )
 from canary_stack.ops.cloud import aws_region, clients
+from canary_stack.ops.command import Command
 from canary_stack.ops.deployable import deploy_config
 from canary_stack.ops.plan import committed_weight, diff_argv
 from canary_stack.ops.steps import (
@@ -337,6 +337,73 @@ def check_evidence(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     )
 
 
+class RolloutCommand(Command):
+    """The rollout on the tools' one core. run() rolls back whatever fails inside a step; what
+    fails outside one happened before any deploy: exit 2, nothing was changed."""
+
+    name = "rollout"
+    prog = "python -m canary_stack.ops.rollout"
+    failures = ()
+    unexpected_exit = EXIT_USAGE
+    defer_signals = False  # Ctrl-C ends a bake's sleep or a deploy's wait at once, never starts another
+
+    def __init__(
+        self,
+        *,
+        root: Path,
+        runner: Runner | None,
+        cloudwatch: Any,
+        cloudformation: Any,
+        sleep: Callable[[float], None],
+        monotonic: Callable[[], float],
+        stdout: TextIO | None,
+        stderr: TextIO | None,
+    ) -> None:
+        super().__init__(stdout=stdout, stderr=stderr)
+        self.root, self.runner = root, runner
+        self.cloudwatch, self.cloudformation = cloudwatch, cloudformation
+        self.sleep, self.monotonic = sleep, monotonic
+        self.rollout: Rollout | None = None
+
+    def parse(self, argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+        return parse_args(build_parser(), argv, self.root), []
+
+    def unexpected_line(self, exc: Exception) -> str:
+        return f"unexpected failure before any deploy, nothing was changed: {failure(exc)}"
+
+    def interrupted(self) -> int:
+        if self.rollout is None:  # still checking the arguments
+            return super().interrupted()
+        if self.rollout.args.dry_run:
+            self.out.write("INTERRUPTED: dry run, nothing was deployed\n")
+            return EXIT_INTERRUPTED
+        return self.rollout.interrupted()  # which weight the stack is at, and what to run
+
+    def run(self, options: argparse.Namespace, args: list[str]) -> int:
+        rollout = self.rollout = Rollout(
+            args=options,
+            runner=self.runner or SubprocessRunner(self.root),
+            cloudwatch=self.cloudwatch,
+            cloudformation=self.cloudformation,
+            sleep=self.sleep,
+            monotonic=self.monotonic,
+            out=self.out,
+            err=self.err,
+            root=self.root,
+        )
+        if options.dry_run:
+            return rollout.dry_run(self.root)
+        # CloudWatch for the alarms; CloudFormation for the stack's URL, outputs and state around a
+        # failed deploy. (Tests hand in their own clients.)
+        if rollout.cloudwatch is None:
+            try:
+                rollout.cloudwatch, made = clients(aws_region())
+                rollout.cloudformation = rollout.cloudformation or made
+            except Exception as exc:
+                raise UsageError(f"cannot create an AWS client: {one_line(exc)}") from None
+        return rollout.run()
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -349,50 +416,16 @@ def main(
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
 ) -> int:
-    out, err = stdout or sys.stdout, stderr or sys.stderr
-    parser = build_parser()
-    root = repo_root or PROJECT_ROOT
-    try:
-        args = parse_args(parser, argv, root)
-    except UsageError as exc:
-        err.write(usage_line("rollout", exc))
-        return EXIT_USAGE
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
-    rollout = Rollout(
-        args=args,
-        runner=runner or SubprocessRunner(root),
+    return RolloutCommand(
+        root=repo_root or PROJECT_ROOT,
+        runner=runner,
         cloudwatch=cloudwatch,
         cloudformation=cloudformation,
         sleep=sleep,
         monotonic=monotonic,
-        out=out,
-        err=err,
-        root=root,
-    )
-    try:
-        if args.dry_run:
-            return rollout.dry_run(root)
-        # CloudWatch for the alarms; CloudFormation for the stack's URL, outputs and state around a
-        # failed deploy. (Tests hand in their own clients.)
-        if rollout.cloudwatch is None:
-            try:
-                rollout.cloudwatch, made = clients(aws_region())
-                rollout.cloudformation = rollout.cloudformation or made
-            except Exception as exc:
-                raise UsageError(f"cannot create an AWS client: {one_line(exc)}") from None
-        return rollout.run()
-    except UsageError as exc:
-        err.write(usage_line("rollout", exc))
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        if args.dry_run:
-            out.write("INTERRUPTED: dry run, nothing was deployed\n")
-            return EXIT_INTERRUPTED
-        return rollout.interrupted()
-    except Exception as exc:  # outside any step (run() rolls back what fails inside one): nothing was deployed
-        err.write(f"rollout: error: unexpected failure before any deploy, nothing was changed: {failure(exc)}\n")
-        return EXIT_USAGE
+        stdout=stdout,
+        stderr=stderr,
+    ).main(argv)
 
 
 if __name__ == "__main__":

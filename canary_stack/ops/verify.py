@@ -62,16 +62,8 @@ from pathlib import Path
 from typing import TextIO
 
 from canary_stack.constants import PROJECT_ROOT
-from canary_stack.ops.cli import (
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
-    UsageError,
-    bounded_float,
-    bounded_int,
-    cut,
-    usage_line,
-)
+from canary_stack.ops.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, bounded_float, bounded_int, cut
+from canary_stack.ops.command import Command
 from canary_stack.ops.probe import DeadlineReached, NotTheService, Watchdog, classify, fetch, message, run_requests
 from canary_stack.ops.report import EXIT_OUTSIDE, EXIT_UNMEASURABLE, Progress, report_lines, verdict
 from canary_stack.ops.stats import MAX_ERROR_FRACTION, max_errors, summarize
@@ -186,6 +178,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Verify(Command):
+    """verify on the tools' one core. Its exit codes are verdicts, so nothing it raises is a plain
+    failure (exit 1 would read as "outside the interval"): bad input and anything unexpected are a
+    failed check, exit 2 and one line, never a traceback (issue 16.12)."""
+
+    name = "verify"
+    prog = "python -m canary_stack.ops.verify"
+    interrupted_message = ""  # `verify: interrupted`: a measurement changes nothing
+    failures = ()
+    unexpected_exit = EXIT_ERROR
+    defer_signals = False  # Ctrl-C stops at once, wherever it lands: the open connections close now
+
+    def __init__(self, root: Path = PROJECT_ROOT, **streams: TextIO | None) -> None:
+        super().__init__(**streams)
+        self.root = root
+
+    def parser(self) -> argparse.ArgumentParser:
+        return build_parser()
+
+    def unexpected_line(self, exc: Exception) -> str:
+        return f"unexpected failure, the check failed: {type(exc).__name__}: {message(exc)}"
+
+    def run(self, options: argparse.Namespace, args: list[str]) -> int:
+        versions = versions_from(options, self.root)
+        try:
+            return measure(options, versions, self.out, self.err)
+        except BaseException:  # Ctrl-C or a failure: no request goes on after the check is over
+            Watchdog.cancel_all()
+            raise
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -194,18 +217,7 @@ def main(
     root: Path | None = None,
 ) -> int:
     """`root`: the checkout whose source says the canary's commit (default: this one)."""
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
-    try:
-        return measure(argv, out, err, root or PROJECT_ROOT)
-    except KeyboardInterrupt:  # wherever it lands: no traceback, no further request
-        Watchdog.cancel_all()
-        err.write("verify: interrupted\n")
-        return EXIT_INTERRUPTED
-    except Exception as exc:  # a bug, or a failure nothing above foresaw: a failed check, never exit 1
-        Watchdog.cancel_all()
-        err.write(f"verify: error: unexpected failure, the check failed: {type(exc).__name__}: {message(exc)}\n")
-        return EXIT_ERROR
+    return Verify(root or PROJECT_ROOT, stdout=stdout, stderr=stderr).main(argv)
 
 
 def versions_from(args: argparse.Namespace, root: Path) -> Versions:
@@ -221,17 +233,7 @@ def versions_from(args: argparse.Namespace, root: Path) -> Versions:
         raise UsageError(f"{exc}; give --canary-commit") from None
 
 
-def measure(argv: Sequence[str] | None, out: TextIO, err: TextIO, root: Path) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        versions = versions_from(args, root)
-    except UsageError as exc:
-        err.write(usage_line("verify", exc))
-        return EXIT_ERROR
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
-
+def measure(args: argparse.Namespace, versions: Versions, out: TextIO, err: TextIO) -> int:
     target = api_url(args.url)
     shown = cut(target) if len(target) > 60 else target  # error lines name the URL, cut if it is long
     try:
@@ -245,7 +247,7 @@ def measure(argv: Sequence[str] | None, out: TextIO, err: TextIO, root: Path) ->
             deadline=args.deadline,
             error_budget=max_errors(args.requests),
         )
-    except DeadlineReached as exc:
+    except DeadlineReached as exc:  # the endpoint could not be measured in time: a failed check
         err.write(f"verify: error: {shown}: {exc}\n")
         return EXIT_ERROR
 

@@ -111,3 +111,96 @@ def test_a_cli_run_stops_within_a_poll_of_sigterm_with_its_group_and_folder(tmp_
     assert time.monotonic() - started < 10  # the child's 60 s sleep was cut short
     assert (process.returncode, err) == (130, "make synth: interrupted: nothing was changed\n")
     assert list((tmp_path / ".cdk-tmp").iterdir()) == []
+
+
+# ----------------------------------------------- the hooks: what the table means for one tool
+
+
+class Verdicts(Tool):
+    """A tool whose exit 1 is a verdict (verify's shape): no exception is a plain failure, any is exit 2."""
+
+    name = "verdicts"
+    interrupted_message = ""
+    failures = ()
+    unexpected_exit = 2
+
+    def unexpected_line(self, exc: Exception) -> str:
+        return f"unexpected failure, the check failed: {type(exc).__name__}: {exc}"
+
+
+def verdict_outcome(action, argv=()) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = Verdicts(action, stdout=out, stderr=err).main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize(
+    "exc, line",
+    [
+        (OSError(28, "No space left on device"), "OSError: [Errno 28] No space left on device"),
+        (Failed("cdk synth failed"), "Failed: cdk synth failed"),
+        (ZeroDivisionError("division by zero"), "ZeroDivisionError: division by zero"),
+    ],
+)
+def test_with_unexpected_exit_every_failure_is_that_code_and_one_line_never_exit_1_or_a_traceback(exc, line):
+    assert verdict_outcome(raises(exc)) == (2, "", f"verdicts: error: unexpected failure, the check failed: {line}\n")
+
+
+def test_usage_errors_and_the_returned_verdict_are_unchanged_by_the_hooks():
+    assert verdict_outcome(raises(UsageError("--x must be 1"))) == (2, "", "verdicts: error: --x must be 1\n")
+    assert verdict_outcome(lambda tool: 1)[0] == 1  # a verdict the tool returned, not a failure
+
+
+def test_an_empty_interrupted_message_is_a_bare_line():
+    assert verdict_outcome(raises(KeyboardInterrupt())) == (130, "", "verdicts: interrupted\n")
+
+
+def test_interrupted_is_the_hook_for_what_the_tool_left():
+    class Stepper(Tool):
+        def interrupted(self) -> int:
+            self.out.write("INTERRUPTED: the stack is at canary weight 10\n")
+            return 130
+
+    out, err = io.StringIO(), io.StringIO()
+    assert Stepper(raises(KeyboardInterrupt()), stdout=out, stderr=err).main([]) == 130
+    assert (out.getvalue(), err.getvalue()) == ("INTERRUPTED: the stack is at canary weight 10\n", "")
+
+
+class Immediate(Tool):
+    name = "immediate"
+    interrupted_message = ""
+    defer_signals = False
+
+
+def test_without_defer_signals_ctrl_c_lands_at_once_and_no_handler_is_installed():
+    """verify and the rollout wait on things that know no flag (sockets, sleeps, `cdk deploy`): Ctrl-C
+    must raise KeyboardInterrupt where it lands, not wait for a check that never comes."""
+    import time
+
+    seen = {}
+
+    def sleeps(tool):
+        seen["handler"] = signal.getsignal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)  # Python's handler raises KeyboardInterrupt here
+        time.sleep(10)
+        return 0
+
+    out, err = io.StringIO(), io.StringIO()
+    started = time.monotonic()
+    assert Immediate(sleeps, stdout=out, stderr=err).main([]) == 130
+    assert time.monotonic() - started < 5
+    assert err.getvalue() == "immediate: interrupted\n"
+    assert seen["handler"] is signal.default_int_handler
+
+
+def test_without_defer_signals_an_earlier_runs_signal_does_not_turn_an_error_into_an_interruption():
+    # An earlier deferring run was interrupted: the flag stays set after it ends.
+    def killed(tool):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return 0
+
+    assert outcome(killed)[0] == 130
+    assert INTERRUPTION.happened
+    out, err = io.StringIO(), io.StringIO()
+    assert Immediate(raises(UsageError("--x must be 1")), stdout=out, stderr=err).main([]) == 2
+    assert err.getvalue() == "immediate: error: --x must be 1\n"
