@@ -13,7 +13,7 @@ yourself (the `LoadBalancerDnsName` output).
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnRule, CfnRuleAssertion, Fn
+from aws_cdk import Aws, CfnRule, CfnRuleAssertion, Duration, Fn
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_route53 as route53
@@ -28,6 +28,27 @@ HTTPS_PORT = 443
 # CloudFormation's own default is ELBSecurityPolicy-2016-08, which still allows TLS 1.0.
 # https://docs.aws.amazon.com/elasticloadbalancing/latest/application/describe-ssl-policies.html
 TLS_POLICY = elbv2.SslPolicy.TLS13_12_RES_PQ  # ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09
+
+
+# Every target group behind the load balancer (the versions with the ALB router, the App Mesh
+# gateway, the Lattice proxy): two passes in 20 s take a new task into service, three failures in
+# 30 s take it out (the workshop's App Mesh check, on the target itself).
+# Long enough for in-flight requests of a replaced task; short enough that a rollback of the
+# canary's tasks does not wait the default five minutes.
+DEREGISTRATION_DELAY = Duration.seconds(30)
+
+
+def target_health_check(path: str, *, port: int | None = None) -> elbv2.HealthCheck:
+    """The load balancer's check of one target group: `path` answers 200 (on `port`, default the traffic port)."""
+    return elbv2.HealthCheck(
+        path=path,
+        port=None if port is None else str(port),
+        interval=Duration.seconds(10),
+        timeout=Duration.seconds(5),
+        healthy_threshold_count=2,
+        unhealthy_threshold_count=3,
+        healthy_http_codes="200",
+    )
 
 
 class PublicEntrypoint(Construct):

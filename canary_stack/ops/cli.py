@@ -110,3 +110,16 @@ def bounded_float(low: float, high: float, *, low_inclusive: bool = True) -> Cal
         return value
 
     return parse
+
+
+def add_context_argument(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """`-c KEY=VALUE` (repeatable), as the CDK CLI spells it; `what` says where the values go.
+    The values are checked by `parse_context`."""
+    parser.add_argument(
+        "-c",
+        "--context",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"more context for {what} (e.g. trafficRouter=alb)",
+    )

@@ -41,7 +41,7 @@ from typing import TextIO
 from canary_stack.constants import PROJECT_ROOT, STACK_NAME
 from canary_stack.context import read_context
 from canary_stack.ops import cdk_cli, git
-from canary_stack.ops.cli import EXIT_OK, UsageError, parse_context, parse_stack_name
+from canary_stack.ops.cli import EXIT_OK, UsageError, add_context_argument, parse_context, parse_stack_name
 from canary_stack.ops.command import Command
 
 
@@ -120,14 +120,7 @@ class OfflineDiff(Command):
             metavar="REV",
             help="without --from/--to: the git revision to compare the working tree with (default: main)",
         )
-        parser.add_argument(
-            "-c",
-            "--context",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="more context for both sides, as for cdk synth (e.g. trafficRouter=alb)",
-        )
+        add_context_argument(parser, what="both sides, as for cdk synth")
         parser.add_argument(
             "--stack-name",
             type=parse_stack_name,

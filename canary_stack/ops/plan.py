@@ -9,6 +9,7 @@ from typing import TextIO
 
 from canary_stack.config import ConfigError
 from canary_stack.constants import STACK_NAME
+from canary_stack.ops.cdk_cli import context_args
 from canary_stack.ops.cli import EXIT_OK, UsageError, one_line
 from canary_stack.ops.committed import committed_config
 from canary_stack.ops.versions import URL_OUTPUT
@@ -18,9 +19,7 @@ def diff_argv(previous: int, weight: int, stack: str = STACK_NAME, context: dict
     argv = [sys.executable, "-m", "canary_stack.ops.offline_diff", "--from", str(previous), "--to", str(weight)]
     if stack != STACK_NAME:
         argv += ["--stack-name", stack]
-    for key, value in (context or {}).items():
-        argv += ["-c", f"{key}={value}"]
-    return argv
+    return [*argv, *context_args(context or {})]
 
 
 def committed_weight(repo_root: Path) -> int:

@@ -98,6 +98,7 @@ from canary_stack.ops.cli import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     UsageError,
+    add_context_argument,
     bounded_float,
     bounded_int,
     one_line,
@@ -249,14 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a bake whose canary-fleet probe requests the canary answered fewer than N times fails its step "
         f"as no evidence (default {DEFAULT_MIN_CANARY_REQUESTS}; 0 turns the check off)",
     )
-    parser.add_argument(
-        "-c",
-        "--context",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="more context for every deploy and diff, as for cdk deploy (e.g. trafficRouter=alb)",
-    )
+    add_context_argument(parser, what="every deploy and diff, as for cdk deploy")
     parser.add_argument(
         "--dry-run", action="store_true", help="print the plan and the offline diff of each step; deploy nothing"
     )

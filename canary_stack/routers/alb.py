@@ -17,11 +17,11 @@ attachments are the two fixed resources, and the weighted rule is an L1 resource
 
 from __future__ import annotations
 
-from aws_cdk import Duration
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 
 from canary_stack.constants import APP_PORT, CANARY_HEADER, CANARY_HEADER_VALUE, HEALTH_PATH
+from canary_stack.ingress import DEREGISTRATION_DELAY, target_health_check
 from canary_stack.observability import PERIOD, VersionSignals
 from canary_stack.routers.base import CanaryRouter
 from canary_stack.service import CrystalService
@@ -142,17 +142,6 @@ class AlbRouter(CanaryRouter):
             protocol=elbv2.ApplicationProtocol.HTTP,
             target_type=elbv2.TargetType.IP,
             targets=[version.service.load_balancer_target(container_name="app", container_port=APP_PORT)],
-            # The App Mesh router's check, on the app itself: two passes in 20 s take a new task
-            # into service, three failures in 30 s take it out.
-            health_check=elbv2.HealthCheck(
-                path=HEALTH_PATH,
-                interval=Duration.seconds(10),
-                timeout=Duration.seconds(5),
-                healthy_threshold_count=2,
-                unhealthy_threshold_count=3,
-                healthy_http_codes="200",
-            ),
-            # Long enough for in-flight requests of a replaced task; short enough that a rollback
-            # of the canary's tasks does not wait the default five minutes.
-            deregistration_delay=Duration.seconds(30),
+            health_check=target_health_check(HEALTH_PATH),  # the app's own /health
+            deregistration_delay=DEREGISTRATION_DELAY,
         )

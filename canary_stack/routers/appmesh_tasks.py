@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Duration
 from aws_cdk import aws_appmesh as appmesh
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
@@ -22,7 +21,7 @@ from canary_stack.fargate import (
     only_capability,
     private_fargate_service,
 )
-from canary_stack.ingress import PublicEntrypoint
+from canary_stack.ingress import DEREGISTRATION_DELAY, PublicEntrypoint, target_health_check
 from canary_stack.log_groups import log_group
 from canary_stack.nag import acknowledge
 
@@ -128,15 +127,8 @@ class MeshGateway(Construct):
             # its admin interface on the task's address (IPv4 unless ENVOY_ADMIN_ACCESS_ENABLE_IPV6:
             # https://docs.aws.amazon.com/app-mesh/latest/userguide/envoy-config.html), which only
             # the load balancer's security group may reach, and no listener forwards to.
-            health_check=elbv2.HealthCheck(
-                path=ENVOY_READY_PATH,
-                port=str(ENVOY_ADMIN_PORT),
-                interval=Duration.seconds(10),
-                healthy_threshold_count=2,
-                unhealthy_threshold_count=3,
-                timeout=Duration.seconds(5),
-            ),
-            deregistration_delay=Duration.seconds(30),
+            health_check=target_health_check(ENVOY_READY_PATH, port=ENVOY_ADMIN_PORT),
+            deregistration_delay=DEREGISTRATION_DELAY,
         )
         entrypoint.listener.add_target_groups("Gateway", target_groups=[self.target_group])
 

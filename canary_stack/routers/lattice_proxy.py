@@ -26,7 +26,7 @@ from canary_stack.constants import (
 )
 from canary_stack.fargate import acknowledge_task_findings, no_capabilities, private_fargate_service
 from canary_stack.image import PLATFORMS
-from canary_stack.ingress import PublicEntrypoint
+from canary_stack.ingress import DEREGISTRATION_DELAY, PublicEntrypoint, target_health_check
 from canary_stack.log_groups import log_group
 from canary_stack.nag import acknowledge, skip_checkov_for_deploy_time_function
 
@@ -121,15 +121,8 @@ class LatticeProxy(Construct):
             ],
             # nginx itself, not a request through Lattice (see nginx.conf): the versions' health is
             # Lattice's own check on their target groups, and the canary alarms'.
-            health_check=elbv2.HealthCheck(
-                path=LATTICE_PROXY_HEALTH_PATH,
-                interval=Duration.seconds(10),
-                timeout=Duration.seconds(5),
-                healthy_threshold_count=2,
-                unhealthy_threshold_count=3,
-                healthy_http_codes="200",
-            ),
-            deregistration_delay=Duration.seconds(30),
+            health_check=target_health_check(LATTICE_PROXY_HEALTH_PATH),
+            deregistration_delay=DEREGISTRATION_DELAY,
         )
         entrypoint.listener.add_target_groups("LatticeProxy", target_groups=[self.target_group])
 

@@ -3,10 +3,13 @@ cdk.json and source, and a stand-in for CloudFormation's DescribeStacks."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from canary_stack.ops import rollout
 
 STACK = "CrystalCanary"
 ALARM_5XX = f"{STACK}-canary-5xx"
@@ -103,3 +106,21 @@ class StackOutputs:
             raise self.outputs
         outputs = [{"OutputKey": k, "OutputValue": v} for k, v in self.outputs.items()]
         return {"Stacks": [{"StackName": kwargs["StackName"], "Outputs": outputs}]}
+
+
+def run_rollout(argv, *, runner, repo_root: Path, cloudwatch=None, cloudformation=None, clock=None):
+    """rollout.main in this process with a fake clock; (exit code, stdout, stderr)."""
+    clock = clock or FakeClock()
+    out, err = io.StringIO(), io.StringIO()
+    code = rollout.main(
+        [str(a) for a in argv],
+        runner=runner,
+        cloudwatch=cloudwatch,
+        cloudformation=cloudformation,
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+        repo_root=repo_root,
+        stdout=out,
+        stderr=err,
+    )
+    return code, out.getvalue(), err.getvalue()

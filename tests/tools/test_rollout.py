@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import io
 import json
 import signal
 import subprocess
@@ -29,6 +28,9 @@ from tools.rollout_harness import (
     fire,
     write_cdk_json,
     write_source,
+)
+from tools.rollout_harness import (
+    run_rollout as harness_run,
 )
 
 
@@ -56,20 +58,14 @@ CHECKOUT: list[Path] = []
 
 
 def run_rollout(argv, *, runner, cloudwatch=None, cloudformation=None, clock=None, repo_root=None):
-    clock = clock or FakeClock()
-    out, err = io.StringIO(), io.StringIO()
-    code = rollout.main(
-        [str(a) for a in argv],
+    return harness_run(
+        argv,
         runner=runner,
+        repo_root=repo_root or CHECKOUT[0],
         cloudwatch=cloudwatch,
         cloudformation=cloudformation,
-        sleep=clock.sleep,
-        monotonic=clock.monotonic,
-        repo_root=repo_root or CHECKOUT[0],
-        stdout=out,
-        stderr=err,
+        clock=clock,
     )
-    return code, out.getvalue(), err.getvalue()
 
 
 # ------------------------------------------------------------------ success

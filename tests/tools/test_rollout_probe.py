@@ -7,7 +7,6 @@ at once, and the counts are exact."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from tools.rollout_harness import (
     RecordingRunner,
     StackOutputs,
     deploy,
+    run_rollout,
     write_cdk_json,
     write_source,
 )
@@ -64,20 +64,9 @@ def deploying(service: RoutedService, on_deploy=None) -> RecordingRunner:
 
 
 def run(argv, *, checkout, runner, cloudwatch, cloudformation=None, clock=None):
-    clock = clock or FakeClock()
-    out, err = io.StringIO(), io.StringIO()
-    code = rollout.main(
-        [str(a) for a in argv],
-        runner=runner,
-        cloudwatch=cloudwatch,
-        cloudformation=cloudformation,
-        sleep=clock.sleep,
-        monotonic=clock.monotonic,
-        repo_root=checkout,
-        stdout=out,
-        stderr=err,
+    return run_rollout(
+        argv, runner=runner, repo_root=checkout, cloudwatch=cloudwatch, cloudformation=cloudformation, clock=clock
     )
-    return code, out.getvalue(), err.getvalue()
 
 
 # --------------------------------------------------------------------------- 16.2 probe traffic
