@@ -72,10 +72,11 @@ def synth(app: cdk.App) -> cx_api.CloudAssembly:
     validation would leave this run's templates, and a failed run any earlier run's, in the folder
     that `cdk deploy --app cdk.out` deploys.
     """
+    folder = Path(app.outdir)  # read now: after an interruption the Node.js side may be gone
     try:
         return app.synth()
     except BaseException:
-        remove_deployable(Path(app.outdir))
+        remove_deployable(folder)
         raise
 
 
@@ -98,14 +99,17 @@ def synthesize(config: CanaryConfig, *, context: Mapping[str, Any], outdir: str 
     nothing deployable either, and keeps its traceback (a bug).
     """
     app = create_app(context=dict(context), outdir=outdir)
+    # Read once, now: a SIGTERM mid-synthesis ends the process from inside a jsii call, and a
+    # clean-up that asked jsii for the folder then would fail with a traceback of its own.
+    folder = app.outdir
     try:
         build(app, config)
     except BaseException:
-        remove_deployable(Path(app.outdir))
+        remove_deployable(Path(folder))
         raise
     try:
         return synth(app)
     except Exception as err:
         if not str(err).startswith("ValidationFailed"):
             raise
-        raise ValidationFailed(str(err), app.outdir) from None
+        raise ValidationFailed(str(err), folder) from None
