@@ -24,6 +24,14 @@ endef
 $(foreach name,$(TOOL_VARS),$(eval $(call pass_raw,$(name))))
 # make would otherwise export command-line variables to recipes itself, expanding them first.
 unexport $(TOOL_VARS)
+# Any other variable given on the command line is refused before anything runs: make would export
+# it to every recipe, expanding it on the way (`X=$(shell ...)` would run), and a mistyped name
+# (`weight=50`) would be ignored silently. PYTHON picks the interpreter that makes the venv.
+ALLOWED_VARS := $(TOOL_VARS) PYTHON
+unknown_vars := $(strip $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $v)),$(if $(filter $v,$(ALLOWED_VARS)),,$v))))
+ifneq ($(unknown_vars),)
+$(error unknown variable $(firstword $(unknown_vars)); make takes $(ALLOWED_VARS) (see make help))
+endif
 
 .PHONY: help setup system-deps synth test lint bench clean diff deploy promote snapshot integ
 

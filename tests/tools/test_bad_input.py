@@ -82,6 +82,14 @@ MAKE = [
     *[(["diff", f"FROM={v}", "TO=10"], 2, "offline_diff: error: canaryWeight must be a whole number") for v in HOSTILE],
     *[(["diff", f"BASE={v}"], 2, "offline_diff: error: --base ") for v in HOSTILE],
     (["integ", "INTEG_OUT="], 2, "error: INTEG_OUT is empty: give a folder or leave it out (build/integ)"),
+    # A variable the Makefile does not take is refused before anything runs: make would export it to
+    # every recipe, expanding it on the way, and a mistyped name would be ignored (found by a try-out).
+    *[
+        (["synth", f"X={v}"], 2, "*** unknown variable X; make takes WEIGHT ROUTER FROM TO BASE UNVERIFIED")
+        for v in HOSTILE
+    ],
+    (["deploy", "weight=50"], 2, "*** unknown variable weight; make takes WEIGHT"),
+    (["help", "WIEGHT=50"], 2, "*** unknown variable WIEGHT; make takes WEIGHT"),
 ]
 
 
@@ -113,6 +121,7 @@ def test_makefile(tmp_path, args, code, fragment):
     tool_line, *rest = result.stderr.splitlines()
     assert fragment in tool_line, result.stderr
     assert rest == [line for line in rest if line.startswith("make: *** ")]  # only make's own summary
+    assert result.stdout == "" or not fragment.startswith("*** unknown")  # refused before any recipe
     assert "Traceback" not in result.stderr
 
 
