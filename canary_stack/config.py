@@ -47,7 +47,11 @@ CpuArchitecture = Literal["x86_64", "arm64"]
 CPU_ARCHITECTURES: tuple[CpuArchitecture, ...] = ("x86_64", "arm64")
 
 # Keys that belong to the CDK itself (feature flags, CLI settings), not to this app.
-_CDK_OWNED = re.compile(r"^(@|aws:cdk:|aws-cdk:|cdk-|acknowledged-issue-numbers$)")
+# Context lookups (Vpc.fromLookup, AZs, ...) are cached by the CLI in cdk.context.json under
+# `<provider>:<prop>=<value>:...` (aws-cdk-lib core/lib/context-provider.js, getKey: the provider's
+# name, then account=, region= and the lookup's own props), e.g.
+# `availability-zones:account=123456789012:region=eu-west-1`: the CDK's own keys too.
+_CDK_OWNED = re.compile(r"^(@|aws:cdk:|aws-cdk:|cdk-|acknowledged-issue-numbers$|[a-z][a-z0-9-]*:[A-Za-z0-9]+=)")
 
 # A repository name must pass both ECR and aws-cdk-lib's ecr.Repository check. ECR's documented
 # pattern ([a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/...)*, 2 to 256 characters:

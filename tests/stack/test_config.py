@@ -183,10 +183,19 @@ def test_cdk_owned_keys_are_not_ours_to_check():
             "@aws-cdk/core:newStyleStackSynthesis": True,
             "aws:cdk:enable-path-metadata": True,
             "acknowledged-issue-numbers": [1],
+            # What the CLI caches in cdk.context.json for a lookup (aws-cdk-lib's context-provider getKey).
+            "availability-zones:account=123456789012:region=eu-west-1": ["eu-west-1a", "eu-west-1b"],
+            "vpc-provider:account=123456789012:filter.tag:Name=x:region=eu-west-1:returnAsymmetricSubnets=true": {},
             "canaryWeight": "5",
         }
     )
     assert config.canary_weight == 5
+
+
+@pytest.mark.parametrize("key", ["canaryWeight:x=1", "Availability-zones:account=1", "trafficrouter", "x:=1"])
+def test_keys_shaped_almost_like_the_cdk_s_are_still_refused(key):
+    with pytest.raises(ConfigError, match="^unknown context parameter"):
+        parse(**{key: "1"})
 
 
 def test_pipeline_needs_a_real_connection_and_repository():
