@@ -148,7 +148,12 @@ def read_run(environ: Mapping[str, str], root: Path) -> Run:
     bake = _parsed(BAKE, bounded_float(0, rollout.MAX_BAKE_SECONDS), raw[BAKE])
     verify_requests = None
     if raw[VERIFY].strip() != NO_VERIFY:
-        verify_requests = _parsed(VERIFY, bounded_int(1, verify.MAX_REQUESTS), raw[VERIFY])
+        try:
+            verify_requests = _parsed(VERIFY, bounded_int(1, verify.MAX_REQUESTS), raw[VERIFY])
+        except UsageError as err:  # 0 is allowed too: it is the default, "none"
+            raise UsageError(
+                str(err).replace("must be a whole number", f"must be {NO_VERIFY} (none) or a whole number", 1)
+            ) from None
     rolling = raw[STEPS].strip() != NO_ROLLOUT
     if rolling and raw[WEIGHT].strip() != COMMITTED:
         raise UsageError(
@@ -220,7 +225,14 @@ def describe(run: Run) -> list[str]:
             f"  after each bake: {run.verify_requests} requests to the stack's Url output measure the split, "
             "the canary and production told apart by the stack's outputs"
         )
-    plan.append("  on a firing alarm, a failed verify or a failed deploy: canary weight 0, and the build fails")
+    evidence = run.raw[EVIDENCE].strip()
+    if evidence != "0":
+        plan.append(
+            f"  in each bake: the rollout's own probe requests; fewer than {evidence} canary answers is no evidence"
+        )
+    plan.append(
+        "  on a firing alarm, no evidence, a failed verify or a failed deploy: canary weight 0, and the build fails"
+    )
     return plan
 
 

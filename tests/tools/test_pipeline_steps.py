@@ -115,6 +115,10 @@ def test_check_says_what_the_run_does(root):
             "rolloutVerifyRequests (ROLLOUT_VERIFY_REQUESTS) must be",
         ),
         ({"ROLLOUT_VERIFY_REQUESTS": "100"}, "rolloutVerifyRequests=100 verifies the steps of a rollout"),
+        (
+            {"ROLLOUT_STEPS": "10", "ROLLOUT_VERIFY_REQUESTS": "-1"},
+            "rolloutVerifyRequests (ROLLOUT_VERIFY_REQUESTS) must be 0 (none) or a whole number from 1 to",
+        ),
         ({"ROLLOUT_STEPS": "10,50", "CANARY_WEIGHT": "40"}, "canaryWeight and rolloutSteps are both set"),
         ({"ROLLOUT_STEPS": "10,50,100", "ROLLOUT_BAKE": "10800"}, "need 36000s, more than 27600s"),
         (
@@ -318,3 +322,12 @@ def test_the_pipeline_s_default_evidence_is_the_rollout_s():
     from canary_stack.ops.rollout import DEFAULT_MIN_CANARY_REQUESTS
 
     assert DEFAULT_EVIDENCE == str(DEFAULT_MIN_CANARY_REQUESTS)
+
+
+@pytest.mark.parametrize("evidence, said", [("30", True), ("0", False)])
+def test_the_plan_says_a_bake_without_evidence_rolls_back(root, evidence, said):
+    # What the rollout does (rollout --dry-run says it too): the approver reads it before approving.
+    code, out, _, _ = step("check", root, ROLLOUT_STEPS="10,50", ROLLOUT_MIN_CANARY_REQUESTS=evidence)
+    assert code == 0
+    assert ("fewer than 30 canary answers is no evidence" in out) is said
+    assert "on a firing alarm, no evidence, a failed verify or a failed deploy: canary weight 0" in out
