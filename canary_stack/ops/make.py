@@ -73,10 +73,13 @@ def refuse(values: Mapping[str, str], target: str, allowed: Sequence[str]) -> No
             raise UsageError(f"{name} does not go with make {target} (it takes {', '.join(allowed) or 'no variable'})")
 
 
+SYNTH_OUT = Path("cdk.out")  # what `make synth` says it wrote, whatever `output` a cdk.json or ~/.cdk.json sets
+
+
 def synth_argv(values: Mapping[str, str]) -> list[str]:
-    """`cdk synth` with WEIGHT and ROUTER. The app checks them itself too: on a bad value it also
-    clears cdk.out, so no earlier template stays deployable."""
-    return cdk_cli.synth_argv(app_context(values))
+    """`cdk synth` with WEIGHT and ROUTER, into cdk.out/. The app checks them itself too: on a bad
+    value it also clears cdk.out, so no earlier template stays deployable."""
+    return cdk_cli.synth_argv(app_context(values), SYNTH_OUT)
 
 
 def diff_argv(values: Mapping[str, str]) -> list[str]:
@@ -173,7 +176,7 @@ class Make(Command):
         if code != 0:
             remove_deployable(SYNTH_OUTDIR)  # e.g. a cdk.json the CLI could not read: no app ran to clean up
             return code
-        self.out.write("templates in cdk.out/\n")
+        self.out.write(f"templates in {SYNTH_OUT}/\n")
         return code
 
 

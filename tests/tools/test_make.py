@@ -170,3 +170,17 @@ def test_a_refused_or_failed_synth_leaves_no_template_in_cdk_out(tmp_path, monke
     earlier_assembly()
     assert make.main(["synth"], environ={}, run=lambda argv, **o: 1, stderr=io.StringIO()) == 1
     assert sorted(p.name for p in outdir.iterdir()) == ["tree.json"]
+
+
+def test_synth_writes_where_it_says_whatever_output_a_context_file_sets():
+    # An `output` in ~/.cdk.json or cdk.json would send the CLI's templates elsewhere while make synth
+    # said "templates in cdk.out/" (found by a try-out): the folder is given on the command line.
+    ran: list[list[str]] = []
+    out = io.StringIO()
+    code = make.main(
+        ["synth"], environ={}, run=lambda argv, **o: ran.append(list(argv)) or 0, stdout=out, stderr=io.StringIO()
+    )
+    assert code == 0
+    (argv,) = ran
+    assert argv[argv.index("--output") + 1] == "cdk.out"
+    assert out.getvalue() == "templates in cdk.out/\n"
