@@ -176,10 +176,13 @@ def test_synth_writes_where_it_says_whatever_output_a_context_file_sets():
     # An `output` in ~/.cdk.json or cdk.json would send the CLI's templates elsewhere while make synth
     # said "templates in cdk.out/" (found by a try-out): the folder is given on the command line.
     ran: list[list[str]] = []
+
+    def record(argv, **options) -> int:
+        ran.append(list(argv))
+        return 0
+
     out = io.StringIO()
-    code = make.main(
-        ["synth"], environ={}, run=lambda argv, **o: ran.append(list(argv)) or 0, stdout=out, stderr=io.StringIO()
-    )
+    code = make.main(["synth"], environ={}, run=record, stdout=out, stderr=io.StringIO())
     assert code == 0
     (argv,) = ran
     assert argv[argv.index("--output") + 1] == "cdk.out"
