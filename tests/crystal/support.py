@@ -52,26 +52,39 @@ def source_key(crystal: str, args: list[str], sources: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def cached_build(name: str, args: list[str], sources: list[Path]) -> Path:
+def cached_build(name: str, args: list[str], sources: list[Path], *, commit: str | None = None) -> Path:
     """`crystal build <args> -o build/crystal/<name>-<key>` unless that file exists already.
 
     The key covers everything that goes into the binary, so a later run with
     the same sources and compiler reuses it; older builds of *name* are removed.
+    `commit`: build from a copy of the sources whose code_hash.txt says this instead (the service
+    embeds it at compile time and answers it as its `commit`): a second version to tell apart.
     """
     crystal = require_crystal()
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    target = BUILD_DIR / f"{name}-{source_key(crystal, args, sources)}"
+    key = source_key(crystal, [*args, f"commit={commit}"] if commit else args, sources)
+    target = BUILD_DIR / f"{name}-{key}"
     if target.exists():
         return target
     tmp = BUILD_DIR / f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-    proc = subprocess.run(
-        [crystal, "build", "--no-color", *args, "-o", str(tmp)],
-        cwd=CRYSTAL_SRC,
-        env=crystal_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    staged = BUILD_DIR / f".{target.name}.{os.getpid()}.{threading.get_ident()}.src"
+    cwd = CRYSTAL_SRC
+    if commit is not None:
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(CRYSTAL_SRC / "src", staged / "src")
+        (staged / "code_hash.txt").write_text(commit + "\n")
+        cwd = staged
+    try:
+        proc = subprocess.run(
+            [crystal, "build", "--no-color", *args, "-o", str(tmp)],
+            cwd=cwd,
+            env=crystal_env(),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
         pytest.fail(f"crystal build of {name} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -82,13 +95,26 @@ def cached_build(name: str, args: list[str], sources: list[Path]) -> Path:
     return target
 
 
+SERVER_SOURCES = [CRYSTAL_SRC / "src", CRYSTAL_SRC / "code_hash.txt"]
+# The second version the Lattice proxy's live test routes to (tests/proxy/): built with the others
+# before pytest starts (make test), so no test waits for a compiler.
+PRODUCTION_COMMIT = "PRODUCTION"
+
+
+def build_server(commit: str | None = None) -> Path:
+    """The test server (debug build; release is for the image), answering `commit` if given."""
+    name = "server-test" if commit is None else f"server-{commit.lower()}"
+    return cached_build(name, ["src/server.cr"], SERVER_SOURCES, commit=commit)
+
+
 def build_server_and_specs() -> tuple[Path, Path]:
-    """The test server (debug build; release is for the image) and the spec runner, built side by side."""
-    src = [CRYSTAL_SRC / "src", CRYSTAL_SRC / "code_hash.txt"]
+    """The test server and the spec runner, built side by side (and production's server, for later)."""
     specs = sorted(str(p.relative_to(CRYSTAL_SRC)) for p in (CRYSTAL_SRC / "spec").glob("*_spec.cr"))
     with ThreadPoolExecutor(max_workers=2) as pool:
-        server = pool.submit(cached_build, "server-test", ["src/server.cr"], src)
-        spec = pool.submit(cached_build, "spec-test", specs, [*src, CRYSTAL_SRC / "spec"])
+        server = pool.submit(build_server)
+        spec = pool.submit(cached_build, "spec-test", specs, [*SERVER_SOURCES, CRYSTAL_SRC / "spec"])
+        production = pool.submit(build_server, PRODUCTION_COMMIT)
+        production.result()
         return server.result(), spec.result()
 
 

@@ -4,7 +4,6 @@ version answers with its own commit, so verify can tell the two apart)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -17,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from crystal.support import BUILD_DIR, CRYSTAL_SRC, crystal_env, require_crystal
 
 from canary_stack.constants import LATTICE_PROXY_DIR, VIRTUAL_SERVICE_NAME
 
@@ -197,43 +195,3 @@ def running(nginx: str, conf: Path, port: int, log: Path) -> Iterator[Nginx]:
         yield server
     finally:
         server.stop()
-
-
-def build_with_commit(commit: str) -> Path:
-    """The test server built from crystal_src/src with `commit` as its code_hash.txt (what it reports as
-    `commit`), cached in build/crystal/ by compiler version, sources and commit, like support.cached_build."""
-    crystal = require_crystal()
-    version = subprocess.run([crystal, "--version"], capture_output=True, text=True, check=True).stdout
-    digest = hashlib.sha256(f"{version}\0{commit}\0".encode())
-    sources = sorted(p for p in (CRYSTAL_SRC / "src").rglob("*") if p.is_file())
-    for path in sources:
-        digest.update(f"{path.relative_to(CRYSTAL_SRC)}\0".encode() + path.read_bytes() + b"\0")
-    key = digest.hexdigest()[:16]
-    name = f"server-{commit.lower()}"
-    target = BUILD_DIR / f"{name}-{key}"
-    if target.exists():
-        return target
-    staged = BUILD_DIR / f".{name}-{key}.{os.getpid()}.src"
-    shutil.rmtree(staged, ignore_errors=True)
-    shutil.copytree(CRYSTAL_SRC / "src", staged / "src")
-    (staged / "code_hash.txt").write_text(commit + "\n")
-    partial = BUILD_DIR / f".{name}-{key}.{os.getpid()}.tmp"
-    try:
-        proc = subprocess.run(
-            [crystal, "build", "--no-color", "src/server.cr", "-o", str(partial)],
-            cwd=staged,
-            env=crystal_env(),
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        if proc.returncode != 0:
-            pytest.fail(f"crystal build with commit {commit} failed:\n{proc.stdout}\n{proc.stderr}")
-        os.replace(partial, target)  # atomic: a concurrent run never sees half a binary
-    finally:
-        partial.unlink(missing_ok=True)
-        shutil.rmtree(staged, ignore_errors=True)
-    for old in BUILD_DIR.glob(f"{name}-*"):
-        if old != target:
-            old.unlink(missing_ok=True)
-    return target

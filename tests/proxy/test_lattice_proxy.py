@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 
 import pytest
-from crystal.support import ServerProcess, build_server_and_specs, free_port, http_get
+from crystal.support import PRODUCTION_COMMIT, ServerProcess, build_server, free_port, http_get
 
 from canary_stack.constants import (
     CANARY_HEADER,
@@ -30,7 +30,6 @@ from proxy.support import (
     SUBSTITUTIONS,
     adapt,
     alive,
-    build_with_commit,
     nginx_check,
     require_nginx,
     running,
@@ -40,7 +39,6 @@ from proxy.support import (
 
 CANARY_WEIGHT = 10
 CANARY_COMMIT = "CANARY"  # crystal_src/code_hash.txt: what the test server reports
-PRODUCTION_COMMIT = "PRODUCTION"
 REQUESTS = 400  # the deploy check's count
 HEADER_REQUESTS = 20
 
@@ -82,8 +80,7 @@ def test_the_check_fails_on_a_broken_conf():
 def path_through(tmp_path_factory):
     """(proxy port, stand-in port, the stand-in's access log) with both Crystal versions behind the stand-in."""
     nginx = require_nginx()
-    canary_bin, _ = build_server_and_specs()
-    production_bin = build_with_commit(PRODUCTION_COMMIT)
+    canary_bin, production_bin = build_server(), build_server(PRODUCTION_COMMIT)
     logs = tmp_path_factory.mktemp("proxy-logs")
     servers = []
     try:
