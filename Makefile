@@ -26,8 +26,9 @@ $(foreach name,$(TOOL_VARS),$(eval $(call pass_raw,$(name))))
 unexport $(TOOL_VARS)
 # Any other variable given on the command line is refused before anything runs: make would export
 # it to every recipe, expanding it on the way (`X=$(shell ...)` would run), and a mistyped name
-# (`weight=50`) would be ignored silently. PYTHON picks the interpreter that makes the venv.
-ALLOWED_VARS := $(TOOL_VARS) PYTHON
+# (`weight=50`) would be ignored silently. PYTHON, PY and CDK name the toolchain (the interpreter
+# that makes the venv, the venv's, the CDK CLI): commands by design, which the tests replace.
+ALLOWED_VARS := $(TOOL_VARS) PYTHON PY CDK
 unknown_vars := $(strip $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $v)),$(if $(filter $v,$(ALLOWED_VARS)),,$v))))
 ifneq ($(unknown_vars),)
 $(error unknown variable $(firstword $(unknown_vars)); make takes $(ALLOWED_VARS) (see make help))
