@@ -85,7 +85,11 @@ MAKE = [
     # A variable the Makefile does not take is refused before anything runs: make would export it to
     # every recipe, expanding it on the way, and a mistyped name would be ignored (found by a try-out).
     *[
-        (["synth", f"X={v}"], 2, "*** unknown variable X; make takes WEIGHT ROUTER FROM TO BASE UNVERIFIED INTEG_OUT PYTHON PY CDK")
+        (
+            ["synth", f"X={v}"],
+            2,
+            "*** unknown variable X; make takes WEIGHT ROUTER FROM TO BASE UNVERIFIED INTEG_OUT PYTHON PY CDK",
+        )
         for v in HOSTILE
     ],
     (["deploy", "weight=50"], 2, "*** unknown variable weight; make takes WEIGHT"),
