@@ -81,8 +81,9 @@ def canary_alarm_prefix(stack_name: str) -> str:
     return f"{stack_name}-canary-"
 
 
-# The stack's outputs that say what runs; `make promote` reads them (DescribeStacks) to promote only
-# the image the canary runs now. stack.py declares them under these names.
+# The stack's outputs the operator tools read (DescribeStacks): the rollout, verify and promote.
+# stack.py declares them under these names; tests/stack/test_routers.py holds the two together.
+OUTPUT_URL = "Url"
 OUTPUT_CANARY_IMAGE = "CanaryImage"  # the canary's image asset hash (= its tag)
 OUTPUT_PRODUCTION_IMAGE = "ProductionImage"
 OUTPUT_CPU_ARCHITECTURE = "CpuArchitecture"  # x86_64 or arm64: the platform the hash was built for

@@ -31,7 +31,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from canary_stack.config import PipelineConfig
-from canary_stack.constants import STACK_NAME, canary_alarm_prefix
+from canary_stack.constants import STACK_NAME
 from canary_stack.log_groups import log_group
 from canary_stack.nag import acknowledge, arn_of, cfn_resource, logical_id_of, skip_checkov
 from canary_stack.pipeline_variables import (
@@ -239,7 +239,6 @@ class PipelineStack(Stack):
         # A grant on the canary alarms' ARNs (the action's alarm resource type in
         # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html)
         # would stop the rollout before its first step. The action only reads alarm states.
-        self._alarm_prefix = canary_alarm_prefix(target_stack)
         self.deploy_role.add_to_policy(iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"], resources=["*"]))
         # The rollout's verify reads the stack's outputs (Url, and which version is which), and the
         # rollout the stack's status around a failed deploy. DescribeStacks takes the stack resource

@@ -12,7 +12,16 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from canary_stack.config import CanaryConfig
-from canary_stack.constants import CRYSTAL_SRC
+from canary_stack.constants import (
+    CRYSTAL_SRC,
+    OUTPUT_CANARY_COMMIT,
+    OUTPUT_CANARY_IMAGE,
+    OUTPUT_CANARY_WEIGHT,
+    OUTPUT_CPU_ARCHITECTURE,
+    OUTPUT_PRODUCTION_IMAGE,
+    OUTPUT_TRAFFIC_ROUTER,
+    OUTPUT_URL,
+)
 from canary_stack.image import CanaryImages
 from canary_stack.ingress import PublicEntrypoint
 from canary_stack.network import Network
@@ -104,7 +113,7 @@ class CanaryStack(Stack):
         self.canary.service.node.add_dependency(self.images.canary_publication.custom_resource)
         self.production.service.node.add_dependency(self.images.production_tag)
 
-        CfnOutput(self, "Url", value=self.entrypoint.url, description="curl <Url>/crystal to see the split")
+        CfnOutput(self, OUTPUT_URL, value=self.entrypoint.url, description="curl <Url>/crystal to see the split")
         if config.domain_name is not None and config.hosted_zone_id is None:
             CfnOutput(
                 self,
@@ -113,23 +122,32 @@ class CanaryStack(Stack):
                 description=f"Point {config.domain_name} here (CNAME, or a Route 53 alias); "
                 "-c hostedZoneId=<zone> makes the record",
             )
-        CfnOutput(self, "CanaryWeight", value=str(config.canary_weight), description="% of requests to the canary")
+        CfnOutput(
+            self, OUTPUT_CANARY_WEIGHT, value=str(config.canary_weight), description="% of requests to the canary"
+        )
         CfnOutput(self, "ProductionWeight", value=str(config.production_weight), description="% to production")
         CfnOutput(self, "Repository", value=self.images.repository.repository_uri)
         # What the operator tools read of the deployed stack (rollout, verify, promote, the pipeline):
         # which image and commit each version runs, on which CPU, behind which router.
-        CfnOutput(self, "TrafficRouter", value=config.traffic_router, description="-c trafficRouter")
-        CfnOutput(self, "CanaryImage", value=self.images.canary_hash, description="The canary's image tag (asset hash)")
+        CfnOutput(self, OUTPUT_TRAFFIC_ROUTER, value=config.traffic_router, description="-c trafficRouter")
+        CfnOutput(
+            self, OUTPUT_CANARY_IMAGE, value=self.images.canary_hash, description="The canary's image tag (asset hash)"
+        )
         CfnOutput(
             self,
-            "ProductionImage",
+            OUTPUT_PRODUCTION_IMAGE,
             value=self.images.production_hash,
             description="Production's image tag (asset hash)",
         )
         CfnOutput(
-            self, "CanaryCommit", value=self.images.canary_commit, description="The commit the canary answers with"
+            self,
+            OUTPUT_CANARY_COMMIT,
+            value=self.images.canary_commit,
+            description="The commit the canary answers with",
         )
-        CfnOutput(self, "CpuArchitecture", value=config.cpu_architecture, description="The tasks' CPU and the images'")
+        CfnOutput(
+            self, OUTPUT_CPU_ARCHITECTURE, value=config.cpu_architecture, description="The tasks' CPU and the images'"
+        )
 
         self.observability = CanaryObservability(
             self,

@@ -16,16 +16,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from canary_stack.constants import (
+    OUTPUT_CANARY_COMMIT,
+    OUTPUT_CANARY_IMAGE,
+    OUTPUT_PRODUCTION_IMAGE,
+    OUTPUT_TRAFFIC_ROUTER,
+    OUTPUT_URL,
+)
 from canary_stack.text import shorten
 
 CODE_HASH = Path("crystal_src") / "code_hash.txt"  # relative to a checkout
 
 # The canary stack's CloudFormation outputs the tools read (stack.py).
-URL_OUTPUT = "Url"
-CANARY_COMMIT_OUTPUT = "CanaryCommit"
-CANARY_IMAGE_OUTPUT = "CanaryImage"
-PRODUCTION_IMAGE_OUTPUT = "ProductionImage"
-TRAFFIC_ROUTER_OUTPUT = "TrafficRouter"
+URL_OUTPUT = OUTPUT_URL
+CANARY_COMMIT_OUTPUT = OUTPUT_CANARY_COMMIT
+CANARY_IMAGE_OUTPUT = OUTPUT_CANARY_IMAGE
+PRODUCTION_IMAGE_OUTPUT = OUTPUT_PRODUCTION_IMAGE
+TRAFFIC_ROUTER_OUTPUT = OUTPUT_TRAFFIC_ROUTER
 
 # An image tag as ECR serves it (Docker / OCI distribution grammar); the stack's are asset hashes.
 _IMAGE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")

@@ -456,3 +456,14 @@ def test_test_traffic_through_the_load_balancer_reaches_the_canary_at_weight_zer
 def test_in_mesh_callers_reach_the_canary_with_the_workshop_header(synth):
     # No load balancer between two meshed tasks: the workshop's name arrives as sent.
     assert mesh_version_for(synth_for(synth, "appmesh", 0), {"canary_fleet": "true"}) == "Canary"
+
+
+@pytest.mark.parametrize("router", ["alb", "appmesh", "lattice"])
+def test_every_output_the_tools_read_is_in_the_template(synth, router):
+    # The tools read these by name from DescribeStacks (constants.py is their one home): a renamed
+    # output would leave promote, verify and the rollout reading nothing.
+    import canary_stack.constants as constants
+
+    names = {value for key, value in vars(constants).items() if key.startswith("OUTPUT_")}
+    assert len(names) == 7
+    assert names <= set(synth_for(synth, router, 10).template["Outputs"])
