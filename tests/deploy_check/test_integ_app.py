@@ -8,12 +8,12 @@ and rewrites snapshots/integ/ from the same synthesis.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from support.scans import scan
 from support.snapshot_files import check_no_extra_snapshots, check_snapshot
 from support.synthesis import ROOT
 
@@ -286,26 +286,19 @@ def test_cdk_nag_ran_on_the_integ_app_and_only_acknowledged_findings_remain(inte
     assert all(v["reason"] for v in probe)
 
 
-def cfn_lint(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(Path(sys.executable).with_name("cfn-lint")), "--format", "parseable", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_cfn_lint_finds_nothing_in_the_integ_templates(integ_synth, integ_synth_lattice):
     # One run; .cfnlintrc.yaml's ignores apply as for the app's templates. W3037 ("'invoke' is not an
     # IAM action of lambda") is ignored here only: integ-tests-alpha's provider adds `lambda:Invoke`
     # on "*" for every invoke_function, a non-existent action that grants nothing (the next test pins
     # it); the real permission is lambda:InvokeFunction on the probe alone.
-    templates = sorted(str(p) for s in (integ_synth, integ_synth_lattice) for p in s.outdir.glob("*.template.json"))
+    templates = sorted(p for s in (integ_synth, integ_synth_lattice) for p in s.outdir.glob("*.template.json"))
     assert len(templates) == 4  # both stacks, for each router the check deploys
     # On the command line, --ignore-checks replaces the config file's list instead of adding to it.
     ignored = yaml.safe_load((ROOT / ".cfnlintrc.yaml").read_text())["ignore_checks"]
-    result = cfn_lint(*templates, "--ignore-checks", *ignored, "W3037")
+    cfn_lint = str(Path(sys.executable).with_name("cfn-lint"))
+    argv = [cfn_lint, "--format", "parseable", *map(str, templates), "--ignore-checks", *ignored, "W3037"]
+    # A clean verdict on the same templates is kept in build/scans/ (tests/support/scans.py).
+    result = scan("cfn-lint-integ", argv, inputs=templates, config=[ROOT / ".cfnlintrc.yaml"])
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -3,7 +3,8 @@
 checkov runs from its own virtualenv (.venv-checkov, `make setup`, requirements-checkov.txt): it pins
 packaging<24 and an old boto3 that this test environment cannot share. `--skip-download`: no calls
 out, only the checks that ship with the pinned version. An accepted check is skipped on its one
-resource with a reason (canary_stack/nag.py's skip_checkov writes Metadata.checkov.skip).
+resource with a reason (canary_stack/nag.py's skip_checkov writes Metadata.checkov.skip). A clean
+scan of the same templates by the same checkov is kept in build/scans/ (tests/support/scans.py).
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 
 import pytest
 from support.configurations import HOSTED_ZONE, HTTPS_CONTEXT, PIPELINE_CONTEXT
+from support.scans import scan
 from support.synthesis import ROOT
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
@@ -41,7 +42,9 @@ def report(synth, tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("checkov")
     for name, context, stack in TEMPLATES:
         shutil.copy(synth(**context).outdir / f"{stack}.template.json", folder / f"{name}.template.json")
-    result = subprocess.run(
+    templates = sorted(folder.iterdir())
+    result = scan(
+        "checkov",
         [
             str(CHECKOV),
             "--framework",
@@ -54,10 +57,7 @@ def report(synth, tmp_path_factory) -> dict:
             "-d",
             str(folder),
         ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        inputs=templates,
     )
     # Exit code 1 means failed checks; anything else (2: a crash, a bad option) is not a result.
     assert result.returncode in (0, 1), result.stderr[-3000:]
