@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from canary_stack import cdk_app
 from canary_stack.constants import PROJECT_ROOT as ROOT
 from canary_stack.constants import STACK_NAME
 from canary_stack.ops.committed import committed_context
@@ -53,6 +52,10 @@ class Synthesis:
 
 def synthesize(outdir: Path, **cli_context: str) -> Synthesis:
     """`cdk synth -c key=value ...` in-process: `cli_context` values are strings, as from the CLI."""
+    # Here, not at the top: importing aws_cdk starts jsii's Node.js kernel, which a test module that
+    # only needs ROOT or CLI_CONTEXT (the tools' tests, the export's pytest) should not pay for.
+    from canary_stack import cdk_app
+
     context = {**cdk_json_context(), **CLI_CONTEXT, **cli_context}
     app = cdk_app.create_app(context=context, outdir=str(outdir))
     cdk_app.build(app)
