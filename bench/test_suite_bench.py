@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/test_suite_bench.py [--runs 3] [--no-lint] [-- PYTEST_ARGS...]
 
-Runs `python -m pytest -q -p no:cacheprovider` (pytest.ini's options: two xdist workers) N times,
+Runs `python -m pytest -q -p no:cacheprovider` (pytest.ini's options: three xdist workers) N times,
 then `make lint` N times, and prints for each run its wall seconds, the CPU seconds it used (user +
 sys, its child processes included) and the 1-minute load average before it started, then the
 medians. Goal (issue 13): the suite's median <= 60 s on this 2-core machine after set-up (the

@@ -86,15 +86,22 @@ def work_unit(nodeid: str) -> str:
 # The longest units first (serial seconds, measured with --durations), so that none of them starts last
 # and keeps one worker busy while the other has nothing left; the rest follow in collection order.
 LONGEST_FIRST = [
-    STACK + "scanners and pipeline",  # ~35 s
-    STACK + "templates",  # ~30 s
-    "tests/e2e/test_cdk_cli.py",  # ~12 s: the real CLI
-    "tests/e2e/test_offline_diff.py",  # ~8 s: two CLI synths
-    "tests/crystal/test_crystal_robustness.py",  # ~5 s: wrk
-    "tests/tools/test_verify.py",
+    STACK + "scanners and pipeline",  # ~37 s (checkov and cfn-lint cold; ~25 s with build/scans/)
+    STACK + "templates",  # ~35 s
+    "tests/e2e/test_offline_diff.py",  # ~28 s: four CLI synths and three stopped runs
+    "tests/e2e/test_cdk_cli.py",  # ~10 s: the real CLI
+    "tests/units/test_router_contract.py",  # ~11 s: a bare Stack and the whole app for every router
+    "tests/tools/test_rollout_probe.py",  # ~11 s
+    "tests/units/test_service.py",  # ~9 s
+    "tests/tools/test_verify_hostile.py",  # ~8 s, mostly waiting out deadlines
+    "tests/units/test_observability.py",  # ~7 s
+    "tests/deploy_check/test_make_integ.py",
     "tests/tools/test_rollout.py",
-    "tests/handlers/test_node_handlers.py",
-    "tests/deploy_check/test_integ_app.py",
+    "tests/tools/test_verify.py",
+    "tests/e2e/test_export.py",
+    "tests/crystal/test_crystal_robustness.py",  # wrk
+    "tests/tools/test_bad_input.py",
+    "tests/crystal/test_crystal_endpoints.py",
 ]
 
 
