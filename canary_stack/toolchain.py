@@ -1,7 +1,7 @@
 """The Node.js side of the CDK, set up before jsii starts it (that is, before aws_cdk is imported).
 
-Standard library only, and nothing runs on import: app.py (and the tests, and the deploy check)
-call `prepare_toolchain` first, then import aws_cdk.
+Standard library only on import, and nothing runs on import: app.py (and the tests, and the deploy
+check) call `prepare_toolchain` first, then import aws_cdk.
 """
 
 from __future__ import annotations
@@ -58,7 +58,17 @@ def prepare_toolchain(environ: MutableMapping[str, str]) -> Path:
     # is added to whatever the user set (`1` would otherwise bring the banner back over our one-line errors).
     name, node = "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", environ.get("JSII_NODE", "node")
     argv = [node, "-p", "process.versions.node.split('.')[0]"]
-    major = subprocess.run(argv, capture_output=True, text=True).stdout if shutil.which(node) else ""
+    probe = (
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if shutil.which(node)
+        else None
+    )
+    # While Node.js starts up to answer (~50 ms), Python loads jsii's own modules (~75 ms), which
+    # `import aws_cdk` would load next anyway. jsii starts its kernel only at aws_cdk's first
+    # assembly, after this function: the kernel still reads the variable set below.
+    import jsii  # noqa: F401
+
+    major = probe.communicate()[0] if probe is not None else ""
     environ[name] = ",".join(filter(None, [environ.get(name, ""), major.strip()]))
     return run_tmp
 
