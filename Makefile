@@ -80,7 +80,7 @@ system-deps:
 synth: setup
 	$(PY) -m canary_stack.ops.make synth
 
-## test: everything CI runs: make lint, then the tests (on two pytest-xdist workers)
+## test: everything CI runs: make lint, then the tests (on three pytest-xdist workers)
 # The Crystal test binaries are compiled first (cached in build/crystal/ by source hash): set-up, not
 # test time, and not inside one xdist worker while the other waits.
 test: lint .venv-checkov/.installed system-deps
