@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import MutableMapping
 from pathlib import Path
 
@@ -20,6 +21,10 @@ from canary_stack.constants import PROJECT_ROOT
 
 TMP_ROOT = PROJECT_ROOT / ".cdk-tmp"
 RUN_PREFIX = "run-"  # each run's own temporary folder in TMP_ROOT (or in a TMPDIR inside the project)
+CLI_PREFIX = "cli-"  # each offline CDK CLI run's folder in TMP_ROOT (canary_stack/ops/cdk_cli.py)
+# A run folder untouched this long belongs to no live run: a synth takes seconds, and the app exits
+# (removing its folder) before a deploy waits on CloudFormation.
+STALE_AFTER_SECONDS = 24 * 3600
 
 
 def prepare_toolchain(environ: MutableMapping[str, str]) -> Path:
@@ -41,6 +46,7 @@ def prepare_toolchain(environ: MutableMapping[str, str]) -> Path:
     parent.mkdir(parents=True, exist_ok=True)
     for folder in {TMP_ROOT, parent}:
         hide_workspace_esbuild(folder)
+        remove_stale_runs(folder)
     run_tmp = Path(tempfile.mkdtemp(prefix=RUN_PREFIX, dir=parent))
     environ["TMPDIR"] = str(run_tmp)
     # The bundle records its sources by their path relative to the project. With jsii's package
@@ -94,6 +100,26 @@ def hide_workspace_esbuild(folder: Path) -> None:
     if not stub.is_file() or stub.read_text() != _NO_EXPORTS:
         stub.parent.mkdir(parents=True, exist_ok=True)
         stub.write_text(_NO_EXPORTS)
+
+
+def remove_stale_runs(folder: Path) -> list[Path]:
+    """Removes the run folders (run-*, cli-*) in `folder` that nothing has touched for a day: what a
+    run stopped by SIGKILL or a power cut could not remove itself, and would otherwise keep until
+    `make clean`. A live run's folder is never that old; jsii's package cache and the esbuild stub
+    are no run folders and stay. Returns what it removed."""
+    cutoff = time.time() - STALE_AFTER_SECONDS
+    removed = []
+    for entry in sorted(folder.glob("*")) if folder.is_dir() else []:
+        if not entry.name.startswith((RUN_PREFIX, CLI_PREFIX)) or entry.is_symlink() or not entry.is_dir():
+            continue
+        try:
+            stale = entry.stat().st_mtime < cutoff
+        except FileNotFoundError:
+            continue  # its own run removed it meanwhile
+        if stale:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
 
 
 def remove_at_exit(folder: Path, *, exit_on_sigterm: bool = True) -> None:

@@ -30,7 +30,7 @@ from typing import TextIO
 from canary_stack.constants import CDK_CLI, STACK_NAME
 from canary_stack.ops.cli import Failed
 from canary_stack.ops.command import INTERRUPTION
-from canary_stack.toolchain import TMP_ROOT
+from canary_stack.toolchain import CLI_PREFIX, TMP_ROOT, remove_stale_runs
 
 FLAGS = ["--no-notices"]
 SYNTH_TIMEOUT = 900  # a cold synth bundles Lambda handlers; far below this
@@ -222,10 +222,12 @@ def run_cdk(argv: Sequence[str], *, root: Path, offline: bool, out: TextIO) -> i
 
 def run_folder(root: Path) -> Path:
     """A new temporary folder inside the project for one CLI run: the app's TMPDIR (jsii's runtime,
-    the Node.js kernel's folders). The caller removes it once the run's process group is gone."""
+    the Node.js kernel's folders). The caller removes it once the run's process group is gone; a
+    run killed outright (SIGKILL) cannot, and the next run removes its folder a day later."""
     parent = Path(root) / TMP_ROOT.name
     parent.mkdir(exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="cli-", dir=parent))
+    remove_stale_runs(parent)
+    return Path(tempfile.mkdtemp(prefix=CLI_PREFIX, dir=parent))
 
 
 # ------------------------------------------------------------------ synthesis and diff
