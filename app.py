@@ -13,7 +13,7 @@ from pathlib import Path
 from canary_stack.assembly import remove_deployable
 from canary_stack.config import ConfigError
 from canary_stack.context import attribute, parse_environment
-from canary_stack.toolchain import prepare_toolchain, remove_at_exit
+from canary_stack.toolchain import exit_now, prepare_toolchain, remove_at_exit
 
 
 def main() -> int:
@@ -42,4 +42,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import MutableMapping
 from pathlib import Path
+from typing import NoReturn
 
 from canary_stack.constants import PROJECT_ROOT
 
@@ -132,6 +133,20 @@ def remove_at_exit(folder: Path, *, exit_on_sigterm: bool = True) -> None:
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     if exit_on_sigterm:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def exit_now(code: int) -> NoReturn:
+    """Ends the process with `code` without the interpreter's teardown, which spent about 0.2 s of
+    every synth freeing aws_cdk's modules object by object after the work was done. What a normal
+    exit does that matters still happens, in order: the exit handlers (jsii stops its Node.js kernel,
+    then `remove_at_exit` removes this run's folder), then the output is flushed."""
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed or broken pipe: nothing left to deliver
+    os._exit(code)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

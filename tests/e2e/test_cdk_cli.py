@@ -36,20 +36,35 @@ def cli_w37(tmp_path_factory):
     (fake_bin / "npx").write_text(FAKE_NPX)
     (fake_bin / "npx").chmod(0o755)
     path = f"{fake_bin}{os.pathsep}{os.environ['PATH']}"
-    result = run([str(CDK), "synth", "-q", "--no-notices", "-o", str(out), "-c", "canaryWeight=37"], PATH=path)
+    # A TMPDIR inside the project holds the app's run folder (canary_stack/toolchain.py): this run's own.
+    tmp = ROOT / ".cdk-tmp" / f"test-cli-w37-{os.getpid()}"
+    tmp.mkdir(parents=True)
+    try:
+        argv = [str(CDK), "synth", "-q", "--no-notices", "-o", str(out), "-c", "canaryWeight=37"]
+        result = run(argv, PATH=path, TMPDIR=str(tmp))
+        left = sorted(p.name for p in tmp.iterdir())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    return out, result, fake_bin / "npx-called"
+    return out, result, fake_bin / "npx-called", left
+
+
+def test_a_synth_leaves_no_run_folder_behind(cli_w37):
+    # The app ends without the interpreter's teardown (toolchain.exit_now), after its exit handlers:
+    # jsii's runtime and the Node.js kernel's folders are gone; the esbuild stub stays, on purpose.
+    *_, left = cli_w37
+    assert left == ["node_modules"]
 
 
 def test_cdk_synth_bundles_the_library_s_handlers_without_npx(cli_w37):
     # npm's start-up cost about a second of every synth (canary_stack/toolchain.py,
     # hide_workspace_esbuild); the bundle is the same, so the templates are (test above and below).
-    _, _, npx_calls = cli_w37
+    _, _, npx_calls, _ = cli_w37
     assert not npx_calls.exists(), npx_calls.read_text()
 
 
 def test_cdk_synth_writes_what_the_tests_assert_on(cli_w37, synth):
-    out, _, _ = cli_w37
+    out, _, _, _ = cli_w37
     from_cli = json.loads((out / "CrystalCanary.template.json").read_text())
     assert from_cli == synth(canaryWeight="37").template
 
@@ -57,7 +72,7 @@ def test_cdk_synth_writes_what_the_tests_assert_on(cli_w37, synth):
 def test_cdk_synth_of_the_default_router_has_no_app_mesh(cli_w37):
     # The first thing a newcomer synthesizes is the router AWS still serves (App Mesh ended
     # 2026-09-30; its template's warning and Rule: tests/stack/test_routers.py).
-    out, result, _ = cli_w37
+    out, result, _, _ = cli_w37
     assert "App Mesh" not in result.stderr + result.stdout
     template = json.loads((out / "CrystalCanary.template.json").read_text())
     assert not [k for k, v in template["Resources"].items() if v["Type"].startswith("AWS::AppMesh::")]
@@ -167,7 +182,7 @@ def test_a_rejected_synth_leaves_no_earlier_template_behind(cli_w37, tmp_path):
     """`cdk synth -c canaryWeight=37` then `cdk synth -c canaryWeight=abc` into the same folder: the
     second fails with the app's one line and no traceback, and must not leave the first's template for
     `cdk deploy --app <folder>` to ship. (Every other bad value: tests/stack/test_config.py.)"""
-    good, _, _ = cli_w37
+    good, *_ = cli_w37
     out = tmp_path / "cdk.out"
     shutil.copytree(good, out)
     assert (out / "CrystalCanary.template.json").exists() and (out / "manifest.json").exists()
