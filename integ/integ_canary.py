@@ -62,7 +62,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from canary_stack.toolchain import prepare_toolchain, remove_at_exit
+from canary_stack.toolchain import exit_now, prepare_toolchain, remove_at_exit
 
 remove_at_exit(prepare_toolchain(os.environ), exit_on_sigterm=False)  # before aws_cdk loads, as in app.py
 
@@ -331,4 +331,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())  # as app.py: the exit handlers, then no interpreter teardown
