@@ -181,6 +181,13 @@ class PublicEntrypoint(Construct):
                 target=route53.RecordTarget.from_alias(route53_targets.LoadBalancerTarget(self.load_balancer)),
             )
 
+    def reach(self, tasks: ec2.SecurityGroup, port: int, *, inbound: str, outbound: str) -> None:
+        """Lets the load balancer reach `port` on the tasks in `tasks` (a gateway or a proxy it
+        forwards to): their ingress rule from it, and its own egress rule (it allows no other
+        outbound traffic). `inbound` and `outbound` describe the two rules."""
+        tasks.add_ingress_rule(self.security_group, ec2.Port.tcp(port), inbound)
+        self.security_group.add_egress_rule(tasks, ec2.Port.tcp(port), outbound)
+
 
 def certificate_region(certificate_arn: str) -> str:
     """arn:PARTITION:acm:REGION:ACCOUNT:certificate/ID -> REGION (config.py checked the form)."""

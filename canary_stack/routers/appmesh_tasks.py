@@ -92,23 +92,23 @@ class MeshGateway(Construct):
         self.security_group = ec2.SecurityGroup(
             self, "SecurityGroup", vpc=cluster.vpc, description="App Mesh gateway tasks", allow_all_outbound=True
         )
-        self.security_group.add_ingress_rule(
-            entrypoint.security_group, ec2.Port.tcp(GATEWAY_PORT), "From the public load balancer"
+        entrypoint.reach(
+            self.security_group,
+            GATEWAY_PORT,
+            inbound="From the public load balancer",
+            outbound="To the App Mesh gateway",
         )
-        self.security_group.add_ingress_rule(
-            entrypoint.security_group, ec2.Port.tcp(ENVOY_ADMIN_PORT), "Health checks of the public load balancer"
+        entrypoint.reach(
+            self.security_group,
+            ENVOY_ADMIN_PORT,
+            inbound="Health checks of the public load balancer",
+            outbound="Health checks of the App Mesh gateway's Envoy",
         )
         self.service = private_fargate_service(
             self,
             cluster=cluster,
             task_definition=self.task_definition,
             security_group=self.security_group,
-        )
-        entrypoint.security_group.add_egress_rule(
-            self.security_group, ec2.Port.tcp(GATEWAY_PORT), "To the App Mesh gateway"
-        )
-        entrypoint.security_group.add_egress_rule(
-            self.security_group, ec2.Port.tcp(ENVOY_ADMIN_PORT), "Health checks of the App Mesh gateway's Envoy"
         )
         self.target_group = elbv2.ApplicationTargetGroup(
             self,

@@ -100,14 +100,14 @@ class LatticeProxy(Construct):
         self.security_group = ec2.SecurityGroup(
             self, "SecurityGroup", vpc=cluster.vpc, description="Lattice ingress proxy tasks", allow_all_outbound=True
         )
-        self.security_group.add_ingress_rule(
-            entrypoint.security_group, ec2.Port.tcp(LATTICE_PROXY_PORT), "From the public load balancer"
+        entrypoint.reach(
+            self.security_group,
+            LATTICE_PROXY_PORT,
+            inbound="From the public load balancer",
+            outbound="To the Lattice ingress proxy",
         )
         self.service = private_fargate_service(
             self, cluster=cluster, task_definition=self.task_definition, security_group=self.security_group
-        )
-        entrypoint.security_group.add_egress_rule(
-            self.security_group, ec2.Port.tcp(LATTICE_PROXY_PORT), "To the Lattice ingress proxy"
         )
         self.target_group = elbv2.ApplicationTargetGroup(
             self,
