@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from aws_cdk import Aws, CfnRule, CfnRuleAssertion, Duration, Fn
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_route53_targets as route53_targets
@@ -187,6 +188,34 @@ class PublicEntrypoint(Construct):
         outbound traffic). `inbound` and `outbound` describe the two rules."""
         tasks.add_ingress_rule(self.security_group, ec2.Port.tcp(port), inbound)
         self.security_group.add_egress_rule(tasks, ec2.Port.tcp(port), outbound)
+
+    def forward_to(
+        self,
+        scope: Construct,
+        service: ecs.FargateService,
+        *,
+        container: str,
+        port: int,
+        health_check: elbv2.HealthCheck,
+        action: str,
+    ) -> elbv2.ApplicationTargetGroup:
+        """Makes `port` of `container` in `service`'s tasks (a gateway or a proxy in front of the
+        versions) the listener's default target: an IP target group owned by `scope` ("Targets"),
+        HTTP, with `health_check` and the stack's deregistration delay. `action` names the
+        listener's action. Returns the target group."""
+        target_group = elbv2.ApplicationTargetGroup(
+            scope,
+            "Targets",
+            vpc=service.cluster.vpc,
+            port=port,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            target_type=elbv2.TargetType.IP,
+            targets=[service.load_balancer_target(container_name=container, container_port=port)],
+            health_check=health_check,
+            deregistration_delay=DEREGISTRATION_DELAY,
+        )
+        self.listener.add_target_groups(action, target_groups=[target_group])
+        return target_group
 
 
 def certificate_region(certificate_arn: str) -> str:

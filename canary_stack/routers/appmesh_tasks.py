@@ -8,7 +8,6 @@ import json
 from aws_cdk import aws_appmesh as appmesh
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
-from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -21,7 +20,7 @@ from canary_stack.fargate import (
     only_capability,
     private_fargate_service,
 )
-from canary_stack.ingress import DEREGISTRATION_DELAY, PublicEntrypoint, target_health_check
+from canary_stack.ingress import PublicEntrypoint, target_health_check
 from canary_stack.log_groups import log_group
 from canary_stack.nag import acknowledge
 
@@ -110,27 +109,23 @@ class MeshGateway(Construct):
             task_definition=self.task_definition,
             security_group=self.security_group,
         )
-        self.target_group = elbv2.ApplicationTargetGroup(
+        # Envoy itself: its admin interface's /ready answers 200 once the server is LIVE
+        # (https://www.envoyproxy.io/docs/envoy/latest/operations/admin#get--ready). A check
+        # through the gateway (/health on 8080) would go through the mesh's weighted route, so
+        # w% of the checks would hit the canary, and a bad canary would take the gateway, and
+        # with it every request, out of the load balancer. The versions' health is the
+        # virtual nodes' own check (mesh.py) and the canary alarms'. App Mesh's Envoy serves
+        # its admin interface on the task's address (IPv4 unless ENVOY_ADMIN_ACCESS_ENABLE_IPV6:
+        # https://docs.aws.amazon.com/app-mesh/latest/userguide/envoy-config.html), which only
+        # the load balancer's security group may reach, and no listener forwards to.
+        self.target_group = entrypoint.forward_to(
             self,
-            "Targets",
-            vpc=cluster.vpc,
+            self.service,
+            container="envoy",
             port=GATEWAY_PORT,
-            protocol=elbv2.ApplicationProtocol.HTTP,
-            target_type=elbv2.TargetType.IP,
-            targets=[self.service.load_balancer_target(container_name="envoy", container_port=GATEWAY_PORT)],
-            # Envoy itself: its admin interface's /ready answers 200 once the server is LIVE
-            # (https://www.envoyproxy.io/docs/envoy/latest/operations/admin#get--ready). A check
-            # through the gateway (/health on 8080) would go through the mesh's weighted route, so
-            # w% of the checks would hit the canary, and a bad canary would take the gateway, and
-            # with it every request, out of the load balancer. The versions' health is the
-            # virtual nodes' own check (mesh.py) and the canary alarms'. App Mesh's Envoy serves
-            # its admin interface on the task's address (IPv4 unless ENVOY_ADMIN_ACCESS_ENABLE_IPV6:
-            # https://docs.aws.amazon.com/app-mesh/latest/userguide/envoy-config.html), which only
-            # the load balancer's security group may reach, and no listener forwards to.
             health_check=target_health_check(ENVOY_READY_PATH, port=ENVOY_ADMIN_PORT),
-            deregistration_delay=DEREGISTRATION_DELAY,
+            action="Gateway",
         )
-        entrypoint.listener.add_target_groups("Gateway", target_groups=[self.target_group])
 
 
 class EnvoyStatsExport(Construct):

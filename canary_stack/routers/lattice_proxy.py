@@ -11,7 +11,6 @@ from __future__ import annotations
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
-from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import custom_resources as cr
 from constructs import Construct
@@ -26,7 +25,7 @@ from canary_stack.constants import (
 )
 from canary_stack.fargate import acknowledge_task_findings, no_capabilities, private_fargate_service
 from canary_stack.image import PLATFORMS
-from canary_stack.ingress import DEREGISTRATION_DELAY, PublicEntrypoint, target_health_check
+from canary_stack.ingress import PublicEntrypoint, target_health_check
 from canary_stack.log_groups import log_group
 from canary_stack.nag import acknowledge, skip_checkov_for_deploy_time_function
 
@@ -109,22 +108,16 @@ class LatticeProxy(Construct):
         self.service = private_fargate_service(
             self, cluster=cluster, task_definition=self.task_definition, security_group=self.security_group
         )
-        self.target_group = elbv2.ApplicationTargetGroup(
+        # nginx itself, not a request through Lattice (see nginx.conf): the versions' health is
+        # Lattice's own check on their target groups, and the canary alarms'.
+        self.target_group = entrypoint.forward_to(
             self,
-            "Targets",
-            vpc=cluster.vpc,
+            self.service,
+            container=PROXY_CONTAINER,
             port=LATTICE_PROXY_PORT,
-            protocol=elbv2.ApplicationProtocol.HTTP,
-            target_type=elbv2.TargetType.IP,
-            targets=[
-                self.service.load_balancer_target(container_name=PROXY_CONTAINER, container_port=LATTICE_PROXY_PORT)
-            ],
-            # nginx itself, not a request through Lattice (see nginx.conf): the versions' health is
-            # Lattice's own check on their target groups, and the canary alarms'.
             health_check=target_health_check(LATTICE_PROXY_HEALTH_PATH),
-            deregistration_delay=DEREGISTRATION_DELAY,
+            action="LatticeProxy",
         )
-        entrypoint.listener.add_target_groups("LatticeProxy", target_groups=[self.target_group])
 
 
 class LatticePrefixList(Construct):
