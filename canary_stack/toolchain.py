@@ -150,4 +150,15 @@ def exit_now(code: int) -> NoReturn:
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # The signal reaches the whole process group: jsii's Node.js kernel may be gone already, with a
+    # request half-written to it. jsii's exit handler then fails to flush its pipe to the kernel and
+    # Python would print that BrokenPipeError's traceback under the user's interrupted run.
+    sys.unraisablehook = _quiet_broken_pipe
     sys.exit(128 + signum)
+
+
+def _quiet_broken_pipe(unraisable: object) -> None:
+    """Drops a BrokenPipeError raised in an exit handler (there is no one left to read it); anything
+    else is reported as Python would."""
+    if not isinstance(getattr(unraisable, "exc_value", None), BrokenPipeError):
+        sys.__unraisablehook__(unraisable)  # type: ignore[arg-type]
