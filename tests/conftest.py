@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from support.aws_models import share_service_models
 
 from canary_stack.config import DEFAULTS
 from canary_stack.constants import PROJECT_ROOT
@@ -43,6 +44,8 @@ def configuration_key(cli_context: dict[str, str]) -> tuple[tuple[str, str], ...
 # Nothing a test starts may look for credentials at the EC2 instance metadata address: off EC2 it
 # is nobody's, and the tests never deploy. (The AWS SDKs, boto3 and the CDK CLI's, honour this.)
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+# Every mock_aws() makes a new boto3 session: they share botocore's parsed service models.
+share_service_models()
 
 
 @pytest.fixture(scope="session")
