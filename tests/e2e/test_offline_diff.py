@@ -5,6 +5,7 @@ build (tests/support/git_repo.py). (Bad input: tests/tools/test_bad_input.py.)""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -20,7 +21,7 @@ from support.git_repo import git_repository
 from support.synthesis import ROOT
 
 from canary_stack.context import read_context
-from canary_stack.ops import cdk_cli, git
+from canary_stack.ops import cdk_cli, git, offline_diff
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -39,7 +40,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def step_10_to_50():
-    return run("--from", "10", "--to", "50")  # the only two CLI synths of this module
+    return run("--from", "10", "--to", "50")  # the only two complete CLI synths of this module
 
 
 def resource_lines(diff: str) -> list[str]:
@@ -65,22 +66,55 @@ def test_weight_step_diff_shows_the_weighted_rule_and_nothing_else(step_10_to_50
     assert "WARNING" not in out and "Traceback" not in result.stderr
 
 
-@pytest.fixture(scope="module")
-def lattice_step_10_to_50():
-    return run("--from", "10", "--to", "50", "-c", "trafficRouter=lattice")
-
-
-def test_lattice_weight_step_diff_shows_the_weighted_lattice_rule_and_nothing_else(lattice_step_10_to_50):
-    result = lattice_step_10_to_50
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = result.stdout
-    assert out.startswith("CrystalCanary: canaryWeight 10 -> 50 -c trafficRouter=lattice\nStack CrystalCanary\n")
-    (rule,) = resource_lines(out)
+def test_lattice_weight_step_diff_shows_the_weighted_lattice_rule_and_nothing_else(synth, tmp_path):
+    """The same step with the Lattice router, diffed by the tool's own `cdk diff` step (cdk_cli.run_diff,
+    the real CLI, offline) on the app synthesized in-process as `cdk synth` does: the test above runs
+    the whole tool, whose synths do not depend on the router."""
+    before, after = (synth(trafficRouter="lattice", canaryWeight=weight) for weight in ("10", "50"))
+    old_template = tmp_path / "from.template.json"
+    old_template.write_text(json.dumps(before.template))
+    out, err = io.StringIO(), io.StringIO()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    cdk_cli.run_diff(after.outdir, old_template, cdk_cli.offline_env(env), ROOT, out, err)
+    diff = out.getvalue()
+    assert diff.startswith("Stack CrystalCanary\n"), err.getvalue()[-3000:]
+    (rule,) = resource_lines(diff)
     assert rule.startswith("[~] AWS::VpcLattice::Rule Router/WeightedRule ")
-    removed = re.findall(r'\[-\]\s+"Weight": (\d+)', out)
-    added = re.findall(r'\[\+\]\s+"Weight": (\d+)', out)
+    removed = re.findall(r'\[-\]\s+"Weight": (\d+)', diff)
+    added = re.findall(r'\[\+\]\s+"Weight": (\d+)', diff)
     assert (removed, added) == (["90", "10"], ["50", "50"])
-    assert "Number of stacks with differences: 1" in out
+    assert "Number of stacks with differences: 1" in diff
+
+
+def test_the_extra_context_reaches_both_synths_and_the_header(monkeypatch, tmp_path):
+    """What the Lattice test above does not run: the tool's synths of a step with `-c` context."""
+    started, diffed = [], []
+
+    class RecordingSynths:
+        def __init__(self, env, err, stack):
+            assert "AWS_PROFILE" not in env and env["AWS_EC2_METADATA_DISABLED"] == "true"
+
+        def start(self, label, cwd, outdir, context):
+            started.append((label, cwd, dict(context)))
+            return outdir
+
+        def wait(self):
+            pass
+
+        def kill(self):
+            pass
+
+    monkeypatch.setattr(cdk_cli, "Synths", RecordingSynths)
+    monkeypatch.setattr(cdk_cli, "run_diff", lambda new, old, env, cwd, out, err, stack: diffed.append((new, old)))
+    out = io.StringIO()
+    offline_diff.diff_weights(tmp_path, "10", "50", {"trafficRouter": "lattice"}, out, io.StringIO())
+    assert started == [
+        ("canaryWeight=10", tmp_path, {"trafficRouter": "lattice", "canaryWeight": "10"}),
+        ("canaryWeight=50", tmp_path, {"trafficRouter": "lattice", "canaryWeight": "50"}),
+    ]
+    ((new, old),) = diffed
+    assert (new.name, old.name, old.parent.name) == ("to", "CrystalCanary.template.json", "from")
+    assert out.getvalue() == "CrystalCanary: canaryWeight 10 -> 50 -c trafficRouter=lattice\n"
 
 
 def test_cli_environment_cannot_reach_an_aws_account():
