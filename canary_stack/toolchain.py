@@ -21,6 +21,7 @@ from typing import NoReturn
 from canary_stack.constants import PROJECT_ROOT
 
 TMP_ROOT = PROJECT_ROOT / ".cdk-tmp"
+PACKAGE_CACHE = "jsii-package-cache"  # in TMP_ROOT: jsii's extracted packages, kept between runs
 RUN_PREFIX = "run-"  # each run's own temporary folder in TMP_ROOT (or in a TMPDIR inside the project)
 CLI_PREFIX = "cli-"  # each offline CDK CLI run's folder in TMP_ROOT (canary_stack/ops/cdk_cli.py)
 # A run folder untouched this long belongs to no live run: a synth takes seconds, and the app exits
@@ -53,7 +54,7 @@ def prepare_toolchain(environ: MutableMapping[str, str]) -> Path:
     # The bundle records its sources by their path relative to the project. With jsii's package
     # cache in the home directory that path depends on where the checkout is (a CI clone, a
     # worktree), and so would the handlers' asset hashes; inside the project it does not.
-    environ["JSII_RUNTIME_PACKAGE_CACHE_ROOT"] = str(TMP_ROOT / "jsii-package-cache")
+    environ["JSII_RUNTIME_PACKAGE_CACHE_ROOT"] = str(TMP_ROOT / PACKAGE_CACHE)
     node_bin = str(PROJECT_ROOT / "node_modules" / ".bin")
     if node_bin not in environ.get("PATH", "").split(os.pathsep):
         environ["PATH"] = node_bin + os.pathsep + environ.get("PATH", "")

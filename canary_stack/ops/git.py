@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from canary_stack.ops.cli import Failed, UsageError, one_line
 from canary_stack.text import shorten
+from canary_stack.toolchain import PACKAGE_CACHE, TMP_ROOT
 
 # The main tree's toolchain, reused by a worktree of another revision instead of reinstalling it.
 SHARED_TOOLCHAIN = (".venv", "node_modules")
@@ -58,7 +60,8 @@ def resolve_commit(root: Path, rev: str, option: str = "--base") -> str:
 
 @contextmanager
 def worktree(root: Path, commit: str, parent: Path) -> Iterator[Path]:
-    """A detached worktree of `commit` in `parent`/base sharing the main tree's .venv and node_modules.
+    """A detached worktree of `commit` in `parent`/base sharing the main tree's .venv and node_modules,
+    and jsii's package cache (`link_package_cache`).
 
     Removed afterwards whatever happens (`git worktree prune` catches a half-added one).
     """
@@ -68,11 +71,29 @@ def worktree(root: Path, commit: str, parent: Path) -> Iterator[Path]:
         for name in SHARED_TOOLCHAIN:
             if (root / name).exists() and not (path / name).exists():
                 (path / name).symlink_to(root / name, target_is_directory=True)
+        link_package_cache(root, path)
         yield path
     finally:
         _quietly(root, "worktree", "remove", "--force", str(path))
         shutil.rmtree(path, ignore_errors=True)
         _quietly(root, "worktree", "prune")
+
+
+def link_package_cache(root: Path, worktree: Path) -> None:
+    """Gives `worktree` the main tree's jsii package cache as hard links, so its synth does not extract
+    aws-cdk-lib again (about 300 MB, 3 s of a `make diff`). The cache must sit inside the worktree
+    itself, not behind a symlink: the bundled handlers' asset hashes depend on its path relative to
+    the project (canary_stack/toolchain.py). jsii never changes an entry it has completed and only
+    trusts one with its completion mark, so a half-extracted entry is extracted again, in the worktree
+    alone. Another filesystem (no hard links) or a file removed meanwhile: jsii extracts what it needs."""
+    source = root / TMP_ROOT.name / PACKAGE_CACHE
+    if not source.is_dir():
+        return
+    target = worktree / TMP_ROOT.name / PACKAGE_CACHE
+    try:
+        shutil.copytree(source, target, symlinks=True, copy_function=os.link)
+    except OSError:  # shutil.Error included
+        shutil.rmtree(target, ignore_errors=True)
 
 
 def _quietly(root: Path, *args: str) -> None:

@@ -5,6 +5,7 @@ build (tests/support/git_repo.py). (Bad input: tests/tools/test_bad_input.py.)""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -22,6 +23,7 @@ from support.synthesis import ROOT
 
 from canary_stack.context import read_context
 from canary_stack.ops import cdk_cli, git, offline_diff
+from canary_stack.toolchain import PACKAGE_CACHE, TMP_ROOT
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -127,6 +129,9 @@ def test_cli_environment_cannot_reach_an_aws_account():
     assert env["AWS_CONFIG_FILE"] == env["AWS_SHARED_CREDENTIALS_FILE"] == os.devnull
 
 
+CACHE = Path(TMP_ROOT.name) / PACKAGE_CACHE
+
+
 def worktrees(root: Path) -> str:
     return subprocess.run(["git", "worktree", "list", "--porcelain"], cwd=root, capture_output=True, text=True).stdout
 
@@ -135,15 +140,39 @@ def test_base_worktree_shares_the_toolchain_and_is_removed_even_on_failure(tmp_p
     repository = git_repository(tmp_path, {"cdk.json": "{}\n"})
     for name in git.SHARED_TOOLCHAIN:
         (repository / name).mkdir()  # not committed: each checkout has its own
+    extracted = repository / CACHE / "aws-cdk-lib" / "2.0.0" / "0123abcd" / "index.js"
+    extracted.parent.mkdir(parents=True)
+    extracted.write_text("module.exports = {};\n")
     commit = git.resolve_commit(repository, "HEAD")
     with pytest.raises(RuntimeError):
         with git.worktree(repository, commit, tmp_path) as base:
             assert (base / "cdk.json").is_file() and str(base) in worktrees(repository)
             for name in git.SHARED_TOOLCHAIN:
                 assert (base / name).resolve() == (repository / name).resolve()
+            # jsii's extracted packages: in the worktree's own folder, the same files (hard links).
+            linked = base / extracted.relative_to(repository)
+            assert not (base / CACHE).is_symlink() and linked.resolve().is_relative_to(base.resolve())
+            assert linked.stat().st_ino == extracted.stat().st_ino
             raise RuntimeError("synthesis failed")
     assert not Path(base).exists()
     assert str(base) not in worktrees(repository)
+    assert extracted.read_text() == "module.exports = {};\n"  # the main tree's cache is untouched
+
+
+def test_a_cache_that_cannot_be_linked_is_left_to_jsii(tmp_path, monkeypatch):
+    """Another filesystem (os.link fails with EXDEV): the worktree has no cache folder, and jsii
+    extracts what it needs, as before the cache was shared."""
+    repository = git_repository(tmp_path, {"cdk.json": "{}\n"})
+    (repository / CACHE / "pkg").mkdir(parents=True)
+    (repository / CACHE / "pkg" / "file").write_text("x")
+
+    def cross_device(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(git.os, "link", cross_device)
+    with git.worktree(repository, git.resolve_commit(repository, "HEAD"), tmp_path) as base:
+        assert (base / "cdk.json").is_file()
+        assert not (base / CACHE).exists()
 
 
 def processes_with(marker: str) -> list[int]:
