@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,11 @@ def configuration_key(cli_context: dict[str, str]) -> tuple[tuple[str, str], ...
 # Nothing a test starts may look for credentials at the EC2 instance metadata address: off EC2 it
 # is nobody's, and the tests never deploy. (The AWS SDKs, boto3 and the CDK CLI's, honour this.)
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+# A suite started with Ctrl-C ignored (a background job of a non-interactive shell, nohup, some CI
+# runners) would pass that on to every process a test starts, and the tests of Ctrl-C would fail for
+# no fault of the tools: this process takes SIGINT back, so it and what it starts get Python's default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 # Every mock_aws() makes a new boto3 session: they share botocore's parsed service models.
 share_service_models()
 
@@ -91,7 +97,7 @@ def work_unit(nodeid: str) -> str:
 LONGEST_FIRST = [
     STACK + "scanners and pipeline",  # ~37 s (checkov and cfn-lint cold; ~25 s with build/scans/)
     STACK + "templates",  # ~35 s
-    "tests/e2e/test_offline_diff.py",  # ~28 s: four CLI synths and three stopped runs
+    "tests/e2e/test_offline_diff.py",  # ~17 s: a whole tool run (two CLI synths), three stopped runs
     "tests/e2e/test_cdk_cli.py",  # ~10 s: the real CLI
     "tests/units/test_router_contract.py",  # ~11 s: a bare Stack and the whole app for every router
     "tests/tools/test_rollout_probe.py",  # ~11 s

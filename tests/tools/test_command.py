@@ -7,8 +7,10 @@ import io
 import os
 import signal
 import subprocess
+import sys
 
 import pytest
+from support.synthesis import ROOT
 
 from canary_stack.config import ConfigError
 from canary_stack.ops.cli import Failed, UsageError
@@ -204,3 +206,17 @@ def test_without_defer_signals_an_earlier_runs_signal_does_not_turn_an_error_int
     out, err = io.StringIO(), io.StringIO()
     assert Immediate(raises(UsageError("--x must be 1")), stdout=out, stderr=err).main([]) == 2
     assert err.getvalue() == "immediate: error: --x must be 1\n"
+
+
+def test_the_suite_tests_ctrl_c_even_when_started_with_ctrl_c_ignored():
+    """As a background job of a non-interactive shell starts it: SIGINT ignored, inherited by every
+    process a test starts (tests/conftest.py takes it back)."""
+    ctrl_c_tests = [
+        "tests/tools/test_verify.py::test_ctrl_c_stops_at_once_without_a_traceback",
+        "tests/tools/test_command.py::test_without_defer_signals_ctrl_c_lands_at_once_and_no_handler_is_installed",
+    ]
+    pytest = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", *ctrl_c_tests]
+    ignoring_ctrl_c = ["bash", "-c", 'trap "" INT; exec "$@"', "bash"]
+    result = subprocess.run([*ignoring_ctrl_c, *pytest], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "2 passed" in result.stdout
