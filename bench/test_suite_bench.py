@@ -10,6 +10,11 @@ venvs, node_modules and the compiled Crystal binaries exist: `make test` builds 
 CPU seconds tell a slow run on a busy machine from a slower suite. `--cold` removes the scanners'
 kept verdicts (build/scans/, tests/support/scans.py) before each run, as on a fresh clone: without
 it, every run after the first reuses them when no template changed.
+
+`--vs DIR` compares this checkout with another (a `git worktree` of another commit, its `.venv` and
+`node_modules` linked to these): the two suites run in turn, this one first, and each pair's ratio of
+wall and CPU seconds is printed, then the medians. This machine's speed drifts by 10% within minutes,
+so two series run one after the other can differ by more than the change being measured.
 """
 
 from __future__ import annotations
@@ -34,12 +39,12 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(argv: list[str]) -> tuple[float, float, float, int]:
-    """(wall seconds, CPU seconds, load average before, exit code) of one run of `argv`."""
+def timed(argv: list[str], cwd: Path = ROOT) -> tuple[float, float, float, int]:
+    """(wall seconds, CPU seconds, load average before, exit code) of one run of `argv` in `cwd`."""
     load = os.getloadavg()[0]
     cpu = children_cpu()
     start = time.perf_counter()
-    result = subprocess.run(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    result = subprocess.run(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wall = time.perf_counter() - start
     if result.returncode != 0:
         print(result.stdout[-4000:], file=sys.stderr)
@@ -72,16 +77,45 @@ def series(name: str, argv: list[str], runs: int, before_each: Callable[[], None
     return median, ok
 
 
+def pairs(pytest_args: list[str], other: Path, runs: int) -> bool:
+    """This checkout's suite and `other`'s in turn, `runs` times; prints the ratios (this / other)."""
+    ratios: dict[str, list[float]] = {"wall": [], "CPU": []}
+    ok = True
+    for run in range(1, runs + 1):
+        results = []
+        for checkout in (ROOT, other):
+            python = checkout / ".venv" / "bin" / "python"
+            argv = [str(python if python.exists() else sys.executable), "-m", "pytest", *pytest_args]
+            wall, cpu, load, code = timed(argv, cwd=checkout)
+            ok = ok and code == 0
+            results.append((wall, cpu))
+            print(
+                f"  run {run} {checkout}: {wall:6.1f} s wall, {cpu:6.1f} s CPU, load {load:.2f}, exit {code}",
+                flush=True,
+            )
+        (wall, cpu), (other_wall, other_cpu) = results
+        ratios["wall"].append(wall / other_wall)
+        ratios["CPU"].append(cpu / other_cpu)
+        print(f"  pair {run}: {wall / other_wall:.3f} wall, {cpu / other_cpu:.3f} CPU (this / other)")
+    print("  median ratio: " + ", ".join(f"{statistics.median(v):.3f} {k}" for k, v in ratios.items()))
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs of each command (default 3)")
     parser.add_argument("--no-lint", action="store_true", help="time the test suite only")
     parser.add_argument("--cold", action="store_true", help="remove build/scans/ before each run (a fresh clone)")
+    parser.add_argument("--vs", type=Path, metavar="DIR", help="another checkout to compare with, run by run")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.vs is not None and not (args.vs / "pytest.ini").is_file():
+        parser.error(f"--vs must be a checkout of this project (a folder with pytest.ini), got {str(args.vs)[:80]!r}")
     print(f"{os.cpu_count()} CPUs; Python {sys.version.split()[0]}")
+    if args.vs is not None:
+        return 0 if pairs(["-q", "-p", "no:cacheprovider", *args.pytest_args], args.vs.resolve(), args.runs) else 1
     pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args.pytest_args]
     name = "test suite (cold: no kept scanner verdicts)" if args.cold else "test suite"
     suite, ok = series(name, pytest, args.runs, forget_scans if args.cold else keep_scans)
