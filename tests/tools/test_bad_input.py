@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.git_repo import git_repository
+from support.git_repo import git_repository, project_export
 
 from canary_stack.constants import PROJECT_ROOT as ROOT
 from canary_stack.ops import committed, offline_diff, promote, rollout, verify
@@ -101,7 +101,14 @@ MAKE = [
 KEEP_TOOLCHAIN = ("-o", ".venv/.installed", "-o", "node_modules/.installed", "-o", ".venv-checkov/.installed")
 
 
-def make(tmp_path: Path, args: list[str], *flags: str) -> tuple[subprocess.CompletedProcess, Path]:
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory) -> Path:
+    """A copy of the project (its toolchain linked) for make to run in: a refused `make synth` clears
+    the cdk.out it was given, which in the real checkout would be the developer's last `make synth`."""
+    return project_export(tmp_path_factory.mktemp("make"))
+
+
+def make(checkout: Path, tmp_path: Path, args: list[str], *flags: str) -> tuple[subprocess.CompletedProcess, Path]:
     sentinel = tmp_path / "ran"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CANARY_MAKE_", "AWS_"))}
     # A user's usual shell: credentials and a region (fake; nothing here may reach AWS). With them
@@ -113,13 +120,13 @@ def make(tmp_path: Path, args: list[str], *flags: str) -> tuple[subprocess.Compl
         env.pop(name, None)
     argv = ["make", "--no-print-directory", *KEEP_TOOLCHAIN, *flags]
     argv += [arg.replace("{s}", str(sentinel)) for arg in args]
-    result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(argv, cwd=checkout, env=env, capture_output=True, text=True, timeout=120)
     return result, sentinel
 
 
 @pytest.mark.parametrize("args, code, fragment", MAKE, ids=[" ".join(a)[:50] for a, _, _ in MAKE])
-def test_makefile(tmp_path, args, code, fragment):
-    result, sentinel = make(tmp_path, args)
+def test_makefile(checkout, tmp_path, args, code, fragment):
+    result, sentinel = make(checkout, tmp_path, args)
     assert not sentinel.exists(), "a variable's value ran as a command"
     assert result.returncode == code, result.stderr
     tool_line, *rest = result.stderr.splitlines()
@@ -129,13 +136,24 @@ def test_makefile(tmp_path, args, code, fragment):
     assert "Traceback" not in result.stderr
 
 
+def test_a_refused_make_synth_clears_the_cdk_out_of_the_checkout_it_ran_in(checkout, tmp_path):
+    """The make table runs in `checkout`, so the app's clean-up on a refused synth reaches that copy's
+    cdk.out and never the developer's (it did: every `make test` removed the last `make synth`'s template)."""
+    template = checkout / "cdk.out" / "CrystalCanary.template.json"
+    template.parent.mkdir(exist_ok=True)
+    template.write_text("{}")
+    result, _ = make(checkout, tmp_path, ["synth", "WEIGHT=abc"])
+    assert result.returncode == 2, result.stderr
+    assert not template.exists()
+
+
 @pytest.mark.parametrize("value", HOSTILE)
 @pytest.mark.parametrize("variable", ["WEIGHT", "ROUTER", "FROM", "BASE", "INTEG_OUT"])
-def test_makefile_dry_run_never_expands_a_value(tmp_path, variable, value):
+def test_makefile_dry_run_never_expands_a_value(checkout, tmp_path, variable, value):
     # `make -n` prints the recipes: a Makefile that pasted values into them would show (or, for
     # $(shell ...), run) them here already.
     target = {"FROM": "diff", "BASE": "diff", "INTEG_OUT": "integ"}.get(variable, "deploy")
-    result, sentinel = make(tmp_path, [target, f"{variable}={value}"], "-n")
+    result, sentinel = make(checkout, tmp_path, [target, f"{variable}={value}"], "-n")
     assert not sentinel.exists()
     assert result.returncode == 0, result.stderr
     assert "touch" not in result.stdout
