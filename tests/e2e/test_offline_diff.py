@@ -209,7 +209,7 @@ def wait_for(condition, what: str, seconds: float = 120) -> None:
 
 # What a run may leave in the project's .cdk-tmp, both kept on purpose for the next run: jsii's
 # package cache and the esbuild stub (canary_stack/toolchain.py, hide_workspace_esbuild).
-KEPT = {"jsii-package-cache", "node_modules"}
+KEPT = {PACKAGE_CACHE, "node_modules"}
 
 
 def leftovers(project: Path) -> list[str]:

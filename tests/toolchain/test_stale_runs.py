@@ -31,7 +31,7 @@ def test_only_run_folders_untouched_for_a_day_are_removed(tmp_path):
     tmp = tmp_path / ".cdk-tmp"
     killed = [run_folder(tmp, "run-killed", 2 * DAY), run_folder(tmp, "cli-killed", DAY + 60)]
     live = [run_folder(tmp, "run-live", 60), run_folder(tmp, "cli-live", DAY - 600)]
-    kept = [run_folder(tmp, "jsii-package-cache", 30 * DAY), run_folder(tmp, "node_modules", 30 * DAY)]
+    kept = [run_folder(tmp, toolchain.PACKAGE_CACHE, 30 * DAY), run_folder(tmp, "node_modules", 30 * DAY)]
     not_a_folder = tmp / "run-notes.txt"
     not_a_folder.write_text("a user's file")
     aged(not_a_folder, 30 * DAY)

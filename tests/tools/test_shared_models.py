@@ -6,6 +6,7 @@ from __future__ import annotations
 import boto3
 import botocore.session
 from moto import mock_aws
+from support.alarms import put_alarm
 
 
 def test_sessions_with_one_data_path_share_one_loader_and_another_path_gets_its_own(tmp_path, monkeypatch):
@@ -15,19 +16,6 @@ def test_sessions_with_one_data_path_share_one_loader_and_another_path_gets_its_
     elsewhere = botocore.session.Session().get_component("data_loader")
     assert elsewhere is not first.get_component("data_loader")
     assert str(tmp_path) in elsewhere.search_paths
-
-
-def put_alarm(name: str) -> None:
-    boto3.client("cloudwatch", region_name="eu-west-1").put_metric_alarm(
-        AlarmName=name,
-        MetricName="m",
-        Namespace="n",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1,
-        ComparisonOperator="GreaterThanThreshold",
-    )
 
 
 def alarm_names() -> list[str]:
@@ -41,7 +29,7 @@ def test_each_mock_account_starts_empty_in_a_session_of_its_own():
     for name in ("first", "second"):
         with mock_aws():
             assert alarm_names() == []
-            put_alarm(name)
+            put_alarm(boto3.client("cloudwatch", region_name="eu-west-1"), name)
             assert alarm_names() == [name]
             sessions.append(boto3.DEFAULT_SESSION)
     first, second = sessions
