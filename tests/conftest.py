@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,13 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 # Every mock_aws() makes a new boto3 session: they share botocore's parsed service models.
 share_service_models()
+# PYTHONDONTWRITEBYTECODE (set on some machines, this project's among them) would make every
+# pytest-xdist worker rewrite every test module's asserts again on every run (about 1.4 s per
+# worker), and every tool a test starts compile the package again: the suite and what it starts
+# keep their bytecode, as Python does by default, in __pycache__/ folders (.gitignore'd; no asset
+# folder holds Python, and the image's hash leaves __pycache__/ out: tests/stack/test_image_context.py).
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 @pytest.fixture(scope="session")
