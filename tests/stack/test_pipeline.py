@@ -419,14 +419,11 @@ def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *identity, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
-@pytest.fixture
-def source_copy(tmp_path: Path) -> Path:
-    """What a build has of the source after `make setup`: a git clone of the commit (the source
-    action's CODEBUILD_CLONE_REF), with the package, the Makefile and what its set-up depends on
-    (mtimes kept, so `make deploy` finds it done), ci/, cdk.json (committed weight 25), the venv,
-    and a recording node_modules/.bin/cdk."""
-    origin = tmp_path / "origin"
-    origin.mkdir()
+@pytest.fixture(scope="module")
+def pipeline_origin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repository the source action reads, one commit: the package, the Makefile and what its
+    set-up depends on, ci/, and cdk.json (committed weight 25). Each test clones it (`source_copy`)."""
+    origin = tmp_path_factory.mktemp("origin")
     shutil.copytree(ROOT / "canary_stack", origin / "canary_stack", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "ci", origin / "ci")
     for name in ("Makefile", "requirements.txt", "requirements-dev.txt", "package.json", "package-lock.json"):
@@ -437,8 +434,17 @@ def source_copy(tmp_path: Path) -> Path:
     git(origin, "init", "-q", "-b", "main")
     git(origin, "add", "-A")
     git(origin, "commit", "-qm", "the commit the pipeline runs")
+    return origin
+
+
+@pytest.fixture
+def source_copy(tmp_path: Path, pipeline_origin: Path) -> Path:
+    """What a build has of the source after `make setup`: a git clone of the commit (the source
+    action's CODEBUILD_CLONE_REF), its set-up files as old as the stamps (so `make deploy` finds it
+    done), the venv, and a recording node_modules/.bin/cdk. A new clone for each test: a build
+    writes into it."""
     src = tmp_path / "src"
-    git(tmp_path, "clone", "-q", str(origin), str(src))
+    git(tmp_path, "clone", "-q", str(pipeline_origin), str(src))
     for name in ("Makefile", "requirements.txt", "requirements-dev.txt", "package.json", "package-lock.json"):
         shutil.copystat(ROOT / name, src / name)  # as old as the stamps below: set-up is done
     (src / ".venv").symlink_to((ROOT / ".venv").resolve(), target_is_directory=True)
