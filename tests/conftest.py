@@ -54,10 +54,11 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 # Every mock_aws() makes a new boto3 session: they share botocore's parsed service models.
 share_service_models()
 # PYTHONDONTWRITEBYTECODE (set on some machines, this project's among them) would make every
-# pytest-xdist worker rewrite every test module's asserts again on every run (about 1.4 s per
-# worker), and every tool a test starts compile the package again: the suite and what it starts
-# keep their bytecode, as Python does by default, in __pycache__/ folders (.gitignore'd; no asset
-# folder holds Python, and the image's hash leaves __pycache__/ out: tests/stack/test_image_context.py).
+# pytest-xdist worker rewrite every test module's asserts again on every run (a worker's collection:
+# 3.3 s, 2.1 s with them kept), and every tool a test starts compile the package again: the suite
+# and what it starts keep their bytecode, as Python does by default, in __pycache__/ folders
+# (.gitignore'd; no asset folder holds Python, and the image's hash leaves __pycache__/ out:
+# tests/stack/test_image_context.py).
 sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
@@ -105,9 +106,9 @@ def work_unit(nodeid: str) -> str:
 LONGEST_FIRST = [
     STACK + "scanners and pipeline",  # ~37 s (checkov and cfn-lint cold; ~25 s with build/scans/)
     STACK + "templates",  # ~35 s
-    "tests/e2e/test_offline_diff.py",  # ~17 s: a whole tool run (two CLI synths), three stopped runs
+    "tests/e2e/test_offline_diff.py",  # ~23 s: a whole tool run (two CLI synths), three stopped runs
     "tests/e2e/test_cdk_cli.py",  # ~10 s: the real CLI
-    "tests/units/test_router_contract.py",  # ~11 s: a bare Stack and the whole app for every router
+    "tests/units/test_router_contract.py",  # ~6 s: a bare Stack for every router (and a cold kernel)
     "tests/tools/test_rollout_probe.py",  # ~11 s
     "tests/units/test_service.py",  # ~9 s
     "tests/tools/test_verify_hostile.py",  # ~8 s, mostly waiting out deadlines

@@ -419,6 +419,10 @@ def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *identity, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
+# The Makefile and what `make setup` depends on: in the commit, and as old as its stamps in each clone.
+SETUP_FILES = ("Makefile", "requirements.txt", "requirements-dev.txt", "package.json", "package-lock.json")
+
+
 @pytest.fixture(scope="module")
 def pipeline_origin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The repository the source action reads, one commit: the package, the Makefile and what its
@@ -426,7 +430,7 @@ def pipeline_origin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     origin = tmp_path_factory.mktemp("origin")
     shutil.copytree(ROOT / "canary_stack", origin / "canary_stack", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "ci", origin / "ci")
-    for name in ("Makefile", "requirements.txt", "requirements-dev.txt", "package.json", "package-lock.json"):
+    for name in SETUP_FILES:
         shutil.copy2(ROOT / name, origin / name)
     cdk_json = json.loads((ROOT / "cdk.json").read_text())
     cdk_json["context"]["canaryWeight"] = 25
@@ -445,7 +449,7 @@ def source_copy(tmp_path: Path, pipeline_origin: Path) -> Path:
     writes into it."""
     src = tmp_path / "src"
     git(tmp_path, "clone", "-q", str(pipeline_origin), str(src))
-    for name in ("Makefile", "requirements.txt", "requirements-dev.txt", "package.json", "package-lock.json"):
+    for name in SETUP_FILES:
         shutil.copystat(ROOT / name, src / name)  # as old as the stamps below: set-up is done
     (src / ".venv").symlink_to((ROOT / ".venv").resolve(), target_is_directory=True)
     cdk = src / "node_modules" / ".bin" / "cdk"
