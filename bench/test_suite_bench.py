@@ -8,8 +8,9 @@ sys, its child processes included) and the 1-minute load average before it start
 medians. Goal (issue 13): the suite's median <= 60 s on this 2-core machine after set-up (the
 venvs, node_modules and the compiled Crystal binaries exist: `make test` builds them first). The
 CPU seconds tell a slow run on a busy machine from a slower suite. `--cold` removes the scanners'
-kept verdicts (build/scans/, tests/support/scans.py) before each run, as on a fresh clone: without
-it, every run after the first reuses them when no template changed.
+kept verdicts (build/scans/, tests/support/scans.py) and the kept syntheses (build/synth/,
+tests/support/synthesis_cache.py) before each run, as on a fresh clone or after a change to the app:
+without it, every run after the first reuses them when no input changed (a change to a test or a tool).
 
 `--vs DIR` compares this checkout with another (a `git worktree` of another commit, its `.venv` and
 `node_modules` linked to these): the two suites run in turn, this one first, and each pair's ratio of
@@ -54,15 +55,16 @@ def timed(argv: list[str], cwd: Path = ROOT) -> tuple[float, float, float, int]:
     return wall, children_cpu() - cpu, load, result.returncode
 
 
-def forget_scans() -> None:
-    shutil.rmtree(ROOT / "build" / "scans", ignore_errors=True)
+def forget_kept_results() -> None:
+    for kept in ("scans", "synth"):
+        shutil.rmtree(ROOT / "build" / kept, ignore_errors=True)
 
 
-def keep_scans() -> None:
+def keep_results() -> None:
     pass
 
 
-def series(name: str, argv: list[str], runs: int, before_each: Callable[[], None] = keep_scans) -> tuple[float, bool]:
+def series(name: str, argv: list[str], runs: int, before_each: Callable[[], None] = keep_results) -> tuple[float, bool]:
     walls: list[float] = []
     ok = True
     print(f"{name}: {' '.join(argv)}")
@@ -105,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs of each command (default 3)")
     parser.add_argument("--no-lint", action="store_true", help="time the test suite only")
-    parser.add_argument("--cold", action="store_true", help="remove build/scans/ before each run (a fresh clone)")
+    parser.add_argument(
+        "--cold", action="store_true", help="remove build/scans/ and build/synth/ before each run (a fresh clone)"
+    )
     parser.add_argument("--vs", type=Path, metavar="DIR", help="another checkout to compare with, run by run")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
@@ -117,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.vs is not None:
         return 0 if pairs(["-q", "-p", "no:cacheprovider", *args.pytest_args], args.vs.resolve(), args.runs) else 1
     pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args.pytest_args]
-    name = "test suite (cold: no kept scanner verdicts)" if args.cold else "test suite"
-    suite, ok = series(name, pytest, args.runs, forget_scans if args.cold else keep_scans)
+    name = "test suite (cold: no kept scanner verdicts or syntheses)" if args.cold else "test suite"
+    suite, ok = series(name, pytest, args.runs, forget_kept_results if args.cold else keep_results)
     verdict = "within" if suite <= GOAL_SECONDS else "OVER"
     print(f"  {verdict} the goal of {GOAL_SECONDS:.0f} s")
     if not args.no_lint:

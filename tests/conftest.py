@@ -65,9 +65,12 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Synthesis]:
-    """Returns `synth(**context)`; each distinct configuration is synthesized once per test session."""
-    from support.synthesis import synthesize
+    """Returns `synth(**context)`; each distinct configuration is synthesized once per test session,
+    or copied from build/synth/ when an earlier session synthesized it from the same inputs
+    (support/synthesis_cache.py: the sources, the packages, the context)."""
+    from support.synthesis_cache import inputs_digest, synthesize_once
 
+    inputs = inputs_digest()
     cache: dict[tuple, Synthesis] = {}
 
     def get(**cli_context: str) -> Synthesis:
@@ -75,7 +78,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Synthesis]:
         if key not in cache:
             name = "synth-" + ("-".join(f"{k}-{v}" for k, v in key) or "default")
             safe = re.sub(r"[^A-Za-z0-9=-]+", "_", name)[:60]
-            cache[key] = synthesize(tmp_path_factory.mktemp(safe), **dict(key))
+            cache[key] = synthesize_once(inputs, tmp_path_factory.mktemp(safe), **dict(key))
         return cache[key]
 
     return get

@@ -50,14 +50,18 @@ class Synthesis:
         return next(iter(found.values()))
 
 
+def app_context(**cli_context: str) -> dict[str, Any]:
+    """All the context `cdk synth -c key=value ...` gives the app: cdk.json's, the CLI's own, the -c values."""
+    return {**cdk_json_context(), **CLI_CONTEXT, **cli_context}
+
+
 def synthesize(outdir: Path, **cli_context: str) -> Synthesis:
     """`cdk synth -c key=value ...` in-process: `cli_context` values are strings, as from the CLI."""
     # Here, not at the top: importing aws_cdk starts jsii's Node.js kernel, which a test module that
     # only needs ROOT or CLI_CONTEXT (the tools' tests, the export's pytest) should not pay for.
     from canary_stack import cdk_app
 
-    context = {**cdk_json_context(), **CLI_CONTEXT, **cli_context}
-    app = cdk_app.create_app(context=context, outdir=str(outdir))
+    app = cdk_app.create_app(context=app_context(**cli_context), outdir=str(outdir))
     cdk_app.build(app)
     assembly = app.synth()
     templates = {stack.stack_name: stack.template for stack in assembly.stacks}
