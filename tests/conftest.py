@@ -104,12 +104,14 @@ def work_unit(nodeid: str) -> str:
     return STACK + ("scanners and pipeline" if path.removeprefix(STACK) in SCANNERS_AND_PIPELINE else "templates")
 
 
-# The longest units first (serial seconds, measured with --durations), so that none of them starts last
-# and keeps one worker busy while the other has nothing left; the rest follow in collection order.
+# The longest units first (serial seconds, measured per test on each worker), so that none of them
+# starts last and keeps one worker busy while the other has nothing left; the rest follow in collection
+# order. The two halves of tests/stack/ first: with nothing kept (a fresh clone, a change to the app)
+# they synthesize every configuration; with build/scans/ and build/synth/ kept, about 30 s and 15 s.
 LONGEST_FIRST = [
-    STACK + "scanners and pipeline",  # ~37 s (checkov and cfn-lint cold; ~25 s with build/scans/)
-    STACK + "templates",  # ~35 s
-    "tests/e2e/test_offline_diff.py",  # ~23 s: a whole tool run (two CLI synths), three stopped runs
+    STACK + "scanners and pipeline",  # ~37 s (checkov and cfn-lint cold; ~30 s with build/scans/ and build/synth/)
+    STACK + "templates",  # ~35 s (~15 s with build/synth/)
+    "tests/e2e/test_offline_diff.py",  # ~18 s: a whole tool run (two CLI synths), three stopped runs
     "tests/e2e/test_cdk_cli.py",  # ~10 s: the real CLI
     "tests/units/test_router_contract.py",  # ~6 s: a bare Stack for every router (and a cold kernel)
     "tests/tools/test_rollout_probe.py",  # ~11 s
