@@ -7,9 +7,9 @@ Prints each run, the medians and the ratio (goal: <= 1.5x against the empty app 
 settings). The empty app is a Python CDK app with one empty stack and this project's cdk.json
 context, so both pay the same CLI, Python and jsii start-up; the difference is what this app costs
 to construct, check and synthesize. Then, per phase (median of the rounds), this app in-process:
-the toolchain set-up, the Python imports (aws_cdk and the jsii assemblies; our modules, which load
-aws_cdk's service modules), construction, synthesis, cdk-nag (a synthesis with it minus one
-without), and the CLI's own share (its wall time minus the app's).
+the toolchain set-up, the Python imports (aws_cdk and the jsii assemblies; cdk-nag; our modules,
+which load aws_cdk's service modules), construction, synthesis, cdk-nag's checks (a synthesis with
+them minus one without), and the CLI's own share (its wall time minus the app's).
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ marks = [("start", time.perf_counter())]
 def mark(name): marks.append((name, time.perf_counter()))
 from canary_stack.toolchain import prepare_toolchain, remove_at_exit
 remove_at_exit(prepare_toolchain(os.environ), exit_on_sigterm=False); mark("toolchain set-up")
-import aws_cdk, cdk_nag, cdk_docker_image_deployment; mark("import aws_cdk (jsii, assemblies)")
+import aws_cdk, cdk_docker_image_deployment; mark("import aws_cdk (jsii, assemblies)")
+import cdk_nag; mark("import cdk_nag (its assembly and rules)")
 from canary_stack import cdk_app
 from canary_stack.context import read_context
 from canary_stack.constants import PROJECT_ROOT
@@ -100,7 +101,7 @@ def breakdown(tmp: Path, rounds: int, cli_median: float) -> None:
     med = {kind: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for kind, rs in runs.items()}
     app_total = sum(med["with"].values())
     rows = dict(med["without"])
-    rows["cdk-nag (synthesis with it - without)"] = med["with"]["synthesis"] - med["without"]["synthesis"]
+    rows["cdk-nag's checks (synthesis with - without)"] = med["with"]["synthesis"] - med["without"]["synthesis"]
     rows["the CDK CLI (cdk synth - the app)"] = cli_median - app_total
     print("where this app's cdk synth goes (medians, seconds):")
     for name, seconds in rows.items():
