@@ -63,7 +63,8 @@ def prepare_toolchain(environ: MutableMapping[str, str]) -> Path:
     environ.setdefault("JSII_DEPRECATED", "quiet")
     # jsii prints a banner on Node.js 20 (out of its support since 2026-10-30) on every run. Synthesis
     # works on it; the README recommends Node.js 22+. The variable is a list of majors: the running one
-    # is added to whatever the user set (`1` would otherwise bring the banner back over our one-line errors).
+    # is added to whatever the user set (`1` would otherwise bring the banner back over our one-line errors),
+    # once: a process that prepares again (the tests, the deploy check's app) gets the same value.
     name, node = "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", environ.get("JSII_NODE", "node")
     argv = [node, "-p", "process.versions.node.split('.')[0]"]
     probe = (
@@ -76,8 +77,9 @@ def prepare_toolchain(environ: MutableMapping[str, str]) -> Path:
     # assembly, after this function: the kernel still reads the variable set below.
     import jsii  # noqa: F401
 
-    major = probe.communicate()[0] if probe is not None else ""
-    environ[name] = ",".join(filter(None, [environ.get(name, ""), major.strip()]))
+    major = (probe.communicate()[0] if probe is not None else "").strip()
+    listed = [v for v in environ.get(name, "").split(",") if v.strip()]
+    environ[name] = ",".join(listed if major in {"", *(v.strip() for v in listed)} else [*listed, major])
     return run_tmp
 
 
