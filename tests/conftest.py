@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from support.aws_models import share_service_models
+from support.synthesis_cache import read_inputs, synthesize_once
 
 from canary_stack.config import DEFAULTS
 from canary_stack.constants import PROJECT_ROOT
@@ -61,6 +62,9 @@ share_service_models()
 # tests/stack/test_image_context.py).
 sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+# What this session's syntheses read besides their context, read once the environment above is set
+# and before any test module imports the app's modules (support/synthesis_cache.py).
+SYNTHESIS_INPUTS = read_inputs()
 
 
 @pytest.fixture(scope="session")
@@ -68,9 +72,6 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Synthesis]:
     """Returns `synth(**context)`; each distinct configuration is synthesized once per test session,
     or copied from build/synth/ when an earlier session synthesized it from the same inputs
     (support/synthesis_cache.py: the sources, the packages, the context)."""
-    from support.synthesis_cache import inputs_digest, synthesize_once
-
-    inputs = inputs_digest()
     cache: dict[tuple, Synthesis] = {}
 
     def get(**cli_context: str) -> Synthesis:
@@ -78,7 +79,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Synthesis]:
         if key not in cache:
             name = "synth-" + ("-".join(f"{k}-{v}" for k, v in key) or "default")
             safe = re.sub(r"[^A-Za-z0-9=-]+", "_", name)[:60]
-            cache[key] = synthesize_once(inputs, tmp_path_factory.mktemp(safe), **dict(key))
+            cache[key] = synthesize_once(SYNTHESIS_INPUTS, tmp_path_factory.mktemp(safe), **dict(key))
         return cache[key]
 
     return get

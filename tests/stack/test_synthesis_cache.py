@@ -9,6 +9,8 @@ read back as jsii returned the templates.
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -72,12 +74,12 @@ def sources(tmp_path) -> dict[str, Path]:
     }
 
 
-def digest(sources: dict[str, Path], **environ: str) -> str:
-    return synthesis_cache.inputs_digest(
+def digest(sources: dict[str, Path], **environ: str) -> synthesis_cache.Inputs:
+    return synthesis_cache.read_inputs(
         trees=[sources["app"], sources["image"]],
         files=[sources["lock"]],
         python=sources["python"],
-        environ={"JSII_NODE": str(sources["node"]), **environ},
+        environ={"JSII_NODE": str(sources["node"]), "PATH": os.environ["PATH"], **environ},
     )
 
 
@@ -145,7 +147,7 @@ def test_any_change_to_what_a_synthesis_reads_synthesizes_again(calls, sources, 
     else:
         environ = {"JSII_DEPRECATED": "fail"}
     after = digest(sources, **environ)
-    assert after != before
+    assert after.digest != before.digest
     synthesis_cache.synthesize_once(after, outdir(tmp_path, "b"), canaryWeight="10")
     assert len(calls) == 2
 
@@ -154,7 +156,7 @@ def test_bytecode_and_unrelated_variables_do_not_count(sources):
     before = digest(sources, HOME="/root")
     (sources["app"] / "__pycache__").mkdir()
     (sources["app"] / "__pycache__" / "stack.cpython-311.pyc").write_bytes(b"\0")
-    assert digest(sources, HOME="/home/someone", TMPDIR="/tmp/x") == before
+    assert digest(sources, HOME="/home/someone", TMPDIR="/tmp/x").digest == before.digest
 
 
 def test_one_generation_is_kept(calls, sources, tmp_path):
@@ -164,7 +166,7 @@ def test_one_generation_is_kept(calls, sources, tmp_path):
     inputs = digest(sources)
     synthesis_cache.synthesize_once(inputs, outdir(tmp_path, "c"), canaryWeight="10")
     kept = sorted(p.name for p in (tmp_path / "synth").iterdir())
-    assert len(kept) == 1 and kept[0].startswith(inputs[:16])
+    assert len(kept) == 1 and kept[0].startswith(inputs.digest[:16])
 
 
 def test_a_failed_synthesis_keeps_nothing(calls, sources, tmp_path, monkeypatch):
@@ -207,3 +209,54 @@ def test_a_real_synthesis_reads_back_from_its_files_as_jsii_returned_it(tmp_path
     stacks = synthesis_cache.stack_templates(tmp_path)
     assert sorted(stacks) == ["CrystalCanary", "CrystalCanaryPipeline"]
     assert synthesis_cache.read_templates(tmp_path, stacks) == made.templates
+
+
+def test_an_entry_missing_any_file_is_synthesized_again(calls, sources, tmp_path):
+    inputs = digest(sources)
+    synthesis_cache.synthesize_once(inputs, outdir(tmp_path, "a"), canaryWeight="10")
+    (entry,) = (tmp_path / "synth").iterdir()
+    (entry / synthesis_cache.ASSEMBLY / "asset.abc" / "index.js").unlink()  # not a template
+    again = synthesis_cache.synthesize_once(inputs, outdir(tmp_path, "b"), canaryWeight="10")
+    assert len(calls) == 2
+    assert "asset.abc/index.js" in files(again.outdir)
+    assert (entry / synthesis_cache.ASSEMBLY / "asset.abc" / "index.js").is_file()
+
+
+def test_an_entry_without_its_index_is_replaced(calls, sources, tmp_path):
+    inputs = digest(sources)
+    synthesis_cache.synthesize_once(inputs, outdir(tmp_path, "a"), canaryWeight="10")
+    (entry,) = (tmp_path / "synth").iterdir()
+    (entry / synthesis_cache.INDEX).unlink()
+    synthesis_cache.synthesize_once(inputs, outdir(tmp_path, "b"), canaryWeight="10")
+    synthesis_cache.synthesize_once(inputs, outdir(tmp_path, "c"), canaryWeight="10")
+    assert len(calls) == 2  # the second synthesis was kept again, whole
+    assert (entry / synthesis_cache.INDEX).is_file()
+
+
+def test_sources_changed_during_the_session_are_not_kept(calls, sources, tmp_path):
+    inputs = digest(sources)  # the session starts
+    (sources["image"] / "src" / "server.cr").write_text('puts "saved during the run"\n')
+    synthesis_cache.synthesize_once(inputs, outdir(tmp_path, "a"), canaryWeight="10")
+    assert not (tmp_path / "synth").exists() or not list((tmp_path / "synth").iterdir())
+    synthesis_cache.synthesize_once(digest(sources), outdir(tmp_path, "b"), canaryWeight="10")
+    assert len(calls) == 2
+
+
+def test_another_session_s_half_made_entry_is_left_alone_until_it_is_an_hour_old(calls, sources, tmp_path):
+    synth_folder = tmp_path / "synth"
+    young = synth_folder / ".0123456789abcdef-0123456789abcdef.99999"
+    old = synth_folder / ".fedcba9876543210-0123456789abcdef.99998"
+    for folder in (young, old):
+        (folder / synthesis_cache.ASSEMBLY).mkdir(parents=True)
+    hour_ago = time.time() - synthesis_cache.ABANDONED_AFTER_SECONDS - 60
+    os.utime(old, (hour_ago, hour_ago))
+    synthesis_cache.synthesize_once(digest(sources), outdir(tmp_path, "a"), canaryWeight="10")
+    assert young.is_dir() and not old.exists()
+
+
+def test_a_synthesis_that_cannot_be_kept_is_still_returned(calls, sources, tmp_path):
+    (tmp_path / "synth").write_text("a file where the folder should be")
+    with pytest.warns(UserWarning, match="not kept"):
+        made = synthesis_cache.synthesize_once(digest(sources), outdir(tmp_path, "a"), canaryWeight="10")
+    assert made.template["Resources"]["Rule"]["Properties"]["Weight"] == "10"
+    assert (tmp_path / "synth").read_text() == "a file where the folder should be"

@@ -7,14 +7,21 @@ run (a fresh synthesis has the bytes of the `synth` fixture's, kept or not). Wha
 * the app's sources (canary_stack/, the Lambda handlers with it) and the image's (crystal_src/: its
   asset hash is the canary's image tag), and how the tests synthesize (support/synthesis.py, this file);
 * what runs it: the Python packages of the virtualenv (their dist-info names), node_modules (its
-  lock file: esbuild bundles the library's handlers), the Python and Node.js versions, and the
-  CDK_*, JSII_* and AWS_* environment the Node.js kernel starts with.
-`inputs_digest` hashes all of them once per session; `synthesize_once` answers a configuration
-synthesized from the same digest with a copy of its cloud assembly, and otherwise synthesizes it and
-keeps it. A change to any input synthesizes every configuration again; one generation is kept. Like
-build/scans/ and build/crystal/, a fresh clone (CI, the pipeline's build) has none and synthesizes
-everything; `make clean` removes them. The direct `synthesize` calls (determinism, the image
-changes) always synthesize.
+  lock file: esbuild bundles the library's handlers), the Python and Node.js that run it, and the
+  CDK_*, JSII_*, AWS_* and ESBUILD_* environment the Node.js kernel starts with.
+`read_inputs` hashes all of them when the session starts, before the tests import the app's modules
+(tests/conftest.py). `synthesize_once` answers a configuration synthesized from the same inputs with a
+copy of its cloud assembly, checked file by file; otherwise it synthesizes it and keeps it, unless the
+sources changed since the session started (an edit saved or a branch checked out during the run: the
+session may have run either version). A change to any input synthesizes every configuration again;
+one generation is kept. Like build/scans/ and build/crystal/, a fresh clone (CI, the pipeline's
+build) has none and synthesizes everything; `make clean` removes them. The direct `synthesize` calls
+(determinism, the image changes) always synthesize. Not seen: a package rebuilt in place under the
+same version (as for build/scans/).
+
+Sessions may share build/synth/ (two pytest runs in one checkout): an entry appears whole (renamed
+into place) and disappears whole (renamed away, then removed), a session removes no other session's
+half-made entry, and keeping is best-effort: a synthesis that could not be kept is still returned.
 """
 
 from __future__ import annotations
@@ -25,7 +32,10 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from canary_stack.constants import PROJECT_ROOT
@@ -42,58 +52,79 @@ SOURCE_FILES = (
     Path(synthesis.__file__),
     Path(__file__),
 )
-ENVIRONMENT = ("CDK_", "JSII_", "AWS_")
-ASSEMBLY, STACKS = "assembly", "stacks.json"  # an entry: the cloud assembly, and its stacks' template files
+ENVIRONMENT = ("CDK_", "JSII_", "AWS_", "ESBUILD_")
+ASSEMBLY, INDEX = "assembly", "index.json"  # an entry: the cloud assembly; its stacks and every file's hash
+# A folder starting with "." is being made or removed by a session; one this old belongs to none.
+ABANDONED_AFTER_SECONDS = 3600
 
 
-def node_version(environ: Mapping[str, str]) -> str:
-    node = environ.get("JSII_NODE", "node")
+@dataclass(frozen=True)
+class Inputs:
+    """What the syntheses of a session read besides their context: `digest` hashes all of it,
+    `sources` the files alone (hashed again after each synthesis)."""
+
+    digest: str
+    sources: str
+    trees: Sequence[Path]
+    files: Sequence[Path]
+
+
+def node(environ: Mapping[str, str]) -> str:
+    """Which Node.js runs the kernel (jsii's JSII_NODE, else `node` on PATH), and its version."""
+    name = environ.get("JSII_NODE", "node")
+    found = shutil.which(name, path=environ.get("PATH"))
+    if found is None:
+        return f"no {name}"
     try:
-        return subprocess.run([node, "--version"], capture_output=True, text=True, timeout=60).stdout.strip()
-    except OSError:
-        return "no Node.js"
+        version = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        version = "no answer"
+    return f"{os.path.realpath(found)} {version.strip()}"
 
 
-def inputs_digest(
+def sources_digest(trees: Sequence[Path], files: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"<no file>") + b"\0")
+    for tree in trees:
+        for path in sorted(p for p in tree.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            digest.update(f"{tree.name}/{path.relative_to(tree).as_posix()}".encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def read_inputs(
     *,
     trees: Sequence[Path] = SOURCE_TREES,
     files: Sequence[Path] = SOURCE_FILES,
     python: Path = Path(sys.executable),
     environ: Mapping[str, str] = os.environ,
-) -> str:
-    """The hash of everything a synthesis reads besides its context (the module's docstring)."""
+) -> Inputs:
+    """The inputs of this session's syntheses, read now (the module's docstring)."""
+    sources = sources_digest(trees, files)
     digest = hashlib.sha256()
-
-    def add(*parts: str | bytes) -> None:
-        for part in parts:
-            digest.update((part if isinstance(part, bytes) else part.encode()) + b"\0")
-
-    add(sys.version, node_version(environ), *installed(python))
-    for name in sorted(environ):
-        if name.startswith(ENVIRONMENT):
-            add(name, environ[name])
-    for path in files:
-        add(path.name, path.read_bytes() if path.is_file() else b"<no file>")
-    for tree in trees:
-        for path in sorted(p for p in tree.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-            add(f"{tree.name}/{path.relative_to(tree).as_posix()}", path.read_bytes())
-    return digest.hexdigest()[:32]
+    runtime = [sys.version, node(environ), *installed(python)]
+    variables = [f"{name}={environ[name]}" for name in sorted(environ) if name.startswith(ENVIRONMENT)]
+    for part in [*runtime, *variables, sources]:
+        digest.update(part.encode() + b"\0")
+    return Inputs(digest=digest.hexdigest()[:32], sources=sources, trees=tuple(trees), files=tuple(files))
 
 
-def synthesize_once(inputs: str, outdir: Path, **cli_context: str) -> Synthesis:
+def synthesize_once(inputs: Inputs, outdir: Path, **cli_context: str) -> Synthesis:
     """`synthesis.synthesize(outdir, **cli_context)`, or a copy in `outdir` of the cloud assembly an
-    earlier synthesis of the same configuration from the same `inputs` (`inputs_digest`) made."""
+    earlier synthesis of the same configuration from the same `inputs` made."""
     context = json.dumps(synthesis.app_context(**cli_context), sort_keys=True)
-    entry = SYNTHESES / f"{inputs[:16]}-{hashlib.sha256(context.encode()).hexdigest()[:16]}"
-    if (entry / STACKS).is_file():
+    entry = SYNTHESES / f"{inputs.digest[:16]}-{hashlib.sha256(context.encode()).hexdigest()[:16]}"
+    if (entry / INDEX).is_file():
         try:
             return restore(entry, outdir)
-        except (OSError, ValueError):
-            shutil.rmtree(entry, ignore_errors=True)  # damaged (a half-removed folder): made again
+        except (OSError, ValueError, KeyError):
+            remove(entry)  # damaged (a file missing or changed): made again below
             shutil.rmtree(outdir, ignore_errors=True)
             outdir.mkdir(parents=True)
     made = synthesis.synthesize(outdir, **cli_context)
-    keep(made, entry)
+    if sources_digest(inputs.trees, inputs.files) == inputs.sources:
+        keep(made, entry)
     return made
 
 
@@ -112,28 +143,68 @@ def read_templates(assembly: Path, stacks: Mapping[str, str]) -> dict[str, dict]
     return {name: json.loads((assembly / file).read_text()) for name, file in stacks.items()}
 
 
+def file_hashes(folder: Path) -> dict[str, str]:
+    return {
+        path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
 def restore(entry: Path, outdir: Path) -> Synthesis:
+    """The kept assembly copied into `outdir`; ValueError when the copy is not the assembly that was kept."""
+    index = json.loads((entry / INDEX).read_text())
     shutil.copytree(entry / ASSEMBLY, outdir, symlinks=True, dirs_exist_ok=True)
-    stacks = json.loads((entry / STACKS).read_text())
-    return Synthesis(outdir=outdir, templates=read_templates(outdir, stacks))
+    if file_hashes(outdir) != index["files"]:
+        raise ValueError(f"{entry.name}: its files are not the ones it was kept with")
+    return Synthesis(outdir=outdir, templates=read_templates(outdir, index["stacks"]))
 
 
 def keep(made: Synthesis, entry: Path) -> None:
     """Keeps `made` as `entry`, whole or not at all, and removes the other generations' entries.
     The template files must read back as the synthesis returned them: that is what `restore` gives."""
     partial = entry.with_name(f".{entry.name}.{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(made.outdir, partial / ASSEMBLY, symlinks=True)
-    stacks = stack_templates(partial / ASSEMBLY)
-    if read_templates(partial / ASSEMBLY, stacks) != made.templates:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise AssertionError(f"the template files in {made.outdir} differ from what the synthesis returned")
-    (partial / STACKS).write_text(json.dumps(stacks))
-    generation = entry.name.split("-", 1)[0]
-    for other in SYNTHESES.iterdir():
-        if other.name.lstrip(".").split("-", 1)[0] != generation:
-            shutil.rmtree(other, ignore_errors=True)
     try:
-        partial.rename(entry)
-    except OSError:  # another worker kept the same configuration first
         shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(made.outdir, partial / ASSEMBLY, symlinks=True)
+        stacks = stack_templates(partial / ASSEMBLY)
+        if read_templates(partial / ASSEMBLY, stacks) != made.templates:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise AssertionError(f"the template files in {made.outdir} differ from what the synthesis returned")
+        index = {"stacks": stacks, "files": file_hashes(partial / ASSEMBLY)}
+        (partial / INDEX).write_text(json.dumps(index, indent=1, sort_keys=True))
+        remove_other_generations(entry.name.split("-", 1)[0])
+        if entry.exists() and not (entry / INDEX).is_file():
+            remove(entry)  # left half-made by an older version of this file, or damaged by hand
+        try:
+            partial.rename(entry)
+        except OSError:  # another session or worker kept the same configuration first
+            shutil.rmtree(partial, ignore_errors=True)
+    except OSError as err:
+        shutil.rmtree(partial, ignore_errors=True)
+        warnings.warn(f"build/synth/: {entry.name} not kept ({err})", stacklevel=2)
+
+
+def remove(entry: Path) -> None:
+    """Removes an entry in one step for whoever reads it (renamed away first), then its files."""
+    trash = entry.with_name(f".removed-{entry.name}.{os.getpid()}.{time.monotonic_ns()}")
+    try:
+        entry.rename(trash)
+    except OSError:
+        return  # gone already
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def remove_other_generations(generation: str) -> None:
+    """Every whole entry of another generation, and what an interrupted session left an hour ago or more."""
+    abandoned = time.time() - ABANDONED_AFTER_SECONDS
+    for other in SYNTHESES.iterdir() if SYNTHESES.is_dir() else []:
+        if not other.name.startswith("."):
+            if other.name.split("-", 1)[0] != generation:
+                remove(other)
+            continue
+        try:
+            if other.stat().st_mtime < abandoned:
+                shutil.rmtree(other, ignore_errors=True)
+        except FileNotFoundError:
+            pass
