@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from support.file_digest import add_files
 
 REPO = Path(__file__).resolve().parents[2]
 CRYSTAL_SRC = REPO / "crystal_src"
@@ -44,11 +45,7 @@ def source_key(crystal: str, args: list[str], sources: list[Path]) -> str:
     digest = hashlib.sha256()
     version = subprocess.run([crystal, "--version"], capture_output=True, text=True, check=True).stdout
     digest.update(f"{version}\0{args}\0".encode())
-    for root in sources:
-        for path in sorted(root.rglob("*")) if root.is_dir() else [root]:
-            if path.is_file():
-                digest.update(f"{path.relative_to(CRYSTAL_SRC)}\0".encode())
-                digest.update(path.read_bytes() + b"\0")
+    add_files(digest, sources, relative_to=CRYSTAL_SRC)
     return digest.hexdigest()[:16]
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from canary_stack.constants import PROJECT_ROOT
 from support import synthesis
+from support.file_digest import add_files
 from support.scans import installed
 from support.synthesis import Synthesis
 
@@ -87,9 +88,7 @@ def sources_digest(trees: Sequence[Path], files: Sequence[Path]) -> str:
     for path in files:
         digest.update(path.name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"<no file>") + b"\0")
     for tree in trees:
-        for path in sorted(p for p in tree.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-            digest.update(f"{tree.name}/{path.relative_to(tree).as_posix()}".encode() + b"\0")
-            digest.update(path.read_bytes() + b"\0")
+        add_files(digest, [tree], relative_to=tree.parent)
     return digest.hexdigest()
 
 
